@@ -1,0 +1,1 @@
+"""The HTTP client: the transport core below (``transport``), the session API above."""

@@ -1,0 +1,746 @@
+"""One HTTP/1.1 client connection: an asyncio ``BufferedProtocol`` driving httptools.
+
+Why this shape: asyncio delivers bytes through protocol callbacks, and httptools (llhttp) turns
+them into header and body callbacks without allocating per byte, so one response costs one
+future (the head waiter) and a few C-level callbacks. No task, no stream reader, no per-read
+``bytes`` for the socket: the socket is read straight into a buffer the connection reuses.
+
+Large ``Content-Length`` bodies bypass the parser: once the head is parsed, the remaining
+byte count is known, so the bytes are counted instead of parsed, and ``aread()`` receives them
+straight into one pre-sized buffer (no chunk list, no join).
+
+The parser is sans-I/O (it only sees bytes); this class is the thin I/O shell around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+import httptools
+
+from ferryman.client.transport import _trace
+from ferryman.exceptions import (
+    ConnectError,
+    ConnectTimeout,
+    LocalProtocolError,
+    ReadError,
+    ReadTimeout,
+    RemoteProtocolError,
+    WriteError,
+    WriteTimeout,
+)
+from ferryman.http.headers import Headers
+from ferryman.http.models import Request, Response
+from ferryman.http.streams import AsyncByteStream, ByteStream, SyncByteStream
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from ferryman.client.transport.network import AsyncNetworkStream
+
+__all__ = ["AsyncHTTP11Connection"]
+
+READ_BUFFER_SIZE = 64 * 1024
+# Body bytes held for a slow reader before the socket stops being read (flow control).
+BODY_HIGH_WATER = 256 * 1024
+# Remaining Content-Length bytes from which a body bypasses the parser.
+BYPASS_THRESHOLD = 32 * 1024
+# How long a request with ``Expect: 100-continue`` waits for the 100 before sending its body.
+EXPECT_CONTINUE_WAIT = 1.0
+
+# Connection states.
+CONNECTING, IDLE, ACTIVE, CLOSED, DETACHED = range(5)
+
+# How the bytes the socket delivers are handled.
+PARSE, BYPASS, RAW = range(3)
+
+_HTTP_VERSIONS = {"1.1": b"HTTP/1.1", "1.0": b"HTTP/1.0", "0.9": b"HTTP/0.9"}
+_NO_TIMEOUTS: dict[str, float | None] = {}
+
+
+class AsyncHTTP11Connection(asyncio.BufferedProtocol):
+    """A keep-alive HTTP/1.1 connection to one origin; one request at a time (no pipelining)."""
+
+    def __init__(self, origin: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.origin = origin
+        self._loop = loop
+        self._transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._buffer = bytearray(READ_BUFFER_SIZE)
+        self._view = memoryview(self._buffer)
+        self.state = CONNECTING
+        self.requests_handled = 0
+        self.idle_since = 0.0
+        # Called with this connection when a response is done (or the connection dies).
+        self.on_release: Callable[[AsyncHTTP11Connection], None] | None = None
+        self._mode = PARSE
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._write_paused = False
+        self._reading_paused = False
+        self._error: BaseException | None = None
+        self._eof = False
+        self._network_stream: AsyncNetworkStream | None = None
+        self._sent_anything = False
+        self._reset_message_state()
+        self._method = b"GET"
+
+    def _reset_message_state(self) -> None:
+        self._status = 0
+        self._reason = b""
+        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._head_complete = False
+        self._message_complete = False
+        self._keep_alive = False
+        self._http_version = b"HTTP/1.1"
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._body_received = 0
+        self._remaining = -1  # bytes left of a Content-Length body, when known
+        self._until_close = False  # body framed by the end of the connection
+        self._skip_body = False  # HEAD: a Content-Length describes a body that never comes
+        self._interim = False  # a 1xx response is being parsed
+        self._got_continue = False
+        self._parser_spent = False  # the parser's state no longer matches the stream
+        self._into: memoryview | None = None  # aread()'s pre-sized destination
+        self._into_pos = 0
+        self._must_close = False
+        self._raw_chunks: deque[bytes] = deque()  # bytes after the head of a tunnel / upgrade
+
+    # -- asyncio protocol callbacks ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        into = self._into
+        if into is not None:
+            return into[self._into_pos :]
+        return self._view
+
+    def buffer_updated(self, nbytes: int) -> None:
+        mode = self._mode
+        if self._into is not None:
+            self._into_pos += nbytes
+            self._remaining -= nbytes
+            self._body_received += nbytes
+            if self._remaining == 0:
+                self._into = None
+                self._finish_bypassed_body()
+            return
+        if mode == PARSE:
+            if self.state != ACTIVE:
+                # A server that speaks while no request is out (a 408, garbage) makes the
+                # connection unusable; the pool drops it when it next looks.
+                self._must_close = True
+                return
+            self._feed(self._view[:nbytes])
+        elif mode == BYPASS:
+            self._bypass(bytes(self._view[:nbytes]))
+        else:
+            self._raw_chunks.append(bytes(self._view[:nbytes]))
+            self._wake()
+
+    def _feed(self, data: memoryview | bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            offset = exc.args[0] if exc.args else len(data)
+            self._mode = RAW
+            self._parser_spent = True
+            rest = bytes(data[offset:])
+            if rest:
+                self._raw_chunks.append(rest)
+            self._wake()
+            return
+        except httptools.HttpParserError as exc:
+            self._fail(RemoteProtocolError(f"the server sent malformed HTTP: {exc}"))
+            return
+        if self._head_complete and not self._message_complete and self._mode == PARSE:
+            self._consider_bypass()
+
+    def _consider_bypass(self) -> None:
+        """A long Content-Length body is counted, not parsed, from now on."""
+        if self._remaining == -1:
+            self._remaining = -2  # looked up once per message
+            for name, value in self._raw_headers:
+                if len(name) == 14 and name.lower() == b"content-length":
+                    try:
+                        self._remaining = int(value) - self._body_received
+                    except ValueError:
+                        return
+                elif len(name) == 17 and name.lower() == b"transfer-encoding":
+                    self._remaining = -2
+                    return
+        if self._remaining >= BYPASS_THRESHOLD and not self._skip_body:
+            self._mode = BYPASS
+            self._parser_spent = True
+
+    def _bypass(self, data: bytes) -> None:
+        remaining = self._remaining
+        if len(data) > remaining:
+            # More bytes than the body announced: we never pipeline, so they are garbage.
+            data = data[:remaining]
+            self._must_close = True
+        self._remaining = remaining - len(data)
+        self._add_body(data)
+        if self._remaining == 0:
+            self._finish_bypassed_body()
+
+    def _finish_bypassed_body(self) -> None:
+        self._mode = PARSE
+        self._message_complete = True
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self._eof = True
+        return None  # let the transport close; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._eof = True
+        previous = self.state
+        if previous != DETACHED:
+            self.state = CLOSED
+        if previous == ACTIVE or previous == DETACHED:
+            if self._head_complete and not self._message_complete and self._until_close:
+                self._message_complete = True
+            elif not self._message_complete and self._mode != RAW and self._error is None:
+                if not self._head_complete and self._status == 0 and not self._raw_headers:
+                    self._error = RemoteProtocolError(
+                        "the server closed the connection without sending a response"
+                    )
+                elif not self._head_complete:
+                    self._error = RemoteProtocolError(
+                        "the server closed the connection in the middle of the response head"
+                    )
+                else:
+                    self._error = RemoteProtocolError(
+                        "the server closed the connection before the complete body was received"
+                        f" ({self._body_received} bytes received)"
+                    )
+                    if exc is not None:
+                        self._error.__cause__ = exc
+        self._wake()
+        drain = self._drain_waiter
+        if drain is not None and not drain.done():
+            drain.set_exception(WriteError(f"connection lost while sending: {exc or 'EOF'}"))
+        self._drain_waiter = None
+        if previous == IDLE and self.on_release is not None:
+            self.on_release(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        waiter = self._drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        self._drain_waiter = None
+
+    # -- httptools callbacks -----------------------------------------------------------------
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._raw_headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self._interim = True
+            if status == 100:
+                self._got_continue = True
+                self._wake()
+            return
+        self._status = status
+        self._keep_alive = parser.should_keep_alive()
+        self._http_version = _HTTP_VERSIONS.get(parser.get_http_version(), b"HTTP/1.1")
+        self._head_complete = True
+        method = self._method
+        if method == b"HEAD":
+            self._skip_body = True
+            self._parser_spent = True
+            self._message_complete = True
+        elif method == b"CONNECT" and 200 <= status < 300:
+            self._mode = RAW
+            self._parser_spent = True
+        elif status not in (204, 304) and not self._chunked_or_sized():
+            self._until_close = True
+            self._keep_alive = False
+        self._wake()
+
+    def _chunked_or_sized(self) -> bool:
+        for name, _ in self._raw_headers:
+            lowered = name.lower()
+            if lowered == b"content-length" or lowered == b"transfer-encoding":
+                return True
+        return False
+
+    def on_body(self, body: bytes) -> None:
+        if self._mode == RAW:
+            self._raw_chunks.append(body)
+        elif not self._skip_body:
+            self._add_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            # The 1xx is done; the real response follows on the same parser.
+            self._interim = False
+            self._reason = b""
+            self._raw_headers = []
+            return
+        if self._mode == RAW:
+            return
+        self._message_complete = True
+        self._wake()
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    def _add_body(self, data: bytes) -> None:
+        self._chunks.append(data)
+        self._body_received += len(data)
+        self._buffered += len(data)
+        if self._buffered > BODY_HIGH_WATER and not self._reading_paused:
+            self._reading_paused = True
+            if self._transport is not None:
+                self._transport.pause_reading()
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None:
+            self._waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        self._error = exc
+        self._must_close = True
+        if self._transport is not None:
+            self._transport.close()
+        self._wake()
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Wait for the protocol callbacks to report progress, at most ``timeout`` seconds."""
+        if self._error is not None:
+            raise self._error
+        if self.state == CLOSED and self._mode != RAW:
+            raise self._error or ReadError("the connection is closed")
+        if self._reading_paused:
+            self._reading_paused = False
+            if self._transport is not None:
+                self._transport.resume_reading()
+        waiter = self._loop.create_future()
+        self._waiter = waiter
+        if timeout is None:
+            await waiter
+        else:
+            handle = self._loop.call_later(timeout, _expire, waiter, timeout)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+                if self._waiter is waiter:
+                    self._waiter = None
+        if self._error is not None:
+            raise self._error
+
+    async def _drain(self, timeout: float | None) -> None:
+        if not self._write_paused:
+            return
+        if self.state == CLOSED:
+            raise WriteError("the connection closed while the request was being sent")
+        waiter = self._loop.create_future()
+        self._drain_waiter = waiter
+        if timeout is None:
+            await waiter
+        else:
+            handle = self._loop.call_later(timeout, _expire_write, waiter, timeout)
+            try:
+                await waiter
+            finally:
+                handle.cancel()
+
+    # -- state seen by the pool ------------------------------------------------------------
+
+    def is_reusable(self) -> bool:
+        """True when an idle connection can take a request: open, quiet, not closing."""
+        transport = self._transport
+        return (
+            self.state == IDLE
+            and not self._must_close
+            and not self._eof
+            and transport is not None
+            and not transport.is_closing()
+        )
+
+    @property
+    def is_closed(self) -> bool:
+        return self.state == CLOSED
+
+    def close(self) -> None:
+        if self.state != CLOSED:
+            self.state = CLOSED
+            if self._transport is not None:
+                self._transport.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | bytes | None,
+        timeout: float | None,
+    ) -> None:
+        """Wrap this connection's socket in TLS; the protocol (this object) stays the same."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise ConnectError("cannot start TLS: the connection is closed")
+        if isinstance(server_hostname, bytes):
+            server_hostname = server_hostname.decode("ascii")
+        try:
+            new_transport = await self._loop.start_tls(
+                transport,
+                self,
+                ssl_context,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=timeout,
+            )
+        except TimeoutError as exc:
+            self.close()
+            raise ConnectTimeout(f"TLS handshake timed out after {timeout} s") from exc
+        except (ssl.SSLError, ssl.CertificateError, OSError) as exc:
+            self.close()
+            raise ConnectError(f"TLS handshake failed: {exc}") from exc
+        if new_transport is None:  # pragma: no cover - the transport closed meanwhile
+            self.close()
+            raise ConnectError("TLS handshake failed: the connection closed")
+        self._transport = new_transport  # type: ignore[assignment]
+
+    def network_stream(self) -> AsyncNetworkStream:
+        stream = self._network_stream
+        if stream is None:
+            from ferryman.client.transport.network import AsyncNetworkStream
+
+            stream = self._network_stream = AsyncNetworkStream(self)
+        return stream
+
+    # -- one exchange --------------------------------------------------------------------------
+
+    async def handle_async_request(self, request: Request) -> Response:
+        """Send ``request`` and return the response as soon as its head has arrived."""
+        extensions = request.extensions
+        timeouts = extensions.get("timeout", _NO_TIMEOUTS) if extensions else _NO_TIMEOUTS
+        trace = extensions.get("trace") if extensions else None
+        self.state = ACTIVE
+        self._mode = PARSE
+        if self._parser_spent:
+            self._parser = httptools.HttpResponseParser(self)
+        self._reset_message_state()
+        self._sent_anything = False
+        method = request.method.encode("ascii")
+        self._method = method
+        head = _serialize_head(method, request)
+        stream = request.stream
+        body = stream.content if isinstance(stream, ByteStream) else None
+        expect_continue = body != b"" and _expects_continue(request)
+        write_timeout = timeouts.get("write")
+        read_timeout = timeouts.get("read")
+
+        if trace is None:
+            if body is not None and not expect_continue:
+                self._send_head(head + body if body else head)
+            else:
+                self._send_head(head)
+                if not expect_continue or await self._await_continue(read_timeout):
+                    await self._send_body(request, write_timeout)
+            await self._receive_head(read_timeout)
+        else:
+            kwargs = {"request": request}
+
+            async def send_head() -> None:
+                self._send_head(head)
+
+            async def send_body() -> None:
+                if not expect_continue or await self._await_continue(read_timeout):
+                    await self._send_body(request, write_timeout)
+
+            async def receive_head() -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
+                await self._receive_head(read_timeout)
+                return self._http_version, self._status, self._reason, self._raw_headers
+
+            await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_HEADERS, kwargs, send_head)
+            await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_BODY, kwargs, send_body)
+            await _trace.traced(
+                trace, _trace.HTTP11_RECEIVE_RESPONSE_HEADERS, kwargs, receive_head
+            )
+
+        self.requests_handled += 1
+        if self._mode == RAW or self._status == 101:
+            self.state = DETACHED  # the connection now belongs to whoever holds the stream
+            self._mode = RAW
+        if expect_continue and not self._got_continue:
+            self._must_close = True  # the declared body was never sent
+        response_stream = HTTP11ResponseStream(self, request, read_timeout, trace)
+        return Response(
+            self._status,
+            headers=Headers.from_raw(self._raw_headers),
+            stream=response_stream,
+            extensions={
+                "http_version": self._http_version,
+                "reason_phrase": self._reason,
+                "network_stream": self.network_stream(),
+            },
+            request=request,
+        )
+
+    def _send_head(self, data: bytes) -> None:
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            raise WriteError("the connection is closed")
+        transport.write(data)
+        self._sent_anything = True
+
+    async def _send_body(self, request: Request, write_timeout: float | None) -> None:
+        stream = request.stream
+        if isinstance(stream, ByteStream):
+            if stream.content:
+                self._send_head(stream.content)
+            return
+        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
+        transport = self._transport
+        assert transport is not None
+        iterator: AsyncIterator[bytes]
+        if isinstance(stream, AsyncByteStream):
+            iterator = stream.__aiter__()
+        elif isinstance(stream, SyncByteStream):
+            iterator = _aiter_sync(stream)
+        else:  # pragma: no cover - guarded by the Request constructor
+            raise LocalProtocolError(f"unsupported request stream {stream!r}")
+        async for chunk in iterator:
+            if self._head_complete and self._message_complete:
+                # The server answered early (a 413, a redirect): stop sending, drop the
+                # connection afterwards as the body was cut short.
+                self._must_close = True
+                return
+            if not chunk:
+                continue
+            if transport.is_closing():
+                if self._head_complete:
+                    self._must_close = True
+                    return
+                raise WriteError("the connection closed while the request body was being sent")
+            if chunked:
+                transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            else:
+                transport.write(chunk)
+            await self._drain(write_timeout)
+        if chunked and not transport.is_closing():
+            transport.write(b"0\r\n\r\n")
+
+    async def _await_continue(self, read_timeout: float | None) -> bool:
+        """Wait for ``100 Continue``; a final answer instead means: do not send the body."""
+        wait = EXPECT_CONTINUE_WAIT if read_timeout is None else min(read_timeout, 1.0)
+        deadline = self._loop.time() + wait
+        while not self._got_continue and not self._head_complete:
+            left = deadline - self._loop.time()
+            if left <= 0:
+                return True  # servers that ignore Expect get the body after a short wait
+            try:
+                await self._wait(left)
+            except ReadTimeout:
+                return True
+        return not self._head_complete
+
+    async def _receive_head(self, read_timeout: float | None) -> None:
+        while not self._head_complete:
+            await self._wait(read_timeout)
+
+    # -- the response body, driven by HTTP11ResponseStream -----------------------------------
+
+    def _take_body(self) -> bytes:
+        chunks = self._chunks
+        if len(chunks) == 1:
+            data = chunks.popleft()
+        else:
+            data = b"".join(chunks)
+            chunks.clear()
+        self._buffered = 0
+        return data
+
+    async def _read_body(self, read_timeout: float | None) -> bytes:
+        """The whole remaining body, received into one buffer when its size is known."""
+        while not self._message_complete:
+            if self._mode == BYPASS and self._into is None and self._remaining > 0:
+                head = self._take_body() if self._chunks else b""
+                size = len(head) + self._remaining
+                target = bytearray(size)
+                target[: len(head)] = head
+                self._into = memoryview(target)
+                self._into_pos = len(head)
+                try:
+                    while self._into is not None:
+                        await self._wait(read_timeout)
+                except BaseException:
+                    self._into = None
+                    raise
+                return bytes(target)
+            await self._wait(read_timeout)
+        return self._take_body() if self._chunks else b""
+
+    def _response_closed(self) -> None:
+        """The response is done with: back to the pool if the exchange ended cleanly."""
+        if self.state == ACTIVE:
+            if (
+                self._message_complete
+                and self._keep_alive
+                and not self._must_close
+                and not self._eof
+                and self._error is None
+            ):
+                self.state = IDLE
+                self.idle_since = self._loop.time()
+                if self._reading_paused:
+                    self._reading_paused = False
+                    if self._transport is not None:
+                        self._transport.resume_reading()
+            else:
+                self.close()
+        if self.state != DETACHED and self.on_release is not None:
+            self.on_release(self)
+
+
+def _expire(waiter: asyncio.Future[None], timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(ReadTimeout(f"no data received from the server for {timeout} s"))
+
+
+def _expire_write(waiter: asyncio.Future[None], timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(WriteTimeout(f"the server did not accept data for {timeout} s"))
+
+
+async def _aiter_sync(stream: SyncByteStream) -> AsyncIterator[bytes]:
+    for chunk in stream:
+        yield chunk
+
+
+def _expects_continue(request: Request) -> bool:
+    expect = request.headers.get("expect")
+    return expect is not None and expect.lower() == "100-continue"
+
+
+_TOKEN_FORBIDDEN = frozenset(b" \t\r\n\x00()<>@,;:\\\"/[]?={}")
+
+
+def _serialize_head(method: bytes, request: Request) -> bytes:
+    target = request.extensions.get("target") if request.extensions else None
+    if target is None:
+        target = request.url.raw_path
+    elif isinstance(target, str):
+        target = target.encode("ascii")
+    if not method or any(byte in _TOKEN_FORBIDDEN or byte > 126 for byte in method):
+        raise LocalProtocolError(f"invalid HTTP method {method!r}")
+    if not target or b" " in target or b"\r" in target or b"\n" in target:
+        raise LocalProtocolError(f"invalid request target {target!r}")
+    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
+    for name, value in request.headers.raw:
+        parts += (name, b": ", value, b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+class HTTP11ResponseStream(AsyncByteStream):
+    """The body of one response, read from its connection; closing it releases the connection."""
+
+    __slots__ = ("_closed", "_conn", "_read_timeout", "_request", "_started", "_trace")
+
+    def __init__(
+        self,
+        conn: AsyncHTTP11Connection,
+        request: Request,
+        read_timeout: float | None,
+        trace: _trace.TraceCallback | None,
+    ) -> None:
+        self._conn = conn
+        self._request = request
+        self._read_timeout = read_timeout
+        self._trace = trace
+        self._started = False
+        self._closed = False
+
+    def _claim(self) -> None:
+        if self._started:
+            from ferryman.exceptions import StreamConsumedError
+
+            raise StreamConsumedError()
+        self._started = True
+
+    async def aread(self) -> bytes:
+        self._claim()
+        conn = self._conn
+        if conn.state == DETACHED:
+            return b""
+        trace = self._trace
+        if trace is None:
+            if conn._message_complete:
+                data = conn._take_body() if conn._chunks else b""
+            else:
+                data = await conn._read_body(self._read_timeout)
+        else:
+            data = await _trace.traced(
+                trace,
+                _trace.HTTP11_RECEIVE_RESPONSE_BODY,
+                {"request": self._request},
+                lambda: conn._read_body(self._read_timeout),
+            )
+        return data
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+        self._claim()
+        conn = self._conn
+        if conn.state == DETACHED:
+            return
+        trace = self._trace
+        if trace is not None:
+            await _trace.emit(
+                trace,
+                f"{_trace.HTTP11_RECEIVE_RESPONSE_BODY}.started",
+                {"request": self._request},
+            )
+        try:
+            while True:
+                if conn._chunks:
+                    yield conn._take_body()
+                elif conn._message_complete:
+                    break
+                else:
+                    await conn._wait(self._read_timeout)
+        except BaseException as exc:
+            if trace is not None:
+                await _trace.emit(
+                    trace, f"{_trace.HTTP11_RECEIVE_RESPONSE_BODY}.failed", {"exception": exc}
+                )
+            raise
+        if trace is not None:
+            await _trace.emit(
+                trace, f"{_trace.HTTP11_RECEIVE_RESPONSE_BODY}.complete", {"return_value": None}
+            )
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        trace = self._trace
+        if trace is None:
+            self._conn._response_closed()
+        else:
+
+            async def close() -> None:
+                self._conn._response_closed()
+
+            await _trace.traced(trace, _trace.HTTP11_RESPONSE_CLOSED, {}, close)

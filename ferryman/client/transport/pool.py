@@ -1,0 +1,391 @@
+"""The connection pool: one idle stack per origin, a per-origin and a total limit.
+
+Why not httpcore's pool: it scans every connection (and polls its socket) on every request,
+which makes it slower the more connections it holds. Here taking a connection is a dict
+look-up and a list pop; the health of a connection is what the event loop already told its
+protocol (EOF, unexpected bytes, closing), checked only for the connection taken out. A
+connection found dead is dropped and the next one tried, so a keep-alive connection the
+server closed while idle costs a request nothing.
+
+Waiting for a free connection (the limits are reached) is a future per waiter, bounded by the
+``pool`` timeout; a released connection is handed straight to a waiter of its origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from types import TracebackType
+from typing import Any
+
+from ferryman.client.transport.connect import open_http11_connection
+from ferryman.client.transport.http11 import ACTIVE, CLOSED, IDLE, AsyncHTTP11Connection
+from ferryman.client.transport.tls import CertTypes, VerifyTypes, create_ssl_context
+from ferryman.exceptions import (
+    ConnectError,
+    ConnectTimeout,
+    PoolTimeout,
+    ReadError,
+    RemoteProtocolError,
+    UnsupportedProtocol,
+    WriteError,
+)
+from ferryman.http.models import Request, Response
+from ferryman.http.streams import ByteStream
+
+__all__ = ["AsyncConnectionPool"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_NO_TIMEOUTS: dict[str, float | None] = {}
+
+
+class _Origin:
+    """What the pool knows of one origin: idle connections (most recent last) and a count."""
+
+    __slots__ = ("idle", "open")
+
+    def __init__(self) -> None:
+        self.idle: list[AsyncHTTP11Connection] = []
+        self.open = 0
+
+
+class AsyncConnectionPool:
+    """Sends requests over pooled keep-alive HTTP/1.1 connections.
+
+    ``handle_async_request(request)`` returns once the response head has arrived; the body is
+    read from the response, and the connection returns to the pool when the response is read
+    to the end or closed.
+
+    Options: ``ssl_context`` (or ``verify``/``cert`` to build one), ``max_connections``
+    (total, default 100), ``max_connections_per_origin`` (default 10), ``keepalive_expiry``
+    (seconds an idle connection is kept, default 5), ``retries`` (new attempts when a
+    connection cannot be established), ``local_address`` (source IP), ``uds`` (connect every
+    request to this Unix socket path), ``trust_env`` (``SSL_CERT_FILE``/``SSL_CERT_DIR``).
+    """
+
+    def __init__(
+        self,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        verify: VerifyTypes = True,
+        cert: CertTypes | None = None,
+        trust_env: bool = False,
+        max_connections: int | None = 100,
+        max_connections_per_origin: int = 10,
+        keepalive_expiry: float | None = 5.0,
+        retries: int = 0,
+        local_address: str | None = None,
+        uds: str | None = None,
+    ) -> None:
+        if max_connections_per_origin < 1:
+            raise ValueError("max_connections_per_origin must be at least 1")
+        if max_connections is not None and max_connections < 1:
+            raise ValueError("max_connections must be at least 1 (or None for no limit)")
+        self._ssl_context = ssl_context
+        self._verify = verify
+        self._cert = cert
+        self._trust_env = trust_env
+        self._max_total = max_connections if max_connections is not None else 1 << 62
+        self._max_per_origin = max_connections_per_origin
+        self._keepalive_expiry = keepalive_expiry
+        self._retries = retries
+        self._local_address = local_address
+        self._uds = uds
+        self._origins: dict[Any, _Origin] = {}
+        self._total = 0
+        self._waiters: deque[tuple[Any, asyncio.Future[AsyncHTTP11Connection | None]]] = deque()
+        self._active: set[AsyncHTTP11Connection] = set()
+        self._sweep_handle: asyncio.TimerHandle | None = None
+        self._closed = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- the hot path ----------------------------------------------------------------------
+
+    async def handle_async_request(self, request: Request) -> Response:
+        if self._closed:
+            raise RuntimeError("the connection pool is closed")
+        url = request.url
+        scheme = url.scheme
+        if scheme != "http" and scheme != "https":
+            raise UnsupportedProtocol(
+                f"the URL scheme {scheme!r} is not supported (http and https are)",
+                request=request,
+            )
+        extensions = request.extensions
+        sni = extensions.get("sni_hostname") if extensions else None
+        key = url.origin if sni is None else (url.origin, sni)
+        while True:
+            conn = self._take_idle(key)
+            if conn is None:
+                conn = await self._open_or_wait(key, request)
+            conn.state = ACTIVE
+            reused = conn.requests_handled > 0
+            try:
+                return await conn.handle_async_request(request)
+            except (RemoteProtocolError, ReadError, WriteError) as exc:
+                nothing_back = not conn._head_complete and not conn._raw_headers
+                conn.close()
+                self._release(conn)
+                if reused and nothing_back and _can_resend(conn, request, exc):
+                    continue  # the server had closed this keep-alive connection: use another
+                if exc.request is None:
+                    exc.request = request
+                raise
+            except BaseException:
+                conn.close()
+                self._release(conn)
+                raise
+
+    def _take_idle(self, key: Any) -> AsyncHTTP11Connection | None:
+        origin = self._origins.get(key)
+        if origin is None:
+            return None
+        idle = origin.idle
+        while idle:
+            conn = idle.pop()
+            if conn.is_reusable():
+                expiry = self._keepalive_expiry
+                if expiry is None or conn._loop.time() - conn.idle_since < expiry:
+                    return conn
+            conn.close()
+            self._forget(conn)
+        return None
+
+    # -- opening and waiting -----------------------------------------------------------------
+
+    async def _open_or_wait(self, key: Any, request: Request) -> AsyncHTTP11Connection:
+        extensions = request.extensions
+        timeouts = extensions.get("timeout", _NO_TIMEOUTS) if extensions else _NO_TIMEOUTS
+        loop = self._loop
+        if loop is None:
+            loop = self._loop = asyncio.get_running_loop()
+        while True:
+            origin = self._origins.get(key)
+            if origin is None:
+                origin = self._origins[key] = _Origin()
+            if origin.open < self._max_per_origin:
+                if self._total >= self._max_total:
+                    self._evict_one_idle()
+                if self._total < self._max_total:
+                    return await self._open(key, origin, request, timeouts)
+            handed = await self._wait_for_slot(loop, key, timeouts.get("pool"))
+            if handed is not None:
+                if handed.is_reusable():
+                    return handed
+                handed.close()
+                self._forget(handed)
+            conn = self._take_idle(key)
+            if conn is not None:
+                return conn
+
+    async def _open(
+        self, key: Any, origin: _Origin, request: Request, timeouts: Any
+    ) -> AsyncHTTP11Connection:
+        origin.open += 1
+        self._total += 1
+        url = request.url
+        extensions = request.extensions
+        sni = extensions.get("sni_hostname")
+        attempts = self._retries
+        delay = 0.5
+        while True:
+            try:
+                conn = await open_http11_connection(
+                    asyncio.get_running_loop(),
+                    key,
+                    scheme=url.scheme,
+                    host=url.host,
+                    port=url.effective_port or (443 if url.scheme == "https" else 80),
+                    ssl_context=self._get_ssl_context() if url.scheme == "https" else None,
+                    server_hostname=(sni.decode("ascii") if isinstance(sni, bytes) else sni)
+                    or url.host,
+                    connect_timeout=timeouts.get("connect"),
+                    trace=extensions.get("trace"),
+                    local_address=self._local_address,
+                    uds=self._uds,
+                )
+            except (ConnectError, ConnectTimeout) as exc:
+                if attempts > 0:
+                    attempts -= 1
+                    await asyncio.sleep(delay)
+                    delay *= 2
+                    continue
+                origin.open -= 1
+                self._total -= 1
+                self._wake_waiter()
+                exc.request = request
+                raise
+            except BaseException:
+                origin.open -= 1
+                self._total -= 1
+                self._wake_waiter()
+                raise
+            conn.on_release = self._release
+            self._active.add(conn)
+            return conn
+
+    async def _wait_for_slot(
+        self, loop: asyncio.AbstractEventLoop, key: Any, timeout: float | None
+    ) -> AsyncHTTP11Connection | None:
+        waiter: asyncio.Future[AsyncHTTP11Connection | None] = loop.create_future()
+        entry = (key, waiter)
+        self._waiters.append(entry)
+        handle = None
+        if timeout is not None:
+            handle = loop.call_later(timeout, _expire_pool_wait, waiter, timeout)
+        try:
+            return await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                handed = waiter.result()
+                if handed is not None:  # handed over just as we gave up: give it back
+                    self._release(handed)
+            raise
+        finally:
+            if handle is not None:
+                handle.cancel()
+            try:
+                self._waiters.remove(entry)
+            except ValueError:
+                pass
+
+    def _get_ssl_context(self) -> ssl.SSLContext:
+        context = self._ssl_context
+        if context is None:
+            context = self._ssl_context = create_ssl_context(
+                self._verify, self._cert, trust_env=self._trust_env
+            )
+        return context
+
+    # -- giving back -----------------------------------------------------------------------
+
+    def _release(self, conn: AsyncHTTP11Connection) -> None:
+        """A response is done with ``conn`` (or ``conn`` died): reuse it, or free its slot."""
+        if conn.state == IDLE and not self._closed:
+            for index, (key, waiter) in enumerate(self._waiters):
+                if key == conn.origin and not waiter.done():
+                    del self._waiters[index]
+                    waiter.set_result(conn)
+                    return
+            origin = self._origins.get(conn.origin)
+            if origin is not None:
+                origin.idle.append(conn)
+                if self._sweep_handle is None and self._keepalive_expiry is not None:
+                    self._sweep_handle = conn._loop.call_later(
+                        self._keepalive_expiry, self._sweep
+                    )
+                return
+        conn.close()
+        if conn.state == CLOSED:
+            origin = self._origins.get(conn.origin)
+            if origin is not None and conn in origin.idle:
+                origin.idle.remove(conn)
+            self._forget(conn)
+
+    def _forget(self, conn: AsyncHTTP11Connection) -> None:
+        """Give back the slot of a closed connection, once."""
+        if conn in self._active:
+            self._active.discard(conn)
+            origin = self._origins.get(conn.origin)
+            if origin is not None:
+                origin.open -= 1
+                if origin.open == 0 and not origin.idle:
+                    del self._origins[conn.origin]
+            self._total -= 1
+            self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
+        """A slot was freed: let the first waiter try to open a connection."""
+        for key, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+            del key
+
+    def _evict_one_idle(self) -> None:
+        """At the total limit, close the longest-idle connection of any origin to make room."""
+        oldest: AsyncHTTP11Connection | None = None
+        for origin in self._origins.values():
+            if origin.idle and (oldest is None or origin.idle[0].idle_since < oldest.idle_since):
+                oldest = origin.idle[0]
+        if oldest is not None:
+            self._origins[oldest.origin].idle.remove(oldest)
+            oldest.close()
+            self._forget(oldest)
+
+    def _sweep(self) -> None:
+        """Close connections idle for longer than ``keepalive_expiry``."""
+        self._sweep_handle = None
+        expiry = self._keepalive_expiry
+        if expiry is None or self._closed:
+            return
+        loop = self._loop or asyncio.get_running_loop()
+        now = loop.time()
+        pending = False
+        for origin in list(self._origins.values()):
+            for conn in list(origin.idle):
+                if now - conn.idle_since >= expiry or not conn.is_reusable():
+                    origin.idle.remove(conn)
+                    conn.close()
+                    self._forget(conn)
+                else:
+                    pending = True
+        if pending:
+            self._sweep_handle = loop.call_later(expiry, self._sweep)
+
+    # -- introspection and closing -------------------------------------------------------
+
+    @property
+    def connections(self) -> list[AsyncHTTP11Connection]:
+        """Every open connection, idle or in use (for tests and diagnostics)."""
+        return list(self._active)
+
+    @property
+    def idle_connections(self) -> list[AsyncHTTP11Connection]:
+        return [conn for origin in self._origins.values() for conn in origin.idle]
+
+    async def aclose(self) -> None:
+        self._closed = True
+        if self._sweep_handle is not None:
+            self._sweep_handle.cancel()
+            self._sweep_handle = None
+        for conn in list(self._active):
+            conn.close()
+        self._active.clear()
+        self._origins.clear()
+        self._total = 0
+        for _, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_exception(RuntimeError("the connection pool was closed"))
+        self._waiters.clear()
+        # Let the transports run their close callbacks before the loop may stop.
+        await asyncio.sleep(0)
+
+    async def __aenter__(self) -> AsyncConnectionPool:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+def _expire_pool_wait(waiter: asyncio.Future[Any], timeout: float) -> None:
+    if not waiter.done():
+        waiter.set_exception(PoolTimeout(f"no connection became free within {timeout} s"))
+
+
+def _can_resend(conn: AsyncHTTP11Connection, request: Request, exc: Exception) -> bool:
+    """A request may go again on a fresh connection when the server cannot have acted on it.
+
+    That is when nothing of it left this process, or when it is idempotent (RFC 9110 9.2.2)
+    and its body can be sent again unchanged.
+    """
+    replayable = isinstance(request.stream, ByteStream)
+    if not conn._sent_anything:
+        return replayable
+    return replayable and request.method in _IDEMPOTENT

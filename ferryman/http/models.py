@@ -1,0 +1,249 @@
+"""Request and Response as the transport sees them: method, URL, headers, a body stream and
+an ``extensions`` dict for everything that does not fit the plain model (timeouts, trace
+callbacks, the raw network stream...), as httpcore defines it.
+
+They are deliberately slim: the transport builds one of each per exchange, so every attribute
+here is paid for on the hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator, MutableMapping
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any
+
+from ferryman.exceptions import ResponseNotRead, StreamClosed
+from ferryman.http.headers import Headers, HeadersTypes
+from ferryman.http.streams import (
+    EMPTY_STREAM,
+    AsyncByteStream,
+    ByteStream,
+    RequestContent,
+    SyncByteStream,
+    encode_request_content,
+)
+from ferryman.http.url import URL
+
+__all__ = ["Request", "Response", "reason_phrase"]
+
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+class Request:
+    """An HTTP request ready to be sent: its framing headers (``Host``, ``Content-Length`` or
+    ``Transfer-Encoding``) are filled in when the caller did not set them."""
+
+    __slots__ = ("extensions", "headers", "method", "stream", "url")
+
+    def __init__(
+        self,
+        method: str | bytes,
+        url: URL | str,
+        *,
+        headers: HeadersTypes | None = None,
+        content: RequestContent | None = None,
+        stream: SyncByteStream | AsyncByteStream | None = None,
+        extensions: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        self.method = method.decode("ascii") if isinstance(method, bytes) else method.upper()
+        self.url = url if isinstance(url, URL) else URL(url)
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.extensions: MutableMapping[str, Any] = {} if extensions is None else extensions
+        if stream is None:
+            stream, length = encode_request_content(content)
+        else:
+            length = len(stream) if isinstance(stream, ByteStream) else None
+        self.stream = stream
+        self._add_framing_headers(length)
+
+    def _add_framing_headers(self, length: int | None) -> None:
+        headers = self.headers
+        if "host" not in headers:
+            headers.add("Host", self.url.netloc.decode("ascii"))
+        if "content-length" in headers or "transfer-encoding" in headers:
+            return
+        if length is None:
+            headers.add("Transfer-Encoding", "chunked")
+        elif length or self.method in _METHODS_WITH_BODY:
+            headers.add("Content-Length", str(length))
+
+    @property
+    def content(self) -> bytes:
+        """The body, when it is fixed bytes; a streamed body has to be read by whoever sends it."""
+        if isinstance(self.stream, ByteStream):
+            return self.stream.content
+        raise ResponseNotRead("the request body is a stream; it has no fixed content")
+
+    def __repr__(self) -> str:
+        return f"<Request [{self.method!r} {self.url}]>"
+
+
+def reason_phrase(status_code: int) -> str:
+    """The standard reason phrase of a status code, or '' for codes HTTP does not name."""
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return ""
+
+
+class Response:
+    """An HTTP response whose body may still be on the wire.
+
+    A transport returns it as soon as the head has arrived; reading the body (``aread()``,
+    ``aiter_bytes()``) or closing the response hands the connection back to its pool. Always
+    close a response you do not read in full: use ``async with``.
+    """
+
+    __slots__ = ("_closed", "_content", "extensions", "headers", "request", "status_code", "stream")
+
+    def __init__(
+        self,
+        status_code: int,
+        *,
+        headers: HeadersTypes | None = None,
+        content: bytes | None = None,
+        stream: SyncByteStream | AsyncByteStream | None = None,
+        extensions: dict[str, Any] | None = None,
+        request: Request | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.extensions: dict[str, Any] = {} if extensions is None else extensions
+        self.request = request
+        self._closed = False
+        if stream is None:
+            self._content: bytes | None = content or b""
+            self.stream: SyncByteStream | AsyncByteStream = (
+                ByteStream(content) if content else EMPTY_STREAM
+            )
+        else:
+            self._content = None
+            self.stream = stream
+
+    @property
+    def reason_phrase(self) -> str:
+        raw = self.extensions.get("reason_phrase")
+        if isinstance(raw, bytes):
+            return raw.decode("ascii", errors="replace")
+        return reason_phrase(self.status_code)
+
+    @property
+    def http_version(self) -> str:
+        raw = self.extensions.get("http_version", b"HTTP/1.1")
+        return raw.decode("ascii") if isinstance(raw, bytes) else str(raw)
+
+    @property
+    def content(self) -> bytes:
+        if self._content is None:
+            raise ResponseNotRead()
+        return self._content
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    # -- async side ---------------------------------------------------------------------------
+
+    async def aread(self) -> bytes:
+        """Read the whole body (once), then release the connection."""
+        if self._content is None:
+            if self._closed:
+                raise StreamClosed()
+            stream = self.stream
+            if not isinstance(stream, AsyncByteStream):
+                raise TypeError("this response's stream can only be read synchronously; use read()")
+            try:
+                self._content = await stream.aread()
+            finally:
+                await self.aclose()
+        return self._content
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body in chunks as they arrive; memory stays flat whatever the body's size."""
+        if self._content is not None:
+            if self._content:
+                yield self._content
+            return
+        if self._closed:
+            raise StreamClosed()
+        stream = self.stream
+        if not isinstance(stream, AsyncByteStream):
+            raise TypeError("this response's stream can only be read synchronously")
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        if not self._closed:
+            self._closed = True
+            stream = self.stream
+            if isinstance(stream, AsyncByteStream):
+                await stream.aclose()
+            else:
+                stream.close()
+
+    async def __aenter__(self) -> Response:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- sync side ----------------------------------------------------------------------------
+
+    def read(self) -> bytes:
+        if self._content is None:
+            if self._closed:
+                raise StreamClosed()
+            stream = self.stream
+            if not isinstance(stream, SyncByteStream):
+                raise TypeError("this response's stream can only be read asynchronously; aread()")
+            try:
+                self._content = stream.read()
+            finally:
+                self.close()
+        return self._content
+
+    def iter_bytes(self) -> Iterator[bytes]:
+        if self._content is not None:
+            if self._content:
+                yield self._content
+            return
+        if self._closed:
+            raise StreamClosed()
+        stream = self.stream
+        if not isinstance(stream, SyncByteStream):
+            raise TypeError("this response's stream can only be read asynchronously")
+        try:
+            yield from stream
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            stream = self.stream
+            if isinstance(stream, SyncByteStream):
+                stream.close()
+
+    def __enter__(self) -> Response:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Response [{self.status_code} {self.reason_phrase}]>"
+

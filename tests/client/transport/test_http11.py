@@ -1,0 +1,268 @@
+"""HTTP/1.1 exchanges over the pool against the edge-case server and uvicorn."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from ferryman import (
+    AsyncConnectionPool,
+    LocalProtocolError,
+    ReadTimeout,
+    RemoteProtocolError,
+    Request,
+    StreamConsumedError,
+)
+from tests.servers.edge import EdgeServer, pattern
+
+
+async def test_get_returns_status_headers_body_and_version(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", edge.url + "/echo?a=1&a=2"))
+        body = json.loads(await response.aread())
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.extensions["http_version"] == b"HTTP/1.1"
+    assert response.extensions["reason_phrase"] == b"OK"
+    assert body["method"] == "GET"
+    assert body["target"] == "/echo?a=1&a=2"
+    assert ["Host", f"127.0.0.1:{edge.port}"] in body["headers"]
+
+
+async def test_keep_alive_reuses_one_connection(edge: EdgeServer) -> None:
+    before = edge.connections
+    async with AsyncConnectionPool() as pool:
+        for _ in range(5):
+            response = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
+            await response.aread()
+        assert len(pool.connections) == 1
+    assert edge.connections - before == 1
+
+
+async def test_server_closing_idle_connection_is_replaced_without_failing(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        first = await pool.handle_async_request(Request("GET", edge.url + "/close-after"))
+        assert await first.aread() == b"bye"
+        await asyncio.sleep(0.05)  # the server's FIN arrives while the connection is idle
+        second = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
+        assert second.status_code == 200
+        await second.aread()
+
+
+async def test_stale_connection_detected_only_on_write_is_retried(edge: EdgeServer) -> None:
+    """No sleep: the FIN may not have been seen yet when the connection is taken again."""
+    async with AsyncConnectionPool() as pool:
+        for _ in range(20):
+            first = await pool.handle_async_request(Request("GET", edge.url + "/close-after"))
+            await first.aread()
+            second = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
+            assert second.status_code == 200
+            await second.aread()
+
+
+async def test_post_bytes_sets_content_length(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(
+            Request("POST", edge.url + "/echo", content=b"hello")
+        )
+        body = json.loads(await response.aread())
+    assert body["body"] == "hello"
+    assert ["Content-Length", "5"] in body["headers"]
+
+
+async def test_post_sync_iterable_is_sent_chunked(edge: EdgeServer) -> None:
+    def parts():
+        yield b"ab"
+        yield b""
+        yield b"cd"
+
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(
+            Request("POST", edge.url + "/echo", content=parts())
+        )
+        body = json.loads(await response.aread())
+    assert body["body"] == "abcd"
+    assert ["Transfer-Encoding", "chunked"] in body["headers"]
+
+
+async def test_post_async_iterable_with_content_length(edge: EdgeServer) -> None:
+    async def parts():
+        for piece in (b"x" * 10, b"y" * 5):
+            await asyncio.sleep(0)
+            yield piece
+
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(
+            Request("PUT", edge.url + "/echo", headers={"Content-Length": "15"}, content=parts())
+        )
+        body = json.loads(await response.aread())
+    assert body["body"] == "x" * 10 + "y" * 5
+    assert not any(name.lower() == "transfer-encoding" for name, _ in body["headers"])
+
+
+async def test_large_streamed_upload_is_not_buffered(edge: EdgeServer) -> None:
+    chunk = b"z" * 65536
+
+    async def parts():
+        for _ in range(256):  # 16 MiB
+            yield chunk
+
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(
+            Request("POST", edge.url + "/sink", content=parts())
+        )
+        assert await response.aread() == str(256 * 65536).encode()
+
+
+async def test_chunked_response_body(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", edge.url + "/chunked?n=50"))
+        body = await response.aread()
+    assert body == b"".join(f"chunk{i};".encode() for i in range(50))
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 32 * 1024 - 1, 32 * 1024 + 1, 3 * 1024 * 1024 + 7])
+async def test_content_length_bodies_of_every_size(edge: EdgeServer, size: int) -> None:
+    async with AsyncConnectionPool() as pool:
+        for _ in range(2):  # the second exchange checks the connection's state after the first
+            response = await pool.handle_async_request(Request("GET", f"{edge.url}/big?size={size}"))
+            assert await response.aread() == pattern(size)
+        assert len(pool.connections) == 1
+
+
+async def test_streamed_large_body_arrives_in_chunks(edge: EdgeServer) -> None:
+    size = 8 * 1024 * 1024
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", f"{edge.url}/big?size={size}"))
+        received = bytearray()
+        biggest = 0
+        async for chunk in response.aiter_bytes():
+            biggest = max(biggest, len(chunk))
+            received += chunk
+        assert bytes(received) == pattern(size)
+        assert biggest <= 512 * 1024  # never the whole body at once
+
+
+async def test_body_read_twice_raises(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
+        async for _ in response.stream:  # type: ignore[union-attr]
+            pass
+        with pytest.raises(StreamConsumedError):
+            async for _ in response.stream:  # type: ignore[union-attr]
+                pass
+        await response.aclose()
+
+
+async def test_head_response_has_no_body_and_connection_is_reused(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("HEAD", f"{edge.url}/big?size=5000"))
+        assert response.headers["content-length"] == "5000"
+        assert await response.aread() == b""
+        again = await pool.handle_async_request(Request("GET", edge.url + "/big?size=10"))
+        assert await again.aread() == pattern(10)
+        assert len(pool.connections) == 1
+
+
+@pytest.mark.parametrize("code", [204, 304])
+async def test_bodiless_statuses(edge: EdgeServer, code: int) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", f"{edge.url}/status?code={code}"))
+        assert response.status_code == code
+        assert response.extensions["reason_phrase"] == b"Custom Reason"
+        assert await response.aread() == b""
+        again = await pool.handle_async_request(Request("GET", edge.url + "/status?code=200"))
+        assert await again.aread() == b"body"
+
+
+async def test_informational_responses_are_skipped(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", edge.url + "/early-hints"))
+        assert response.status_code == 200
+        assert await response.aread() == b"final"
+
+
+async def test_expect_100_continue_sends_body_after_the_100(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(
+            Request("POST", edge.url + "/continue", headers={"Expect": "100-continue"},
+                    content=b"payload")
+        )
+        assert await response.aread() == b"got 7"
+
+
+async def test_expect_100_continue_final_answer_means_body_is_not_sent(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(
+            Request("POST", edge.url + "/continue?reject=1", headers={"Expect": "100-continue"},
+                    content=b"payload")
+        )
+        assert response.status_code == 417
+        assert await response.aread() == b"no body please"
+
+
+async def test_body_until_connection_close(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", edge.url + "/until-close"))
+        assert response.extensions["http_version"] == b"HTTP/1.0"
+        assert await response.aread() == b"all of it until EOF"
+        assert pool.connections == []
+
+
+async def test_truncated_body_raises_remote_protocol_error(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", edge.url + "/truncated"))
+        with pytest.raises(RemoteProtocolError, match="before the complete body"):
+            await response.aread()
+        assert pool.connections == []
+
+
+async def test_bad_status_line_raises_remote_protocol_error(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        with pytest.raises(RemoteProtocolError, match="malformed HTTP"):
+            await pool.handle_async_request(Request("GET", edge.url + "/bad-status"))
+        assert pool.connections == []
+
+
+async def test_read_timeout_on_slow_body(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        request = Request("GET", edge.url + "/slow-body?delay=1",
+                          extensions={"timeout": {"read": 0.2}})
+        response = await pool.handle_async_request(request)
+        with pytest.raises(ReadTimeout):
+            await response.aread()
+
+
+async def test_read_timeout_on_slow_head(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        request = Request("GET", edge.url + "/slow-head?delay=1",
+                          extensions={"timeout": {"read": 0.2}})
+        with pytest.raises(ReadTimeout):
+            await pool.handle_async_request(request)
+
+
+async def test_header_injection_is_refused_before_sending(edge: EdgeServer) -> None:
+    with pytest.raises(LocalProtocolError):
+        Request("GET", edge.url, headers={"X-Bad": "a\r\nInjected: yes"})
+
+
+async def test_invalid_method_is_refused(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool() as pool:
+        with pytest.raises(LocalProtocolError, match="method"):
+            await pool.handle_async_request(Request("GE T", edge.url + "/echo"))
+
+
+async def test_uvicorn_serves_get_post_and_streaming(uvicorn_server) -> None:  # type: ignore[no-untyped-def]
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(
+            Request("POST", uvicorn_server.url + "/path?q=1", content=b"data")
+        )
+        body = json.loads(await response.aread())
+        assert body["method"] == "POST"
+        assert body["query"] == "q=1"
+        assert body["body"] == "data"
+        stream = await pool.handle_async_request(Request("GET", uvicorn_server.url + "/stream"))
+        assert await stream.aread() == b"".join(b"part%d\n" % i for i in range(5))
+        assert len(pool.connections) == 1

@@ -1,0 +1,58 @@
+"""Servers the tests talk to, all on 127.0.0.1 and started once per session."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterator
+
+import pytest
+import trustme
+
+from tests.servers.edge import EdgeServer
+from tests.servers.uvicorn_server import UvicornServer
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def server_cert(ca: trustme.CA) -> trustme.LeafCert:
+    return ca.issue_cert("localhost", "127.0.0.1", "example.test")
+
+
+@pytest.fixture(scope="session")
+def edge() -> Iterator[EdgeServer]:
+    server = EdgeServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_edge(server_cert: trustme.LeafCert) -> Iterator[EdgeServer]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(context)
+    context.set_alpn_protocols(["http/1.1"])
+    server = EdgeServer(context).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def mtls_edge(ca: trustme.CA, server_cert: trustme.LeafCert) -> Iterator[EdgeServer]:
+    """A TLS server that demands a client certificate signed by the test CA."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_cert.configure_cert(context)
+    ca.configure_trust(context)
+    context.verify_mode = ssl.CERT_REQUIRED
+    server = EdgeServer(context).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def uvicorn_server() -> Iterator[UvicornServer]:
+    server = UvicornServer().start()
+    yield server
+    server.stop()
