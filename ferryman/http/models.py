@@ -48,25 +48,35 @@ class Request:
     ) -> None:
         self.method = method.decode("ascii") if isinstance(method, bytes) else method.upper()
         self.url = url if isinstance(url, URL) else URL(url)
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.extensions: MutableMapping[str, Any] = {} if extensions is None else extensions
         if stream is None:
-            stream, length = encode_request_content(content)
+            if content is None:
+                stream, length = EMPTY_STREAM, 0
+            else:
+                stream, length = encode_request_content(content)
         else:
             length = len(stream) if isinstance(stream, ByteStream) else None
         self.stream = stream
-        self._add_framing_headers(length)
+        if headers is None:
+            # The common case, built without a single look-up: it runs for every request.
+            raw = [(b"Host", self.url.host_header)]
+            framing = _framing_header(self.method, length)
+            if framing is not None:
+                raw.append(framing)
+            self.headers = Headers.from_raw(raw)
+        else:
+            self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+            self._add_framing_headers(length)
 
     def _add_framing_headers(self, length: int | None) -> None:
         headers = self.headers
         if "host" not in headers:
-            headers.add("Host", self.url.netloc.decode("ascii"))
+            headers.add(b"Host", self.url.host_header)
         if "content-length" in headers or "transfer-encoding" in headers:
             return
-        if length is None:
-            headers.add("Transfer-Encoding", "chunked")
-        elif length or self.method in _METHODS_WITH_BODY:
-            headers.add("Content-Length", str(length))
+        framing = _framing_header(self.method, length)
+        if framing is not None:
+            headers.add(*framing)
 
     @property
     def content(self) -> bytes:
@@ -77,6 +87,15 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request [{self.method!r} {self.url}]>"
+
+
+def _framing_header(method: str, length: int | None) -> tuple[bytes, bytes] | None:
+    """How the body's end is told: a length, chunks, or nothing for an empty GET-like request."""
+    if length is None:
+        return (b"Transfer-Encoding", b"chunked")
+    if length or method in _METHODS_WITH_BODY:
+        return (b"Content-Length", b"%d" % length)
+    return None
 
 
 def reason_phrase(status_code: int) -> str:

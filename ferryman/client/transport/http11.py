@@ -48,6 +48,8 @@ READ_BUFFER_SIZE = 64 * 1024
 BODY_HIGH_WATER = 256 * 1024
 # Remaining Content-Length bytes from which a body bypasses the parser.
 BYPASS_THRESHOLD = 32 * 1024
+# Largest body buffer a connection keeps for its next response.
+REUSED_BODY_BUFFER_MAX = 8 * 1024 * 1024
 # How long a request with ``Expect: 100-continue`` waits for the 100 before sending its body.
 EXPECT_CONTINUE_WAIT = 1.0
 
@@ -85,6 +87,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._eof = False
         self._network_stream: AsyncNetworkStream | None = None
         self._sent_anything = False
+        self._body_buffer: bytearray | None = None
         self._reset_message_state()
         self._method = b"GET"
 
@@ -100,7 +103,6 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._buffered = 0
         self._body_received = 0
         self._remaining = -1  # bytes left of a Content-Length body, when known
-        self._until_close = False  # body framed by the end of the connection
         self._skip_body = False  # HEAD: a Content-Length describes a body that never comes
         self._interim = False  # a 1xx response is being parsed
         self._got_continue = False
@@ -205,8 +207,15 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         if previous != DETACHED:
             self.state = CLOSED
         if previous == ACTIVE or previous == DETACHED:
-            if self._head_complete and not self._message_complete and self._until_close:
+            if (
+                self._head_complete
+                and not self._message_complete
+                and self._mode == PARSE
+                and self._error is None
+                and self._body_ends_with_connection()
+            ):
                 self._message_complete = True
+                self._keep_alive = False
             elif not self._message_complete and self._mode != RAW and self._error is None:
                 if not self._head_complete and self._status == 0 and not self._raw_headers:
                     self._error = RemoteProtocolError(
@@ -270,17 +279,20 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         elif method == b"CONNECT" and 200 <= status < 300:
             self._mode = RAW
             self._parser_spent = True
-        elif status not in (204, 304) and not self._chunked_or_sized():
-            self._until_close = True
-            self._keep_alive = False
         self._wake()
 
-    def _chunked_or_sized(self) -> bool:
+    def _body_ends_with_connection(self) -> bool:
+        """True when the head framed the body by neither a length nor chunks (RFC 9112 6.3).
+
+        Asked only when the connection ends mid-body, so the hot path never scans headers.
+        """
+        if self._status in (204, 304) or self._skip_body:
+            return False
         for name, _ in self._raw_headers:
             lowered = name.lower()
             if lowered == b"content-length" or lowered == b"transfer-encoding":
-                return True
-        return False
+                return False
+        return True
 
     def on_body(self, body: bytes) -> None:
         if self._mode == RAW:
@@ -578,9 +590,9 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             if self._mode == BYPASS and self._into is None and self._remaining > 0:
                 head = self._take_body() if self._chunks else b""
                 size = len(head) + self._remaining
-                target = bytearray(size)
+                target = self._receive_buffer(size)
                 target[: len(head)] = head
-                self._into = memoryview(target)
+                self._into = target
                 self._into_pos = len(head)
                 try:
                     while self._into is not None:
@@ -591,6 +603,20 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 return bytes(target)
             await self._wait(read_timeout)
         return self._take_body() if self._chunks else b""
+
+    def _receive_buffer(self, size: int) -> memoryview:
+        """Where ``aread()`` receives a body of known size.
+
+        The buffer is kept and reused by the next response of this connection (up to
+        ``REUSED_BODY_BUFFER_MAX``): a fresh large buffer per response costs zeroing and a page
+        fault per 4 KiB, which is most of the price of a large download.
+        """
+        if size > REUSED_BODY_BUFFER_MAX:
+            return memoryview(bytearray(size))
+        buffer = self._body_buffer
+        if buffer is None or len(buffer) < size:
+            buffer = self._body_buffer = bytearray(size)
+        return memoryview(buffer)[:size]
 
     def _response_closed(self) -> None:
         """The response is done with: back to the pool if the exchange ended cleanly."""
@@ -637,16 +663,23 @@ def _expects_continue(request: Request) -> bool:
 _TOKEN_FORBIDDEN = frozenset(b" \t\r\n\x00()<>@,;:\\\"/[]?={}")
 
 
+_VALID_METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS", b"CONNECT"}
+
+
 def _serialize_head(method: bytes, request: Request) -> bytes:
     target = request.extensions.get("target") if request.extensions else None
     if target is None:
-        target = request.url.raw_path
-    elif isinstance(target, str):
-        target = target.encode("ascii")
-    if not method or any(byte in _TOKEN_FORBIDDEN or byte > 126 for byte in method):
-        raise LocalProtocolError(f"invalid HTTP method {method!r}")
-    if not target or b" " in target or b"\r" in target or b"\n" in target:
-        raise LocalProtocolError(f"invalid request target {target!r}")
+        target = request.url.raw_path  # the URL type guarantees a clean, encoded target
+    else:
+        if isinstance(target, str):
+            target = target.encode("ascii")
+        if not target or b" " in target or b"\r" in target or b"\n" in target:
+            raise LocalProtocolError(f"invalid request target {target!r}")
+    if method not in _VALID_METHODS:
+        if not method or any(byte in _TOKEN_FORBIDDEN or byte > 126 for byte in method):
+            raise LocalProtocolError(f"invalid HTTP method {method!r}")
+        if len(_VALID_METHODS) < 64:
+            _VALID_METHODS.add(method)
     parts = [method, b" ", target, b" HTTP/1.1\r\n"]
     for name, value in request.headers.raw:
         parts += (name, b": ", value, b"\r\n")
