@@ -49,6 +49,7 @@ class Request:
         self.method = method.decode("ascii") if isinstance(method, bytes) else method.upper()
         self.url = url if isinstance(url, URL) else URL(url)
         self.extensions: MutableMapping[str, Any] = {} if extensions is None else extensions
+        length: int | None
         if stream is None:
             if content is None:
                 stream, length = EMPTY_STREAM, 0
@@ -265,4 +266,3 @@ class Response:
 
     def __repr__(self) -> str:
         return f"<Response [{self.status_code} {self.reason_phrase}]>"
-

@@ -9,7 +9,7 @@ the transport can choose between ``Content-Length`` and chunked framing without 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any, Union
+from typing import Any
 
 from ferryman.exceptions import StreamConsumedError
 
@@ -23,7 +23,7 @@ __all__ = [
     "encode_request_content",
 ]
 
-RequestContent = Union[bytes, bytearray, memoryview, str, Iterable[bytes], AsyncIterable[bytes]]
+RequestContent = bytes | bytearray | memoryview | str | Iterable[bytes] | AsyncIterable[bytes]
 
 
 class SyncByteStream:
@@ -77,7 +77,7 @@ class ByteStream(SyncByteStream, AsyncByteStream):
         if self._content:
             yield self._content
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._content:
             yield self._content
 
@@ -120,7 +120,7 @@ class IteratorByteStream(SyncByteStream, AsyncByteStream):
         for chunk in self._iterable:
             yield _as_bytes(chunk)
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         self._claim()
         for chunk in self._iterable:
             yield _as_bytes(chunk)
@@ -143,7 +143,7 @@ class AsyncIteratorByteStream(AsyncByteStream):
         self._iterable = iterable
         self._consumed = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         if self._consumed:
             raise StreamConsumedError()
         self._consumed = True

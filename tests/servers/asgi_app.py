@@ -26,8 +26,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             break
     path = scope["path"]
     if path == "/stream":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain")],
+            }
+        )
         for i in range(5):
             await send({"type": "http.response.body", "body": b"part%d\n" % i, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
@@ -41,9 +46,16 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         "http_version": scope["http_version"],
     }
     data = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(data)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(data)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": data})
 
 

@@ -77,8 +77,12 @@ async def open_http11_connection(
         await _trace.traced(
             trace,
             _trace.CONNECT_TCP,
-            {"host": host, "port": port, "local_address": local_address,
-             "timeout": connect_timeout},
+            {
+                "host": host,
+                "port": port,
+                "local_address": local_address,
+                "timeout": connect_timeout,
+            },
             connect_tcp,
         )
 
@@ -95,8 +99,11 @@ async def open_http11_connection(
             await _trace.traced(
                 trace,
                 _trace.START_TLS,
-                {"ssl_context": ssl_context, "server_hostname": server_hostname,
-                 "timeout": connect_timeout},
+                {
+                    "ssl_context": ssl_context,
+                    "server_hostname": server_hostname,
+                    "timeout": connect_timeout,
+                },
                 start_tls,
             )
     return conn

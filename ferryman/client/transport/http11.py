@@ -206,7 +206,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         previous = self.state
         if previous != DETACHED:
             self.state = CLOSED
-        if previous == ACTIVE or previous == DETACHED:
+        if previous in (ACTIVE, DETACHED):
             if (
                 self._head_complete
                 and not self._message_complete
@@ -431,7 +431,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         if new_transport is None:  # pragma: no cover - the transport closed meanwhile
             self.close()
             raise ConnectError("TLS handshake failed: the connection closed")
-        self._transport = new_transport  # type: ignore[assignment]
+        self._transport = new_transport
 
     def network_stream(self) -> AsyncNetworkStream:
         stream = self._network_stream
@@ -487,9 +487,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 
             await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_HEADERS, kwargs, send_head)
             await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_BODY, kwargs, send_body)
-            await _trace.traced(
-                trace, _trace.HTTP11_RECEIVE_RESPONSE_HEADERS, kwargs, receive_head
-            )
+            await _trace.traced(trace, _trace.HTTP11_RECEIVE_RESPONSE_HEADERS, kwargs, receive_head)
 
         self.requests_handled += 1
         if self._mode == RAW or self._status == 101:
@@ -595,7 +593,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 self._into = target
                 self._into_pos = len(head)
                 try:
-                    while self._into is not None:
+                    while not self._body_complete():
                         await self._wait(read_timeout)
                 except BaseException:
                     self._into = None
@@ -603,6 +601,10 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 return bytes(target)
             await self._wait(read_timeout)
         return self._take_body() if self._chunks else b""
+
+    def _body_complete(self) -> bool:
+        # A method, not the attribute: the protocol callbacks change it between awaits.
+        return self._message_complete
 
     def _receive_buffer(self, size: int) -> memoryview:
         """Where ``aread()`` receives a body of known size.
@@ -660,7 +662,7 @@ def _expects_continue(request: Request) -> bool:
     return expect is not None and expect.lower() == "100-continue"
 
 
-_TOKEN_FORBIDDEN = frozenset(b" \t\r\n\x00()<>@,;:\\\"/[]?={}")
+_TOKEN_FORBIDDEN = frozenset(b' \t\r\n\x00()<>@,;:\\"/[]?={}')
 
 
 _VALID_METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS", b"CONNECT"}
@@ -733,7 +735,7 @@ class HTTP11ResponseStream(AsyncByteStream):
             )
         return data
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:  # type: ignore[override]
+    async def __aiter__(self) -> AsyncIterator[bytes]:
         self._claim()
         conn = self._conn
         if conn.state == DETACHED:

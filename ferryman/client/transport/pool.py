@@ -14,6 +14,7 @@ Waiting for a free connection (the limits are reached) is a future per waiter, b
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections import deque
 from types import TracebackType
@@ -245,10 +246,8 @@ class AsyncConnectionPool:
         finally:
             if handle is not None:
                 handle.cancel()
-            try:
+            with contextlib.suppress(ValueError):
                 self._waiters.remove(entry)
-            except ValueError:
-                pass
 
     def _get_ssl_context(self) -> ssl.SSLContext:
         context = self._ssl_context
@@ -272,9 +271,7 @@ class AsyncConnectionPool:
             if origin is not None:
                 origin.idle.append(conn)
                 if self._sweep_handle is None and self._keepalive_expiry is not None:
-                    self._sweep_handle = conn._loop.call_later(
-                        self._keepalive_expiry, self._sweep
-                    )
+                    self._sweep_handle = conn._loop.call_later(self._keepalive_expiry, self._sweep)
                 return
         conn.close()
         if conn.state == CLOSED:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import ssl
-from typing import Union
 
 import certifi
 
 __all__ = ["CertTypes", "VerifyTypes", "create_ssl_context"]
 
-VerifyTypes = Union[bool, str, os.PathLike[str], ssl.SSLContext]
-CertTypes = Union[str, os.PathLike[str], tuple[str, str], tuple[str, str, str]]
+VerifyTypes = bool | str | os.PathLike[str] | ssl.SSLContext
+CertTypes = str | os.PathLike[str] | tuple[str, str] | tuple[str, str, str]
 
 
 def create_ssl_context(

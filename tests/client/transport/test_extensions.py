@@ -27,8 +27,12 @@ async def test_options_asterisk_target(edge: EdgeServer) -> None:
 async def test_absolute_form_target_for_forward_proxies(edge: EdgeServer) -> None:
     async with AsyncConnectionPool() as pool:
         response = await pool.handle_async_request(
-            Request("GET", edge.url, headers={"Host": "api.example.test"},
-                    extensions={"target": b"http://api.example.test/v1?x=1"})
+            Request(
+                "GET",
+                edge.url,
+                headers={"Host": "api.example.test"},
+                extensions={"target": b"http://api.example.test/v1?x=1"},
+            )
         )
         body = json.loads(await response.aread())
     assert body["target"] == "http://api.example.test/v1?x=1"

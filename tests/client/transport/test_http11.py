@@ -127,7 +127,8 @@ async def test_chunked_response_body(edge: EdgeServer) -> None:
 async def test_content_length_bodies_of_every_size(edge: EdgeServer, size: int) -> None:
     async with AsyncConnectionPool() as pool:
         for _ in range(2):  # the second exchange checks the connection's state after the first
-            response = await pool.handle_async_request(Request("GET", f"{edge.url}/big?size={size}"))
+            request = Request("GET", f"{edge.url}/big?size={size}")
+            response = await pool.handle_async_request(request)
             assert await response.aread() == pattern(size)
         assert len(pool.connections) == 1
 
@@ -187,8 +188,12 @@ async def test_informational_responses_are_skipped(edge: EdgeServer) -> None:
 async def test_expect_100_continue_sends_body_after_the_100(edge: EdgeServer) -> None:
     async with AsyncConnectionPool() as pool:
         response = await pool.handle_async_request(
-            Request("POST", edge.url + "/continue", headers={"Expect": "100-continue"},
-                    content=b"payload")
+            Request(
+                "POST",
+                edge.url + "/continue",
+                headers={"Expect": "100-continue"},
+                content=b"payload",
+            )
         )
         assert await response.aread() == b"got 7"
 
@@ -196,8 +201,12 @@ async def test_expect_100_continue_sends_body_after_the_100(edge: EdgeServer) ->
 async def test_expect_100_continue_final_answer_means_body_is_not_sent(edge: EdgeServer) -> None:
     async with AsyncConnectionPool() as pool:
         response = await pool.handle_async_request(
-            Request("POST", edge.url + "/continue?reject=1", headers={"Expect": "100-continue"},
-                    content=b"payload")
+            Request(
+                "POST",
+                edge.url + "/continue?reject=1",
+                headers={"Expect": "100-continue"},
+                content=b"payload",
+            )
         )
         assert response.status_code == 417
         assert await response.aread() == b"no body please"
@@ -228,8 +237,9 @@ async def test_bad_status_line_raises_remote_protocol_error(edge: EdgeServer) ->
 
 async def test_read_timeout_on_slow_body(edge: EdgeServer) -> None:
     async with AsyncConnectionPool() as pool:
-        request = Request("GET", edge.url + "/slow-body?delay=1",
-                          extensions={"timeout": {"read": 0.2}})
+        request = Request(
+            "GET", edge.url + "/slow-body?delay=1", extensions={"timeout": {"read": 0.2}}
+        )
         response = await pool.handle_async_request(request)
         with pytest.raises(ReadTimeout):
             await response.aread()
@@ -237,8 +247,9 @@ async def test_read_timeout_on_slow_body(edge: EdgeServer) -> None:
 
 async def test_read_timeout_on_slow_head(edge: EdgeServer) -> None:
     async with AsyncConnectionPool() as pool:
-        request = Request("GET", edge.url + "/slow-head?delay=1",
-                          extensions={"timeout": {"read": 0.2}})
+        request = Request(
+            "GET", edge.url + "/slow-head?delay=1", extensions={"timeout": {"read": 0.2}}
+        )
         with pytest.raises(ReadTimeout):
             await pool.handle_async_request(request)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 
 import pytest
@@ -102,16 +103,15 @@ async def test_connect_timeout() -> None:
         for _ in range(8):
             filler = socket.socket()
             filler.setblocking(False)
-            try:
+            with contextlib.suppress(BlockingIOError):
                 filler.connect(("127.0.0.1", port))
-            except BlockingIOError:
-                pass
             fillers.append(filler)
         async with AsyncConnectionPool() as pool:
             with pytest.raises(ConnectTimeout):
                 await pool.handle_async_request(
-                    Request("GET", f"http://127.0.0.1:{port}/",
-                            extensions={"timeout": {"connect": 0.2}})
+                    Request(
+                        "GET", f"http://127.0.0.1:{port}/", extensions={"timeout": {"connect": 0.2}}
+                    )
                 )
     finally:
         for filler in fillers:

@@ -16,8 +16,11 @@ def test_sync_get_and_stream(edge: EdgeServer) -> None:
     names: list[str] = []
     with ConnectionPool() as pool:
         response = pool.handle_request(
-            Request("GET", edge.url + "/echo",
-                    extensions={"trace": lambda name, info: names.append(name)})
+            Request(
+                "GET",
+                edge.url + "/echo",
+                extensions={"trace": lambda name, info: names.append(name)},
+            )
         )
         assert json.loads(response.read())["method"] == "GET"
         streamed = pool.handle_request(Request("GET", edge.url + "/big?size=300000"))

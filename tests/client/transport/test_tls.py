@@ -47,7 +47,9 @@ async def test_ca_directory(tls_edge: EdgeServer, ca: trustme.CA, tmp_path) -> N
     path.write_bytes(pem)
     digest = subprocess.run(
         ["openssl", "x509", "-hash", "-noout", "-in", str(path)],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     (tmp_path / f"{digest}.0").write_bytes(pem)
     assert cert
@@ -63,8 +65,7 @@ async def test_hostname_mismatch_is_refused(tls_edge: EdgeServer, ca: trustme.CA
     async with AsyncConnectionPool(ssl_context=context) as pool:
         with pytest.raises(ConnectError, match="certificate"):
             await pool.handle_async_request(
-                Request("GET", tls_edge.url + "/echo",
-                        extensions={"sni_hostname": "wrong.example"})
+                Request("GET", tls_edge.url + "/echo", extensions={"sni_hostname": "wrong.example"})
             )
 
 
@@ -75,16 +76,18 @@ async def test_sni_hostname_extension_sets_the_server_name(
     ca.configure_trust(context)
     async with AsyncConnectionPool(ssl_context=context) as pool:
         response = await pool.handle_async_request(
-            Request("GET", tls_edge.url + "/echo", headers={"Host": "example.test"},
-                    extensions={"sni_hostname": "example.test"})
+            Request(
+                "GET",
+                tls_edge.url + "/echo",
+                headers={"Host": "example.test"},
+                extensions={"sni_hostname": "example.test"},
+            )
         )
         await response.aread()
     assert tls_edge.server_names[-1] == "example.test"
 
 
-async def test_client_certificate_pair(
-    mtls_edge: EdgeServer, ca: trustme.CA, tmp_path
-) -> None:  # type: ignore[no-untyped-def]
+async def test_client_certificate_pair(mtls_edge: EdgeServer, ca: trustme.CA, tmp_path) -> None:  # type: ignore[no-untyped-def]
     client = ca.issue_cert("client@example.test")
     cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
     client.cert_chain_pems[0].write_to_path(str(cert))

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import trustme
 
-from ferryman import AsyncConnectionPool, ReadTimeout, Request
+from ferryman import AsyncConnectionPool, ConnectError, ReadTimeout, Request
 from ferryman.client.transport import create_ssl_context
 from tests.servers.edge import EdgeServer
 
@@ -47,7 +47,10 @@ async def test_plain_http_trace(edge: EdgeServer) -> None:
         assert trace.names == _expected(["connection.connect_tcp"])
         info = dict(trace.events)
         assert info["connection.connect_tcp.started"] == {
-            "host": "127.0.0.1", "port": edge.port, "local_address": None, "timeout": None,
+            "host": "127.0.0.1",
+            "port": edge.port,
+            "local_address": None,
+            "timeout": None,
         }
         assert info["http11.send_request_headers.started"] == {"request": request}
         assert info["http11.send_request_body.started"] == {"request": request}
@@ -89,8 +92,11 @@ async def test_tls_trace(tls_edge: EdgeServer, ca: trustme.CA) -> None:
     trace = Recorder()
     async with AsyncConnectionPool(ssl_context=context) as pool:
         response = await pool.handle_async_request(
-            Request("GET", tls_edge.url + "/echo", extensions={"trace": trace,
-                                                                "timeout": {"connect": 5.0}})
+            Request(
+                "GET",
+                tls_edge.url + "/echo",
+                extensions={"trace": trace, "timeout": {"connect": 5.0}},
+            )
         )
         await response.aread()
     assert trace.names == _expected(["connection.connect_tcp", "connection.start_tls"])
@@ -108,8 +114,11 @@ async def test_failed_events_carry_the_exception(edge: EdgeServer) -> None:
     async with AsyncConnectionPool() as pool:
         with pytest.raises(ReadTimeout):
             await pool.handle_async_request(
-                Request("GET", edge.url + "/slow-head?delay=1",
-                        extensions={"trace": trace, "timeout": {"read": 0.1}})
+                Request(
+                    "GET",
+                    edge.url + "/slow-head?delay=1",
+                    extensions={"trace": trace, "timeout": {"read": 0.1}},
+                )
             )
     name, info = trace.events[-1]
     assert name == "http11.receive_response_headers.failed"
@@ -119,7 +128,7 @@ async def test_failed_events_carry_the_exception(edge: EdgeServer) -> None:
 async def test_connect_failure_is_traced() -> None:
     trace = Recorder()
     async with AsyncConnectionPool() as pool:
-        with pytest.raises(Exception):
+        with pytest.raises(ConnectError):
             await pool.handle_async_request(
                 Request("GET", "http://127.0.0.1:9/", extensions={"trace": trace})
             )
@@ -130,8 +139,11 @@ async def test_sync_trace_callbacks_are_accepted_in_async_code(edge: EdgeServer)
     names: list[str] = []
     async with AsyncConnectionPool() as pool:
         response = await pool.handle_async_request(
-            Request("GET", edge.url + "/echo",
-                    extensions={"trace": lambda name, info: names.append(name)})
+            Request(
+                "GET",
+                edge.url + "/echo",
+                extensions={"trace": lambda name, info: names.append(name)},
+            )
         )
         await response.aread()
     assert names == _expected(["connection.connect_tcp"])
