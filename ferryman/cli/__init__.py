@@ -1,0 +1,1 @@
+"""The ``ferryman`` command line (the console script runs :func:`ferryman.cli.main.main`)."""
