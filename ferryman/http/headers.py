@@ -371,3 +371,14 @@ HeadersTypes = (
     | Mapping[str | bytes, str | bytes]
     | Sequence[tuple[str | bytes, str | bytes]]
 )
+
+
+def parse_header_block(block: bytes) -> list[tuple[bytes, bytes]]:
+    """Split a response head (status line, then ``Name: value`` lines joined by CRLF) into
+    raw fields. Only for heads a strict parser (llhttp) has already validated: CRLF line ends,
+    no obsolete line folding, no whitespace before the colon."""
+    fields: list[tuple[bytes, bytes]] = []
+    for line in block.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        fields.append((name, value.strip(b" \t")))
+    return fields

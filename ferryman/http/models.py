@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Any
 
 from ferryman.exceptions import ResponseNotRead, StreamClosed
-from ferryman.http.headers import Headers, HeadersTypes
+from ferryman.http.headers import Headers, HeadersTypes, parse_header_block
 from ferryman.http.streams import (
     EMPTY_STREAM,
     AsyncByteStream,
@@ -115,7 +115,16 @@ class Response:
     close a response you do not read in full: use ``async with``.
     """
 
-    __slots__ = ("_closed", "_content", "extensions", "headers", "request", "status_code", "stream")
+    __slots__ = (
+        "_closed",
+        "_content",
+        "_headers",
+        "_raw_head",
+        "extensions",
+        "request",
+        "status_code",
+        "stream",
+    )
 
     def __init__(
         self,
@@ -128,7 +137,10 @@ class Response:
         request: Request | None = None,
     ) -> None:
         self.status_code = status_code
-        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self._headers: Headers | None = (
+            headers if isinstance(headers, Headers) else Headers(headers)
+        )
+        self._raw_head = b""
         self.extensions: dict[str, Any] = {} if extensions is None else extensions
         self.request = request
         self._closed = False
@@ -140,6 +152,43 @@ class Response:
         else:
             self._content = None
             self.stream = stream
+
+    @classmethod
+    def from_transport(
+        cls,
+        status_code: int,
+        raw_head: bytes,
+        stream: AsyncByteStream | SyncByteStream,
+        extensions: dict[str, Any],
+        request: Request,
+    ) -> Response:
+        """Build a streamed response from parts a transport already validated (hot path).
+
+        ``raw_head`` is the response head as received (status line and header lines), already
+        validated by the transport's parser; it is split into ``headers`` only when they are
+        first looked at, which many callers (a proxy relaying bytes, a benchmark) never do.
+        """
+        response = cls.__new__(cls)
+        response.status_code = status_code
+        response._headers = None
+        response._raw_head = raw_head
+        response.stream = stream
+        response.extensions = extensions
+        response.request = request
+        response._content = None
+        response._closed = False
+        return response
+
+    @property
+    def headers(self) -> Headers:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = Headers.from_raw(parse_header_block(self._raw_head))
+        return headers
+
+    @headers.setter
+    def headers(self, value: Headers) -> None:
+        self._headers = value
 
     @property
     def reason_phrase(self) -> str:
@@ -173,6 +222,11 @@ class Response:
             stream = self.stream
             if not isinstance(stream, AsyncByteStream):
                 raise TypeError("this response's stream can only be read synchronously; use read()")
+            ready = stream.read_if_complete()
+            if ready is not None:
+                self._content = ready
+                self._closed = True
+                return ready
             try:
                 self._content = await stream.aread()
             finally:

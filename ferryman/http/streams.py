@@ -54,6 +54,13 @@ class AsyncByteStream:
         """The whole body; streams that know a faster way than joining chunks override it."""
         return b"".join([chunk async for chunk in self])
 
+    def read_if_complete(self) -> bytes | None:
+        """The whole body, read and closed at once, if it is already in memory; else ``None``.
+
+        Lets ``Response.aread()`` skip the coroutine machinery for bodies that arrived with
+        their head, which is most API responses."""
+        return None
+
     async def aclose(self) -> None:
         """Release what the stream holds (a connection, a file); idempotent."""
 

@@ -32,9 +32,9 @@ from ferryman.exceptions import (
     WriteError,
     WriteTimeout,
 )
-from ferryman.http.headers import Headers
+from ferryman.http.headers import parse_header_block
 from ferryman.http.models import Request, Response
-from ferryman.http.streams import AsyncByteStream, ByteStream, SyncByteStream
+from ferryman.http.streams import EMPTY_STREAM, AsyncByteStream, ByteStream, SyncByteStream
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -88,18 +88,23 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._network_stream: AsyncNetworkStream | None = None
         self._sent_anything = False
         self._body_buffer: bytearray | None = None
+        self._chunks: deque[bytes] = deque()
+        self._raw_chunks: deque[bytes] = deque()  # bytes after the head of a tunnel / upgrade
+        self._head_parts: list[bytes] = []  # reads of a head that spans several
         self._reset_message_state()
         self._method = b"GET"
 
     def _reset_message_state(self) -> None:
         self._status = 0
-        self._reason = b""
-        self._raw_headers: list[tuple[bytes, bytes]] = []
+        self._response_bytes = 0
+        self._raw_head = b""
+        self._raw_headers: list[tuple[bytes, bytes]] | None = None
+        self._interim_heads = 0
         self._head_complete = False
         self._message_complete = False
         self._keep_alive = False
         self._http_version = b"HTTP/1.1"
-        self._chunks: deque[bytes] = deque()
+        self._chunks.clear()
         self._buffered = 0
         self._body_received = 0
         self._remaining = -1  # bytes left of a Content-Length body, when known
@@ -110,7 +115,6 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._into: memoryview | None = None  # aread()'s pre-sized destination
         self._into_pos = 0
         self._must_close = False
-        self._raw_chunks: deque[bytes] = deque()  # bytes after the head of a tunnel / upgrade
 
     # -- asyncio protocol callbacks ----------------------------------------------------------
 
@@ -139,18 +143,52 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 # connection unusable; the pool drops it when it next looks.
                 self._must_close = True
                 return
-            self._feed(self._view[:nbytes])
+            self._response_bytes += nbytes
+            if self._head_complete:
+                self._feed(self._view[:nbytes])
+            else:
+                self._feed_head(nbytes)
+            self._after_feed()
         elif mode == BYPASS:
             self._bypass(bytes(self._view[:nbytes]))
         else:
             self._raw_chunks.append(bytes(self._view[:nbytes]))
             self._wake()
 
+    def _feed_head(self, nbytes: int) -> None:
+        """Feed a read while the head is incomplete, and keep the head's bytes.
+
+        The parser reports no header callbacks (eight Python calls a response saved): once
+        it has validated the head, the head is cut out of the read buffer in one piece and
+        split into fields only if someone looks at them.
+        """
+        self._feed(self._view[:nbytes])
+        if self._head_complete:
+            self._capture_head(nbytes)
+        elif self._error is None:
+            self._head_parts.append(bytes(self._view[:nbytes]))
+
+    def _capture_head(self, nbytes: int) -> None:
+        if self._head_parts:
+            self._head_parts.append(bytes(self._view[:nbytes]))
+            block: bytes | bytearray = b"".join(self._head_parts)
+            self._head_parts.clear()
+            limit = len(block)
+        else:
+            block, limit = self._buffer, nbytes
+        start = 0
+        for _ in range(self._interim_heads):  # 1xx heads come first; the final one is ours
+            start = block.find(b"\r\n\r\n", start, limit) + 4
+        end = block.find(b"\r\n\r\n", start, limit)
+        self._raw_head = bytes(block[start:end])
+
     def _feed(self, data: memoryview | bytes) -> None:
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             offset = exc.args[0] if exc.args else len(data)
+            if not self._raw_head and self._head_complete:
+                self._capture_head(len(data))
             self._mode = RAW
             self._parser_spent = True
             rest = bytes(data[offset:])
@@ -161,6 +199,10 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         except httptools.HttpParserError as exc:
             self._fail(RemoteProtocolError(f"the server sent malformed HTTP: {exc}"))
             return
+
+    def _after_feed(self) -> None:
+        # The parser callbacks only record; one wake-up per read tells the waiting reader.
+        self._wake()
         if self._head_complete and not self._message_complete and self._mode == PARSE:
             self._consider_bypass()
 
@@ -168,7 +210,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         """A long Content-Length body is counted, not parsed, from now on."""
         if self._remaining == -1:
             self._remaining = -2  # looked up once per message
-            for name, value in self._raw_headers:
+            for name, value in self.header_fields():
                 if len(name) == 14 and name.lower() == b"content-length":
                     try:
                         self._remaining = int(value) - self._body_received
@@ -217,7 +259,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 self._message_complete = True
                 self._keep_alive = False
             elif not self._message_complete and self._mode != RAW and self._error is None:
-                if not self._head_complete and self._status == 0 and not self._raw_headers:
+                if not self._head_complete and self._response_bytes == 0:
                     self._error = RemoteProtocolError(
                         "the server closed the connection without sending a response"
                     )
@@ -252,20 +294,27 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 
     # -- httptools callbacks -----------------------------------------------------------------
 
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
+    def header_fields(self) -> list[tuple[bytes, bytes]]:
+        """The final response head's fields, split from its bytes on first use."""
+        fields = self._raw_headers
+        if fields is None:
+            fields = self._raw_headers = parse_header_block(self._raw_head)
+        return fields
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._raw_headers.append((name, value))
+    def reason(self) -> bytes:
+        line_end = self._raw_head.find(b"\r\n")
+        status_line = self._raw_head if line_end < 0 else self._raw_head[:line_end]
+        parts = status_line.split(b" ", 2)
+        return parts[2] if len(parts) == 3 else b""
 
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
             self._interim = True
+            self._interim_heads += 1
             if status == 100:
                 self._got_continue = True
-                self._wake()
             return
         self._status = status
         self._keep_alive = parser.should_keep_alive()
@@ -279,7 +328,6 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         elif method == b"CONNECT" and 200 <= status < 300:
             self._mode = RAW
             self._parser_spent = True
-        self._wake()
 
     def _body_ends_with_connection(self) -> bool:
         """True when the head framed the body by neither a length nor chunks (RFC 9112 6.3).
@@ -288,29 +336,31 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         """
         if self._status in (204, 304) or self._skip_body:
             return False
-        for name, _ in self._raw_headers:
+        for name, _ in self.header_fields():
             lowered = name.lower()
             if lowered == b"content-length" or lowered == b"transfer-encoding":
                 return False
         return True
 
     def on_body(self, body: bytes) -> None:
-        if self._mode == RAW:
+        if self._mode == PARSE:
+            if not self._skip_body:
+                self._chunks.append(body)
+                self._body_received += len(body)
+                self._buffered += len(body)
+                if self._buffered > BODY_HIGH_WATER:
+                    self._pause_reading()
+        else:
             self._raw_chunks.append(body)
-        elif not self._skip_body:
-            self._add_body(body)
 
     def on_message_complete(self) -> None:
         if self._interim:
             # The 1xx is done; the real response follows on the same parser.
             self._interim = False
-            self._reason = b""
-            self._raw_headers = []
             return
         if self._mode == RAW:
             return
         self._message_complete = True
-        self._wake()
 
     # -- plumbing ------------------------------------------------------------------------------
 
@@ -318,11 +368,16 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._chunks.append(data)
         self._body_received += len(data)
         self._buffered += len(data)
-        if self._buffered > BODY_HIGH_WATER and not self._reading_paused:
+        if self._buffered > BODY_HIGH_WATER:
+            self._pause_reading()
+        self._wake()
+
+    def _pause_reading(self) -> None:
+        """Flow control: stop reading the socket until the consumer catches up."""
+        if not self._reading_paused:
             self._reading_paused = True
             if self._transport is not None:
                 self._transport.pause_reading()
-        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -446,8 +501,39 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
     async def handle_async_request(self, request: Request) -> Response:
         """Send ``request`` and return the response as soon as its head has arrived."""
         extensions = request.extensions
-        timeouts = extensions.get("timeout", _NO_TIMEOUTS) if extensions else _NO_TIMEOUTS
-        trace = extensions.get("trace") if extensions else None
+        if extensions:
+            timeouts = extensions.get("timeout") or _NO_TIMEOUTS
+            trace = extensions.get("trace")
+            if trace is not None:
+                return await self._handle_traced(request, timeouts, trace)
+            read_timeout = timeouts.get("read")
+        else:
+            timeouts = _NO_TIMEOUTS
+            read_timeout = None
+        head = self._begin(request)
+        stream = request.stream
+        if stream is EMPTY_STREAM:
+            self._send_head(head)
+        else:
+            body = stream.content if isinstance(stream, ByteStream) else None
+            if body is not None and not _expects_continue(request):
+                self._send_head(head + body)
+            else:
+                self._send_head(head)
+                await self._send_body_after_head(request, timeouts)
+        # Inlined wait for the head: one future, no extra coroutine frame on the hot path.
+        while not self._head_complete:
+            if self._error is not None:
+                raise self._error
+            if read_timeout is None and self.state == ACTIVE:
+                waiter = self._waiter = self._loop.create_future()
+                await waiter
+            else:
+                await self._wait(read_timeout)
+        return self._response(request, read_timeout, None)
+
+    def _begin(self, request: Request) -> bytes:
+        """Reset the per-message state and serialize the request head."""
         self.state = ACTIVE
         self._mode = PARSE
         if self._parser_spent:
@@ -456,56 +542,56 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._sent_anything = False
         method = request.method.encode("ascii")
         self._method = method
-        head = _serialize_head(method, request)
-        stream = request.stream
-        body = stream.content if isinstance(stream, ByteStream) else None
-        expect_continue = body != b"" and _expects_continue(request)
-        write_timeout = timeouts.get("write")
+        return _serialize_head(method, request)
+
+    async def _send_body_after_head(self, request: Request, timeouts: Any) -> None:
         read_timeout = timeouts.get("read")
+        if not _expects_continue(request) or await self._await_continue(read_timeout):
+            await self._send_body(request, timeouts.get("write"))
+        elif not self._got_continue:
+            self._must_close = True  # a final answer came instead; the declared body never went
 
-        if trace is None:
-            if body is not None and not expect_continue:
-                self._send_head(head + body if body else head)
-            else:
-                self._send_head(head)
-                if not expect_continue or await self._await_continue(read_timeout):
-                    await self._send_body(request, write_timeout)
+    async def _handle_traced(
+        self, request: Request, timeouts: Any, trace: _trace.TraceCallback
+    ) -> Response:
+        """The same exchange, each phase between its trace events."""
+        read_timeout = timeouts.get("read")
+        kwargs = {"request": request}
+        head = self._begin(request)
+
+        async def send_head() -> None:
+            self._send_head(head)
+
+        async def send_body() -> None:
+            if request.stream is not EMPTY_STREAM:
+                await self._send_body_after_head(request, timeouts)
+
+        async def receive_head() -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
             await self._receive_head(read_timeout)
-        else:
-            kwargs = {"request": request}
+            return self._http_version, self._status, self.reason(), self.header_fields()
 
-            async def send_head() -> None:
-                self._send_head(head)
+        await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_HEADERS, kwargs, send_head)
+        await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_BODY, kwargs, send_body)
+        await _trace.traced(trace, _trace.HTTP11_RECEIVE_RESPONSE_HEADERS, kwargs, receive_head)
+        return self._response(request, read_timeout, trace)
 
-            async def send_body() -> None:
-                if not expect_continue or await self._await_continue(read_timeout):
-                    await self._send_body(request, write_timeout)
-
-            async def receive_head() -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
-                await self._receive_head(read_timeout)
-                return self._http_version, self._status, self._reason, self._raw_headers
-
-            await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_HEADERS, kwargs, send_head)
-            await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_BODY, kwargs, send_body)
-            await _trace.traced(trace, _trace.HTTP11_RECEIVE_RESPONSE_HEADERS, kwargs, receive_head)
-
+    def _response(
+        self, request: Request, read_timeout: float | None, trace: _trace.TraceCallback | None
+    ) -> Response:
         self.requests_handled += 1
         if self._mode == RAW or self._status == 101:
             self.state = DETACHED  # the connection now belongs to whoever holds the stream
             self._mode = RAW
-        if expect_continue and not self._got_continue:
-            self._must_close = True  # the declared body was never sent
-        response_stream = HTTP11ResponseStream(self, request, read_timeout, trace)
-        return Response(
+        return Response.from_transport(
             self._status,
-            headers=Headers.from_raw(self._raw_headers),
-            stream=response_stream,
-            extensions={
+            self._raw_head,
+            HTTP11ResponseStream(self, request, read_timeout, trace),
+            {
                 "http_version": self._http_version,
-                "reason_phrase": self._reason,
-                "network_stream": self.network_stream(),
+                "reason_phrase": self.reason(),
+                "network_stream": self._network_stream or self.network_stream(),
             },
-            request=request,
+            request,
         )
 
     def _send_head(self, data: bytes) -> None:
@@ -714,6 +800,19 @@ class HTTP11ResponseStream(AsyncByteStream):
 
             raise StreamConsumedError()
         self._started = True
+
+    def read_if_complete(self) -> bytes | None:
+        """The whole body without waiting, when it has all arrived (small responses usually
+        arrive with their head): read and closed in one step, with no coroutine."""
+        conn = self._conn
+        if self._started or self._trace is not None or not conn._message_complete:
+            return None
+        if conn.state != ACTIVE:
+            return None
+        self._started = self._closed = True
+        data = conn._take_body() if conn._chunks else b""
+        conn._response_closed()
+        return data
 
     async def aread(self) -> bytes:
         self._claim()

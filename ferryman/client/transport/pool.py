@@ -125,7 +125,7 @@ class AsyncConnectionPool:
             try:
                 return await conn.handle_async_request(request)
             except (RemoteProtocolError, ReadError, WriteError) as exc:
-                nothing_back = not conn._head_complete and not conn._raw_headers
+                nothing_back = conn._response_bytes == 0
                 conn.close()
                 self._release(conn)
                 if reused and nothing_back and _can_resend(conn, request, exc):

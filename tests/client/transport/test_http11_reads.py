@@ -1,0 +1,106 @@
+"""The HTTP/1.1 connection fed by hand: however a response is cut into reads, the same
+response comes out. No sockets: a recording transport stands in for the network."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ferryman import Request
+from ferryman.client.transport.http11 import AsyncHTTP11Connection
+from ferryman.http.headers import parse_header_block
+
+
+class RecordingTransport(asyncio.Transport):
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.closed = False
+
+    def write(self, data: Any) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+def deliver(conn: AsyncHTTP11Connection, data: bytes) -> None:
+    """What the event loop does with bytes from the socket: fill get_buffer, report the count."""
+    while data:
+        buffer = conn.get_buffer(-1)
+        n = min(len(buffer), len(data))
+        buffer[:n] = data[:n]
+        conn.buffer_updated(n)
+        data = data[n:]
+
+
+RESPONSE = (
+    b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    b"HTTP/1.1 201 Created Fine\r\nContent-Type: text/plain\r\nX-Empty:\r\n"
+    b"X-Multi: a\r\nX-Multi:  b  \r\nContent-Length: 11\r\n\r\nhello world"
+)
+
+
+async def exchange(cuts: list[int]) -> tuple[int, bytes, list[tuple[bytes, bytes]], bytes]:
+    loop = asyncio.get_running_loop()
+    conn = AsyncHTTP11Connection(("http", b"example.test", 80), loop)
+    conn.connection_made(RecordingTransport())
+    pending = asyncio.ensure_future(
+        conn.handle_async_request(Request("GET", "http://example.test/"))
+    )
+    await asyncio.sleep(0)
+    previous = 0
+    for cut in sorted(set(cuts)) + [len(RESPONSE)]:
+        deliver(conn, RESPONSE[previous:cut])
+        previous = cut
+        await asyncio.sleep(0)
+    response = await pending
+    body = await response.aread()
+    return (
+        response.status_code,
+        response.extensions["reason_phrase"],
+        response.headers.raw,
+        body,
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=len(RESPONSE) - 1), max_size=12))
+def test_any_split_of_the_response_gives_the_same_result(cuts: list[int]) -> None:
+    status, reason, headers, body = asyncio.run(exchange(cuts))
+    assert status == 201
+    assert reason == b"Created Fine"
+    assert headers == [
+        (b"Content-Type", b"text/plain"),
+        (b"X-Empty", b""),
+        (b"X-Multi", b"a"),
+        (b"X-Multi", b"b"),
+        (b"Content-Length", b"11"),
+    ]
+    assert body == b"hello world"
+
+
+def test_parse_header_block_keeps_case_order_and_trims_whitespace() -> None:
+    block = b"HTTP/1.1 200 OK\r\nA: 1\r\nb:2\r\nC:  three words \t\r\nA: again"
+    assert parse_header_block(block) == [
+        (b"A", b"1"),
+        (b"b", b"2"),
+        (b"C", b"three words"),
+        (b"A", b"again"),
+    ]
+    assert parse_header_block(b"HTTP/1.1 204 No Content") == []
