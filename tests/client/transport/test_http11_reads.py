@@ -65,7 +65,7 @@ async def exchange(cuts: list[int]) -> tuple[int, bytes, list[tuple[bytes, bytes
     )
     await asyncio.sleep(0)
     previous = 0
-    for cut in sorted(set(cuts)) + [len(RESPONSE)]:
+    for cut in [*sorted(set(cuts)), len(RESPONSE)]:
         deliver(conn, RESPONSE[previous:cut])
         previous = cut
         await asyncio.sleep(0)
