@@ -199,6 +199,12 @@ async def sink(ex: Exchange) -> None:
     ex.send(200, str(total).encode())
 
 
+async def no_read(ex: Exchange) -> None:
+    """Never read the request body, so a large upload fills the socket buffers and stalls."""
+    await asyncio.sleep(float(ex.arg("delay", "3")))
+    ex.keep_alive = False
+
+
 async def connect_tunnel(ex: Exchange) -> None:
     """A CONNECT proxy: open the target and splice bytes both ways."""
     host, _, port = ex.target.rpartition(":")
@@ -238,6 +244,7 @@ ROUTES: dict[str, Handler] = {
     "/early-hints": early_hints,
     "/status": status,
     "/sink": sink,
+    "/no-read": no_read,
 }
 
 

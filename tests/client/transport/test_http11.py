@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -14,6 +15,7 @@ from ferryman import (
     RemoteProtocolError,
     Request,
     StreamConsumedError,
+    WriteTimeout,
 )
 from tests.servers.edge import EdgeServer, pattern
 
@@ -252,6 +254,25 @@ async def test_read_timeout_on_slow_head(edge: EdgeServer) -> None:
         )
         with pytest.raises(ReadTimeout):
             await pool.handle_async_request(request)
+
+
+async def test_write_timeout_when_the_server_stops_reading(edge: EdgeServer) -> None:
+    chunk = b"w" * 65536
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(4096):  # 256 MiB at most: far more than the socket buffers hold
+            yield chunk
+
+    async with AsyncConnectionPool() as pool:
+        request = Request(
+            "POST",
+            edge.url + "/no-read?delay=3",
+            content=endless(),
+            extensions={"timeout": {"write": 0.2, "read": 5}},
+        )
+        with pytest.raises(WriteTimeout, match="did not accept"):
+            await pool.handle_async_request(request)
+        assert pool.connections == []
 
 
 async def test_header_injection_is_refused_before_sending(edge: EdgeServer) -> None:
