@@ -29,6 +29,7 @@ from ferryman.exceptions import (
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
+    StreamConsumedError,
     WriteError,
     WriteTimeout,
 )
@@ -796,8 +797,6 @@ class HTTP11ResponseStream(AsyncByteStream):
 
     def _claim(self) -> None:
         if self._started:
-            from ferryman.exceptions import StreamConsumedError
-
             raise StreamConsumedError()
         self._started = True
 

@@ -26,7 +26,7 @@ class AsyncNetworkStream:
         self._conn = conn
 
     def _take_over(self) -> None:
-        from ferryman.client.transport.http11 import DETACHED, RAW
+        from ferryman.client.transport.http11 import CLOSED, DETACHED, RAW
 
         conn = self._conn
         if conn._mode != RAW:
@@ -35,7 +35,7 @@ class AsyncNetworkStream:
             if conn._chunks:
                 conn._raw_chunks.extend(conn._chunks)
                 conn._chunks.clear()
-        if conn.state not in (DETACHED, 3):  # 3: CLOSED
+        if conn.state != CLOSED:
             conn.state = DETACHED
 
     async def read(self, max_bytes: int = 65536, timeout: float | None = None) -> bytes:

@@ -294,11 +294,10 @@ class AsyncConnectionPool:
 
     def _wake_waiter(self) -> None:
         """A slot was freed: let the first waiter try to open a connection."""
-        for key, waiter in self._waiters:
+        for _, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
                 return
-            del key
 
     def _evict_one_idle(self) -> None:
         """At the total limit, close the longest-idle connection of any origin to make room."""
