@@ -1,5 +1,5 @@
 # The checks the README's test command runs: lint, format, types, tests.
-PYTHON ?= python
+PYTHON ?= python3
 
 .PHONY: check lint types test
 

@@ -66,7 +66,8 @@ class Request:
                 raw.append(framing)
             self.headers = Headers.from_raw(raw)
         else:
-            self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+            # A copy: framing headers are added, and a caller's Headers may serve many requests.
+            self.headers = headers.copy() if isinstance(headers, Headers) else Headers(headers)
             self._add_framing_headers(length)
 
     def _add_framing_headers(self, length: int | None) -> None:

@@ -280,7 +280,9 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         if drain is not None and not drain.done():
             drain.set_exception(WriteError(f"connection lost while sending: {exc or 'EOF'}"))
         self._drain_waiter = None
-        if previous == IDLE and self.on_release is not None:
+        # An idle, tunnelled or upgraded connection has no response left to release it: give
+        # its pool slot back now. (An active one is released when its response is closed.)
+        if previous != ACTIVE and self.on_release is not None:
             self.on_release(self)
 
     def pause_writing(self) -> None:

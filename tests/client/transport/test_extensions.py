@@ -3,6 +3,7 @@ WebSocket upgrades, ``OPTIONS *``, absolute-form targets and socket information.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -112,3 +113,28 @@ async def test_is_readable_once_the_server_closed(edge: EdgeServer) -> None:
         await response.aread()
         await asyncio.sleep(0.05)
         assert stream.get_extra_info("is_readable") is True
+
+
+async def test_closed_upgrades_give_their_pool_slot_back(uvicorn_server) -> None:  # type: ignore[no-untyped-def]
+    """An upgraded connection leaves the pool's idle stack, but its slot must come back when
+    its stream is closed, or a per-origin limit would be used up by finished WebSockets."""
+    async with AsyncConnectionPool(max_connections_per_origin=1) as pool:
+        for _ in range(3):
+            headers = {
+                "Connection": "Upgrade",
+                "Upgrade": "WebSocket",
+                "Sec-WebSocket-Key": base64.b64encode(os.urandom(16)).decode(),
+                "Sec-WebSocket-Version": "13",
+            }
+            response = await pool.handle_async_request(
+                Request(
+                    "GET",
+                    uvicorn_server.url + "/ws",
+                    headers=headers,
+                    extensions={"timeout": {"pool": 2}},
+                )
+            )
+            assert response.status_code == 101
+            await response.extensions["network_stream"].aclose()
+            await asyncio.sleep(0.01)  # let the transport report the close
+        assert pool.connections == []

@@ -10,6 +10,7 @@ import pytest
 
 from ferryman import (
     AsyncConnectionPool,
+    Headers,
     LocalProtocolError,
     ReadTimeout,
     RemoteProtocolError,
@@ -298,3 +299,14 @@ async def test_uvicorn_serves_get_post_and_streaming(uvicorn_server) -> None:  #
         stream = await pool.handle_async_request(Request("GET", uvicorn_server.url + "/stream"))
         assert await stream.aread() == b"".join(b"part%d\n" % i for i in range(5))
         assert len(pool.connections) == 1
+
+
+async def test_a_callers_headers_object_is_not_changed(edge: EdgeServer) -> None:
+    shared = Headers({"X-Api-Key": "k"})
+    async with AsyncConnectionPool() as pool:
+        for path in ("/echo", "/echo?again"):
+            response = await pool.handle_async_request(
+                Request("POST", edge.url + path, headers=shared, content=b"x")
+            )
+            await response.aread()
+    assert shared.raw == [(b"X-Api-Key", b"k")]
