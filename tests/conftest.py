@@ -7,9 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 import trustme
+from hypothesis import HealthCheck, settings
 
 from tests.servers.edge import EdgeServer
 from tests.servers.uvicorn_server import UvicornServer
+
+# Property tests check behaviour, not speed: on a loaded CI machine, Hypothesis's timing checks
+# (per-example deadline, slow input generation) would fail tests that are correct.
+settings.register_profile("ferryman", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ferryman")
 
 
 @pytest.fixture(scope="session")

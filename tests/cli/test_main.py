@@ -9,7 +9,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -257,12 +256,12 @@ def test_subprocess_connection_refused(refused_url: str) -> None:
 
 
 def test_subprocess_read_timeout(edge: EdgeServer) -> None:
-    started = time.monotonic()
+    # The server answers after 2 s; a ReadTimeout proves the client gave up first (no wall-clock
+    # assertion: a loaded CI machine may take seconds just to start the interpreter).
     proc = run("get", "--timeout", "0.2", edge.url + "/slow-head?delay=2")
     assert proc.returncode == 1
     assert proc.stderr.startswith(b"error: ReadTimeout: ")
     assert b"Traceback" not in proc.stderr
-    assert time.monotonic() - started < 2  # gave up before the server answered
 
 
 def test_subprocess_fail_on_404(edge: EdgeServer) -> None:

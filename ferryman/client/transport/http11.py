@@ -75,6 +75,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._buffer = bytearray(READ_BUFFER_SIZE)
         self._view = memoryview(self._buffer)
         self.state = CONNECTING
+        self.is_lost = False  # the event loop reported the socket closed
         self.requests_handled = 0
         self.idle_since = 0.0
         # Called with this connection when a response is done (or the connection dies).
@@ -246,6 +247,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._eof = True
+        self.is_lost = True
         previous = self.state
         if previous != DETACHED:
             self.state = CLOSED
@@ -457,8 +459,14 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
     def close(self) -> None:
         if self.state != CLOSED:
             self.state = CLOSED
-            if self._transport is not None:
-                self._transport.close()
+            transport = self._transport
+            if transport is not None:
+                if transport.get_write_buffer_size():
+                    # asyncio's close() waits for unsent bytes to drain; from a server that
+                    # stopped reading they never will, and the socket would stay open for good.
+                    transport.abort()
+                else:
+                    transport.close()
 
     async def start_tls(
         self,
@@ -490,6 +498,12 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             self.close()
             raise ConnectError("TLS handshake failed: the connection closed")
         self._transport = new_transport
+
+    def abort(self) -> None:
+        """Close the socket at once, without the TLS goodbye."""
+        self.state = CLOSED
+        if self._transport is not None and not self.is_lost:
+            self._transport.abort()
 
     def network_stream(self) -> AsyncNetworkStream:
         stream = self._network_stream

@@ -37,6 +37,8 @@ from ferryman.http.streams import ByteStream
 
 __all__ = ["AsyncConnectionPool"]
 
+# Seconds ``aclose()`` waits for TLS close_notify exchanges before dropping the sockets.
+CLOSE_GRACE = 0.25
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NO_TIMEOUTS: dict[str, float | None] = {}
 
@@ -346,7 +348,8 @@ class AsyncConnectionPool:
         if self._sweep_handle is not None:
             self._sweep_handle.cancel()
             self._sweep_handle = None
-        for conn in list(self._active):
+        closing = list(self._active)
+        for conn in closing:
             conn.close()
         self._active.clear()
         self._origins.clear()
@@ -355,8 +358,16 @@ class AsyncConnectionPool:
             if not waiter.done():
                 waiter.set_exception(RuntimeError("the connection pool was closed"))
         self._waiters.clear()
-        # Let the transports run their close callbacks before the loop may stop.
-        await asyncio.sleep(0)
+        # A plain socket closes on the next loop iteration; a TLS one first sends close_notify
+        # and waits for the peer's. Give them a moment, then drop the sockets that are still
+        # open: a pool closed just before its event loop stops must not leak file descriptors.
+        deadline = asyncio.get_running_loop().time() + CLOSE_GRACE
+        while any(not conn.is_lost for conn in closing):
+            if asyncio.get_running_loop().time() >= deadline:
+                for conn in closing:
+                    conn.abort()
+                break
+            await asyncio.sleep(0.005)
 
     async def __aenter__(self) -> AsyncConnectionPool:
         return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -264,16 +265,26 @@ async def test_write_timeout_when_the_server_stops_reading(edge: EdgeServer) -> 
         for _ in range(4096):  # 256 MiB at most: far more than the socket buffers hold
             yield chunk
 
+    streams = []
+
+    async def trace(name: str, info: dict[str, Any]) -> None:
+        if name == "connection.connect_tcp.complete":
+            streams.append(info["return_value"])
+
     async with AsyncConnectionPool() as pool:
         request = Request(
             "POST",
             edge.url + "/no-read?delay=3",
             content=endless(),
-            extensions={"timeout": {"write": 0.2, "read": 5}},
+            extensions={"timeout": {"write": 0.2, "read": 5}, "trace": trace},
         )
         with pytest.raises(WriteTimeout, match="did not accept"):
             await pool.handle_async_request(request)
         assert pool.connections == []
+        # The unsent upload must not keep the socket open while the pool lives on.
+        sock = streams[0].get_extra_info("socket")
+        await asyncio.sleep(0.05)
+        assert sock.fileno() == -1
 
 
 async def test_header_injection_is_refused_before_sending(edge: EdgeServer) -> None:

@@ -135,3 +135,28 @@ def test_default_context_verifies() -> None:
     context = create_ssl_context()
     assert context.verify_mode == ssl.CERT_REQUIRED
     assert context.check_hostname
+
+
+async def test_closing_the_pool_closes_tls_sockets(tls_edge: EdgeServer, ca: trustme.CA) -> None:
+    """TLS closing takes round trips; a pool closed right before its loop stops must still
+    release its sockets (else they leak until garbage collection, with a ResourceWarning)."""
+    context = create_ssl_context()
+    ca.configure_trust(context)
+    pool = AsyncConnectionPool(ssl_context=context)
+    response = await pool.handle_async_request(Request("GET", tls_edge.url + "/echo"))
+    sock = response.extensions["network_stream"].get_extra_info("socket")
+    await response.aread()
+    await pool.aclose()
+    assert sock.fileno() == -1
+
+
+def test_closing_a_sync_pool_closes_tls_sockets(tls_edge: EdgeServer, ca: trustme.CA) -> None:
+    from ferryman import ConnectionPool
+
+    context = create_ssl_context()
+    ca.configure_trust(context)
+    with ConnectionPool(ssl_context=context) as pool:
+        response = pool.handle_request(Request("GET", tls_edge.url + "/echo"))
+        sock = response.extensions["network_stream"].get_extra_info("socket")
+        response.read()
+    assert sock.fileno() == -1
