@@ -10,6 +10,7 @@ import trustme
 from hypothesis import HealthCheck, settings
 
 from tests.servers.edge import EdgeServer
+from tests.servers.httpbin_server import HttpbinServer
 from tests.servers.uvicorn_server import UvicornServer
 
 # Property tests check behaviour, not speed: on a loaded CI machine, Hypothesis's timing checks
@@ -60,5 +61,12 @@ def mtls_edge(ca: trustme.CA, server_cert: trustme.LeafCert) -> Iterator[EdgeSer
 @pytest.fixture(scope="session")
 def uvicorn_server() -> Iterator[UvicornServer]:
     server = UvicornServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def httpbin() -> Iterator[HttpbinServer]:
+    server = HttpbinServer().start()
     yield server
     server.stop()

@@ -187,27 +187,11 @@ class AsyncConnectionPool:
     ) -> AsyncHTTP11Connection:
         origin.open += 1
         self._total += 1
-        url = request.url
-        extensions = request.extensions
-        sni = extensions.get("sni_hostname")
         attempts = self._retries
         delay = 0.5
         while True:
             try:
-                conn = await open_http11_connection(
-                    asyncio.get_running_loop(),
-                    key,
-                    scheme=url.scheme,
-                    host=url.host,
-                    port=url.effective_port or (443 if url.scheme == "https" else 80),
-                    ssl_context=self._get_ssl_context() if url.scheme == "https" else None,
-                    server_hostname=(sni.decode("ascii") if isinstance(sni, bytes) else sni)
-                    or url.host,
-                    connect_timeout=timeouts.get("connect"),
-                    trace=extensions.get("trace"),
-                    local_address=self._local_address,
-                    uds=self._uds,
-                )
+                conn = await self._connect(key, request, timeouts)
             except (ConnectError, ConnectTimeout) as exc:
                 if attempts > 0:
                     attempts -= 1
@@ -227,6 +211,28 @@ class AsyncConnectionPool:
             conn.on_release = self._release
             self._active.add(conn)
             return conn
+
+    async def _connect(self, key: Any, request: Request, timeouts: Any) -> AsyncHTTP11Connection:
+        """Open a connection for ``request``'s origin, TLS included.
+
+        The one place a connection is made: a proxy pool overrides it to connect through the
+        proxy (a ``CONNECT`` tunnel) instead of to the origin itself."""
+        url = request.url
+        extensions = request.extensions
+        sni = extensions.get("sni_hostname")
+        return await open_http11_connection(
+            asyncio.get_running_loop(),
+            key,
+            scheme=url.scheme,
+            host=url.host,
+            port=url.effective_port or (443 if url.scheme == "https" else 80),
+            ssl_context=self._get_ssl_context() if url.scheme == "https" else None,
+            server_hostname=(sni.decode("ascii") if isinstance(sni, bytes) else sni) or url.host,
+            connect_timeout=timeouts.get("connect"),
+            trace=extensions.get("trace"),
+            local_address=self._local_address,
+            uds=self._uds,
+        )
 
     async def _wait_for_slot(
         self, loop: asyncio.AbstractEventLoop, key: Any, timeout: float | None
