@@ -21,6 +21,9 @@ tree follows httpcore/httpx so that users moving from those libraries find the n
     │   │   └── RemoteProtocolError
     │   ├── ProxyError
     │   └── UnsupportedProtocol
+    ├── DecodingError
+    ├── HTTPStatusError
+    ├── TooManyRedirects
     ├── InvalidURL
     ├── StreamError
     │   ├── StreamConsumedError
@@ -104,6 +107,28 @@ class ProxyError(TransportError):
 
 class UnsupportedProtocol(TransportError):
     """The URL's scheme is not one the transport speaks."""
+
+
+class DecodingError(FerrymanError, ValueError):
+    """A body could not be decoded as its ``Content-Encoding`` (or charset) says it is encoded."""
+
+
+class HTTPStatusError(FerrymanError):
+    """``raise_for_status()`` met a 4xx or 5xx answer; carries the request and the response."""
+
+    def __init__(self, message: str, *, request: Any, response: Any) -> None:
+        super().__init__(message)
+        self.request = request
+        self.response = response
+
+
+class TooManyRedirects(FerrymanError):
+    """A redirect chain went past ``max_redirects``; ``history`` holds the responses seen."""
+
+    def __init__(self, message: str, *, request: Any = None, history: Any = None) -> None:
+        super().__init__(message)
+        self.request = request
+        self.history = history if history is not None else []
 
 
 class InvalidURL(FerrymanError, ValueError):

@@ -47,6 +47,8 @@ __all__ = ["AsyncHTTP11Connection"]
 READ_BUFFER_SIZE = 64 * 1024
 # Body bytes held for a slow reader before the socket stops being read (flow control).
 BODY_HIGH_WATER = 256 * 1024
+# Reads buffered for a tunnel or upgraded stream before the socket is paused.
+RAW_HIGH_WATER_CHUNKS = 16
 # Remaining Content-Length bytes from which a body bypasses the parser.
 BYPASS_THRESHOLD = 32 * 1024
 # Largest body buffer a connection keeps for its next response.
@@ -154,7 +156,10 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         elif mode == BYPASS:
             self._bypass(bytes(self._view[:nbytes]))
         else:
-            self._raw_chunks.append(bytes(self._view[:nbytes]))
+            chunks = self._raw_chunks
+            chunks.append(bytes(self._view[:nbytes]))
+            if len(chunks) > RAW_HIGH_WATER_CHUNKS:
+                self._pause_reading()  # a tunnel/WebSocket reader that lags holds the socket
             self._wake()
 
     def _feed_head(self, nbytes: int) -> None:

@@ -179,3 +179,7 @@ class ConnectionPool:
 
 async def _make_pool(options: dict[str, Any]) -> AsyncConnectionPool:
     return AsyncConnectionPool(**options)
+
+
+SyncResponseStream = _SyncStream
+"""A response body of the async pool, read from plain code (used by the sync session client)."""

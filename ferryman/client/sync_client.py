@@ -1,0 +1,151 @@
+"""``Client``: the session client for plain (non-async) code.
+
+It runs an :class:`AsyncClient` on a private event loop in a daemon thread and waits for each
+call, the way the sync connection pool does: one implementation of every behaviour (auth,
+redirects, cookies, events), tested once.
+
+Where it can be called from:
+
+- plain code and any number of threads at once (calls are queued onto the private loop);
+- the thread of a running event loop (inside a coroutine, a callback, a Jupyter cell): the call
+  blocks that loop while it waits, as any blocking I/O would, but cannot deadlock, because the
+  private loop is not the caller's. Code that is async anyway should use ``AsyncClient``.
+
+Event handlers run on the private loop's thread; they may be sync or async, but a handler must
+not call the same ``Client`` synchronously (that would wait on itself: it raises RuntimeError).
+"""
+
+from __future__ import annotations
+
+import warnings
+from types import TracebackType
+from typing import Any
+
+from ferryman.client.hooks import EventHandlers
+from ferryman.client.session import AsyncClient
+from ferryman.client.transport.sync import LoopThread, SyncResponseStream
+from ferryman.events import EventDispatcher
+from ferryman.http.cookies import Cookies
+from ferryman.http.headers import Headers
+from ferryman.http.request import Request
+from ferryman.http.response import Response
+from ferryman.http.streams import AsyncByteStream, SyncByteStream
+from ferryman.http.url import URL
+
+__all__ = ["Client"]
+
+
+class Client:
+    """The synchronous twin of :class:`AsyncClient`; takes the same options and has the same
+    methods. Use it as ``with Client() as client:`` so its connections and thread close."""
+
+    def __init__(self, **options: Any) -> None:
+        self._portal = LoopThread()
+        self._closed = False
+        try:
+            self._client: AsyncClient = self._portal.run(_make_client(options))
+        except BaseException:
+            self._portal.close()
+            self._closed = True
+            raise
+
+    # -- what the session holds ---------------------------------------------------------------
+
+    @property
+    def headers(self) -> Headers:
+        return self._client.headers
+
+    @property
+    def cookies(self) -> Cookies:
+        return self._client.cookies
+
+    @property
+    def dispatcher(self) -> EventDispatcher | None:
+        return self._client.dispatcher
+
+    def event(self, name: str) -> EventHandlers:
+        return self._client.event(name)
+
+    def build_request(self, method: str, url: URL | str, **kwargs: Any) -> Request:
+        return self._client.build_request(method, url, **kwargs)
+
+    # -- verbs --------------------------------------------------------------------------------
+
+    def get(self, url: URL | str, **kwargs: Any) -> Any:
+        return self.request("GET", url, **kwargs)
+
+    def options(self, url: URL | str, **kwargs: Any) -> Response:
+        return self.request("OPTIONS", url, **kwargs)  # type: ignore[no-any-return]
+
+    def head(self, url: URL | str, **kwargs: Any) -> Response:
+        return self.request("HEAD", url, **kwargs)  # type: ignore[no-any-return]
+
+    def post(self, url: URL | str, **kwargs: Any) -> Response:
+        return self.request("POST", url, **kwargs)  # type: ignore[no-any-return]
+
+    def put(self, url: URL | str, **kwargs: Any) -> Response:
+        return self.request("PUT", url, **kwargs)  # type: ignore[no-any-return]
+
+    def patch(self, url: URL | str, **kwargs: Any) -> Response:
+        return self.request("PATCH", url, **kwargs)  # type: ignore[no-any-return]
+
+    def delete(self, url: URL | str, **kwargs: Any) -> Response:
+        return self.request("DELETE", url, **kwargs)  # type: ignore[no-any-return]
+
+    def request(self, method: str, url: URL | str, **kwargs: Any) -> Any:
+        if self._closed:
+            raise RuntimeError("this client has been closed")
+        result = self._portal.run(self._client.request(method, url, **kwargs))
+        if isinstance(result, Response):
+            self._to_sync(result)
+            for previous in result.history:
+                self._to_sync(previous)
+        return result
+
+    def _to_sync(self, response: Response) -> None:
+        """Let plain code read a body the async client left on the wire (``stream=True``)."""
+        stream = response.stream
+        if isinstance(stream, AsyncByteStream) and not isinstance(stream, SyncByteStream):
+            response.stream = SyncResponseStream(stream, self._portal)
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self._portal.run(self._client.aclose())
+            finally:
+                self._portal.close()
+
+    @property
+    def is_closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if not getattr(self, "_closed", True):
+            warnings.warn(
+                f"{self!r} was not closed; use `with Client()` or call client.close()",
+                ResourceWarning,
+                stacklevel=2,
+            )
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"<Client {'closed' if self._closed else 'open'}>"
+
+
+async def _make_client(options: dict[str, Any]) -> AsyncClient:
+    # Built on the private loop: anything the client binds to a loop binds to that one.
+    return AsyncClient(**options)

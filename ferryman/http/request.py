@@ -1,0 +1,129 @@
+"""The request model: method, URL, headers, a body stream and an ``extensions`` dict for
+everything that does not fit the plain model (timeouts, trace callbacks, the request target...),
+as httpcore defines it.
+
+It is deliberately slim: a client builds one per exchange, so every attribute is paid for on the
+hot path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping
+from http import HTTPStatus
+from typing import Any
+
+from ferryman.exceptions import ResponseNotRead
+from ferryman.http.headers import Headers, HeadersTypes
+from ferryman.http.streams import (
+    EMPTY_STREAM,
+    AsyncByteStream,
+    ByteStream,
+    RequestContent,
+    SyncByteStream,
+    encode_request_content,
+)
+from ferryman.http.url import URL
+
+__all__ = ["Request", "reason_phrase"]
+
+_METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+
+
+class Request:
+    """An HTTP request ready to be sent: its framing headers (``Host``, ``Content-Length`` or
+    ``Transfer-Encoding``) are filled in when the caller did not set them."""
+
+    __slots__ = ("extensions", "headers", "method", "stream", "url")
+
+    def __init__(
+        self,
+        method: str | bytes,
+        url: URL | str,
+        *,
+        headers: HeadersTypes | None = None,
+        content: RequestContent | None = None,
+        stream: SyncByteStream | AsyncByteStream | None = None,
+        extensions: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        self.method = method.decode("ascii") if isinstance(method, bytes) else method.upper()
+        self.url = url if isinstance(url, URL) else URL(url)
+        self.extensions: MutableMapping[str, Any] = {} if extensions is None else extensions
+        length: int | None
+        if stream is None:
+            if content is None:
+                stream, length = EMPTY_STREAM, 0
+            else:
+                stream, length = encode_request_content(content)
+        else:
+            length = len(stream) if isinstance(stream, ByteStream) else None
+        self.stream = stream
+        if headers is None:
+            # The common case, built without a single look-up: it runs for every request.
+            raw = [(b"Host", self.url.host_header)]
+            framing = _framing_header(self.method, length)
+            if framing is not None:
+                raw.append(framing)
+            self.headers = Headers.from_raw(raw)
+        else:
+            # A copy: framing headers are added, and a caller's Headers may serve many requests.
+            self.headers = headers.copy() if isinstance(headers, Headers) else Headers(headers)
+            self._add_framing_headers(length)
+
+    @classmethod
+    def from_parts(
+        cls,
+        method: str,
+        url: URL,
+        headers: Headers,
+        stream: SyncByteStream | AsyncByteStream,
+        length: int | None,
+        extensions: MutableMapping[str, Any],
+    ) -> Request:
+        """Build a request from parts a client already prepared (hot path): ``headers`` is taken
+        over, not copied, and must hold ``Host``; framing headers are added when missing."""
+        request = cls.__new__(cls)
+        request.method = method.upper()
+        request.url = url
+        request.headers = headers
+        request.stream = stream
+        request.extensions = extensions
+        if length != 0 or request.method in _METHODS_WITH_BODY:
+            request._add_framing_headers(length)
+        return request
+
+    def _add_framing_headers(self, length: int | None) -> None:
+        headers = self.headers
+        if "host" not in headers:
+            headers.add(b"Host", self.url.host_header)
+        if "content-length" in headers or "transfer-encoding" in headers:
+            return
+        framing = _framing_header(self.method, length)
+        if framing is not None:
+            headers.add(*framing)
+
+    @property
+    def content(self) -> bytes:
+        """The body, when it is fixed bytes; a streamed body has to be read by whoever sends it."""
+        if isinstance(self.stream, ByteStream):
+            return self.stream.content
+        raise ResponseNotRead("the request body is a stream; it has no fixed content")
+
+    def __repr__(self) -> str:
+        return f"<Request [{self.method!r} {self.url}]>"
+
+
+def _framing_header(method: str, length: int | None) -> tuple[bytes, bytes] | None:
+    """How the body's end is told: a length, chunks, or nothing for an empty GET-like request."""
+    if length is None:
+        return (b"Transfer-Encoding", b"chunked")
+    if length or method in _METHODS_WITH_BODY:
+        return (b"Content-Length", b"%d" % length)
+    return None
+
+
+def reason_phrase(status_code: int) -> str:
+    """The standard reason phrase of a status code, or '' for codes HTTP does not name."""
+    try:
+        return HTTPStatus(status_code).phrase
+    except ValueError:
+        return ""
