@@ -184,22 +184,28 @@ class AsyncClient:
         return await self.request("GET", url, **kwargs)
 
     async def options(self, url: URL | str, **kwargs: Any) -> Response:
-        return await self.request("OPTIONS", url, **kwargs)
+        response: Response = await self.request("OPTIONS", url, **kwargs)
+        return response
 
     async def head(self, url: URL | str, **kwargs: Any) -> Response:
-        return await self.request("HEAD", url, **kwargs)
+        response: Response = await self.request("HEAD", url, **kwargs)
+        return response
 
     async def post(self, url: URL | str, **kwargs: Any) -> Response:
-        return await self.request("POST", url, **kwargs)
+        response: Response = await self.request("POST", url, **kwargs)
+        return response
 
     async def put(self, url: URL | str, **kwargs: Any) -> Response:
-        return await self.request("PUT", url, **kwargs)
+        response: Response = await self.request("PUT", url, **kwargs)
+        return response
 
     async def patch(self, url: URL | str, **kwargs: Any) -> Response:
-        return await self.request("PATCH", url, **kwargs)
+        response: Response = await self.request("PATCH", url, **kwargs)
+        return response
 
     async def delete(self, url: URL | str, **kwargs: Any) -> Response:
-        return await self.request("DELETE", url, **kwargs)
+        response: Response = await self.request("DELETE", url, **kwargs)
+        return response
 
     async def request(
         self,
@@ -256,11 +262,11 @@ class AsyncClient:
             return await self._connect_websocket(transport, request, websocket_handler)
         handlers: dict[str, tuple[Handler, ...]] | None = None
         if (
-            self._pre_request
-            or self._on_headers
-            or self._post_request
-            or self._data_received
-            or self._data_processed
+            self._pre_request._handlers
+            or self._on_headers._handlers
+            or self._post_request._handlers
+            or self._data_received._handlers
+            or self._data_processed._handlers
             or pre_request is not None
             or on_headers is not None
             or post_request is not None
@@ -281,16 +287,17 @@ class AsyncClient:
             self.stream if stream is None else stream,
             handlers,
         )
+        target = request.url
         if auth is _UNSET:
             auth_flow = self.auth
-            if auth_flow is None and request.url.userinfo:
-                auth_flow = to_auth((request.url.username, request.url.password))
+            if auth_flow is None and target._userinfo:
+                auth_flow = to_auth((target.username, target.password))
         else:
             auth_flow = to_auth(auth)
-        if request.url.userinfo:
-            request.url = request.url.copy_with(username=None, password=None)
+        if target._userinfo:  # credentials travel in Authorization, never on the wire's URL
+            request.url = target.copy_with(username=None, password=None)
         if allow_redirects is None:
-            allow_redirects = request.method != "HEAD"
+            allow_redirects = method != "HEAD" and method != "head"
         if auth_flow is None:
             return await self._send_following_redirects(
                 request, exchange, allow_redirects, max_redirects
@@ -472,13 +479,23 @@ class AsyncClient:
             response.request = request
         if self.default_encoding is not None:
             response.default_encoding = self.default_encoding
+        # Which of the headers the client acts on are there: one scan of the raw head rather
+        # than building Headers for every response (false positives only cost the exact check).
+        if response._headers is None:
+            head = response._raw_head.lower()
+            has_cookies = b"\nset-cookie:" in head
+            encoded = b"\ncontent-encoding:" in head
+        else:
+            has_cookies = "set-cookie" in response._headers
+            encoded = "content-encoding" in response._headers
         try:
             if handlers is not None and handlers["on_headers"]:
                 await fire(handlers["on_headers"], response, "exc", None)
-            if exchange.cookies is not None and response.has_header(b"set-cookie"):
+            if has_cookies and exchange.cookies is not None:
                 exchange.cookies.extract_cookies(response)
             read_now = not exchange.stream or read
-            self._wrap_body(response, exchange, read_now)
+            if handlers is not None or (encoded and exchange.decompress):
+                self._wrap_body(response, exchange, read_now)
             if read_now:
                 await response.aread()
                 if handlers is not None and handlers["post_request"]:
@@ -493,7 +510,9 @@ class AsyncClient:
         decoder = None
         if exchange.decompress and response.has_header(b"content-encoding"):
             decoder = get_content_decoder(response.headers.get("content-encoding"))
-        received = processed = done = ()
+        received: tuple[Handler, ...] = ()
+        processed: tuple[Handler, ...] = ()
+        done: tuple[Handler, ...] = ()
         if handlers is not None:
             received = handlers["data_received"]
             processed = handlers["data_processed"]
@@ -506,8 +525,7 @@ class AsyncClient:
             return  # a forged sync-only body: nothing to observe on this face
 
         async def on_done(exc: BaseException | None) -> None:
-            if done:
-                await fire(done, response, "exc", exc)
+            await fire(done, response, "exc", exc)
 
         response.stream = ClientBodyStream(
             stream, response, decoder, received, processed, on_done if done else None

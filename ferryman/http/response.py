@@ -60,6 +60,9 @@ class Response:
         "stream",
     )
 
+    stream: SyncByteStream | AsyncByteStream
+    _content: bytes | None
+
     def __init__(
         self,
         status_code: int,
@@ -95,7 +98,7 @@ class Response:
             self.stream = stream
 
     def _init_state(self) -> None:
-        self._content: bytes | None = None
+        self._content = None
         self._closed = False
         self._iterated = False
         self._text: str | None = None
