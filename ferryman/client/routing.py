@@ -49,6 +49,7 @@ class TransportRouter:
         self._verify = verify
         self._cert = cert
         self._http2 = http2
+        self._pool_size = pool_size
         self._options: dict[str, Any] = {
             "trust_env": trust_env,
             "max_connections_per_origin": pool_size,
@@ -68,22 +69,34 @@ class TransportRouter:
             self._proxies.update(_check_proxies(proxies))
         self._transports: dict[Any, AsyncTransport] = {}
         if transport is None:
-            self.default = self._build((verify, cert, http2, None))
+            self.default = self._build((verify, cert, http2, None, pool_size))
         else:
             self.default = self._wrap(transport)
             self._transports[None] = self.default
 
     def select(
-        self, url: URL, verify: Any, cert: Any, proxies: Any, http2: bool | None
+        self,
+        url: URL,
+        verify: Any,
+        cert: Any,
+        proxies: Any,
+        http2: bool | None,
+        pool_size: int | None = None,
     ) -> AsyncTransport:
-        overridden = not (verify is UNSET and cert is UNSET and proxies is UNSET and http2 is None)
+        overridden = not (
+            verify is UNSET
+            and cert is UNSET
+            and proxies is UNSET
+            and http2 is None
+            and pool_size is None
+        )
         if not overridden and not self._proxies:
             return self.default
         if not self._own_transport:
             if overridden:
                 raise ValueError(
-                    "per-request verify, cert, proxies and http2 need the client's own "
-                    "connection pools; this client was given a transport"
+                    "per-request verify, cert, proxies, http2 and pool_size need the client's "
+                    "own connection pools; this client was given a transport"
                 )
             return self.default
         table = self._proxies
@@ -95,17 +108,20 @@ class TransportRouter:
             self._cert if cert is UNSET else cert,
             self._http2 if http2 is None else http2,
             proxy,
+            self._pool_size if pool_size is None else pool_size,
         )
-        if key == (self._verify, self._cert, self._http2, None):
+        if key == (self._verify, self._cert, self._http2, None, self._pool_size):
             return self.default
         return self._build(key)
 
-    def _build(self, key: tuple[Any, Any, bool, str | None]) -> AsyncTransport:
+    def _build(self, key: tuple[Any, Any, bool, str | None, int]) -> AsyncTransport:
         hashable = tuple(_hashable(part) for part in key)
         transport = self._transports.get(hashable)
         if transport is None:
-            verify, cert, http2, proxy = key
-            options = dict(self._options, verify=verify, cert=cert)
+            verify, cert, http2, proxy, pool_size = key
+            options = dict(
+                self._options, verify=verify, cert=cert, max_connections_per_origin=pool_size
+            )
             if http2:
                 options["http2"] = True
             pool: AsyncTransport

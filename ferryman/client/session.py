@@ -229,6 +229,7 @@ class AsyncClient:
         cert: Any = _UNSET,
         proxies: Mapping[str, str | URL | None] | None = _UNSET,
         http2: bool | None = None,
+        pool_size: int | None = None,
         websocket_handler: Any = None,
         extensions: dict[str, Any] | None = None,
         pre_request: Handler | Iterable[Handler] | None = None,
@@ -257,7 +258,7 @@ class AsyncClient:
             timeout=timeout,
             extensions=extensions,
         )
-        transport = self._router.select(request.url, verify, cert, proxies, http2)
+        transport = self._router.select(request.url, verify, cert, proxies, http2, pool_size)
         if websocket_handler is not None or request.url.scheme in ("ws", "wss"):
             return await self._connect_websocket(transport, request, websocket_handler)
         handlers: dict[str, tuple[Handler, ...]] | None = None

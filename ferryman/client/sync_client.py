@@ -18,12 +18,14 @@ not call the same ``Client`` synchronously (that would wait on itself: it raises
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
 from ferryman.client.hooks import EventHandlers
 from ferryman.client.session import AsyncClient
 from ferryman.client.transport.sync import LoopThread, SyncResponseStream
+from ferryman.client.websocket import WebSocketConnection
 from ferryman.events import EventDispatcher
 from ferryman.http.cookies import Cookies
 from ferryman.http.headers import Headers
@@ -32,7 +34,7 @@ from ferryman.http.response import Response
 from ferryman.http.streams import AsyncByteStream, SyncByteStream
 from ferryman.http.url import URL
 
-__all__ = ["Client"]
+__all__ = ["Client", "SyncWebSocket"]
 
 
 class Client:
@@ -100,6 +102,8 @@ class Client:
             self._to_sync(result)
             for previous in result.history:
                 self._to_sync(previous)
+        elif isinstance(result, WebSocketConnection):
+            return SyncWebSocket(result, self._portal)
         return result
 
     def _to_sync(self, response: Response) -> None:
@@ -144,6 +148,68 @@ class Client:
 
     def __repr__(self) -> str:
         return f"<Client {'closed' if self._closed else 'open'}>"
+
+
+class SyncWebSocket:
+    """A WebSocket opened by :class:`Client`: the same calls as
+    :class:`WebSocketConnection`, blocking. The handler's callbacks run on the client's loop
+    thread; ``for message in ws`` reads messages when no handler takes them."""
+
+    def __init__(self, connection: WebSocketConnection, portal: LoopThread) -> None:
+        self.connection = connection
+        self._portal = portal
+
+    @property
+    def closed(self) -> bool:
+        return self.connection.closed
+
+    @property
+    def close_code(self) -> int | None:
+        return self.connection.close_code
+
+    @property
+    def close_reason(self) -> str:
+        return self.connection.close_reason
+
+    @property
+    def subprotocol(self) -> str | None:
+        return self.connection.subprotocol
+
+    def send(self, message: str | bytes) -> None:
+        self._portal.run(self.connection.send(message))
+
+    write = send
+
+    def ping(self, data: bytes = b"") -> None:
+        self._portal.run(self.connection.ping(data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self._portal.run(self.connection.close(code, reason))
+
+    def wait_closed(self) -> None:
+        self._portal.run(self.connection.wait_closed())
+
+    def __iter__(self) -> Iterator[str | bytes]:
+        while True:
+            try:
+                yield self._portal.run(_next_message(self.connection))
+            except StopAsyncIteration:
+                return
+
+    def __enter__(self) -> SyncWebSocket:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+async def _next_message(connection: WebSocketConnection) -> str | bytes:
+    return await connection.__anext__()
 
 
 async def _make_client(options: dict[str, Any]) -> AsyncClient:

@@ -211,3 +211,27 @@ def test_ssl_context_is_accepted_as_verify(tls_edge: EdgeServer, ca: trustme.CA)
     ca.configure_trust(context)
     with ferryman.Client(verify=context, trust_env=False) as client:
         assert client.get(f"{tls_edge.url}/echo").status_code == 200
+
+
+def test_websocket_from_the_sync_client(ws_server: WsEchoServer) -> None:
+    with ferryman.Client(trust_env=False) as client:
+        ws = client.get(f"{ws_server.url}/echo")
+        with ws:
+            ws.send("one")
+            ws.write(b"two")
+            messages = iter(ws)
+            assert next(messages) == "one"
+            assert next(messages) == b"two"
+            ws.ping(b"p")
+        assert ws.closed
+        assert ws.close_code == 1000
+
+
+async def test_pool_size_per_request(edge: EdgeServer) -> None:
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        before = edge.connections
+        responses = await asyncio.gather(
+            *(client.get(f"{edge.url}/echo", pool_size=1) for _ in range(5))
+        )
+        assert all(r.status_code == 200 for r in responses)
+        assert edge.connections - before == 1  # five requests, one connection
