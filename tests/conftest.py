@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, settings
 
 from tests.servers.edge import EdgeServer
 from tests.servers.httpbin_server import HttpbinServer
+from tests.servers.hypercorn_server import HypercornServer
 from tests.servers.uvicorn_server import UvicornServer
 
 # Property tests check behaviour, not speed: on a loaded CI machine, Hypothesis's timing checks
@@ -68,5 +69,25 @@ def uvicorn_server() -> Iterator[UvicornServer]:
 @pytest.fixture(scope="session")
 def httpbin() -> Iterator[HttpbinServer]:
     server = HttpbinServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(ca: trustme.CA) -> Iterator[str]:
+    """The test CA as a file: pools built with ``verify=ca_bundle`` make their own context."""
+    with ca.cert_pem.tempfile() as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def _server_pem(server_cert: trustme.LeafCert) -> Iterator[str]:
+    with server_cert.private_key_and_cert_chain_pem.tempfile() as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def hypercorn(_server_pem: str) -> Iterator[HypercornServer]:
+    server = HypercornServer(_server_pem, _server_pem).start()
     yield server
     server.stop()

@@ -260,6 +260,8 @@ class AsyncClient:
         )
         transport = self._router.select(request.url, verify, cert, proxies, http2, pool_size)
         if websocket_handler is not None or request.url.scheme in ("ws", "wss"):
+            # An upgrade needs HTTP/1.1: an h2 pool would strip its Upgrade headers.
+            transport = self._router.select(request.url, verify, cert, proxies, False, pool_size)
             return await self._connect_websocket(transport, request, websocket_handler)
         handlers: dict[str, tuple[Handler, ...]] | None = None
         if (

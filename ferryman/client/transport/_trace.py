@@ -16,11 +16,18 @@ from typing import Any, TypeVar
 __all__ = [
     "CONNECT_TCP",
     "CONNECT_UNIX_SOCKET",
+    "HTTP2_RECEIVE_RESPONSE_BODY",
+    "HTTP2_RECEIVE_RESPONSE_HEADERS",
+    "HTTP2_RESPONSE_CLOSED",
+    "HTTP2_SEND_CONNECTION_INIT",
+    "HTTP2_SEND_REQUEST_BODY",
+    "HTTP2_SEND_REQUEST_HEADERS",
     "HTTP11_RECEIVE_RESPONSE_BODY",
     "HTTP11_RECEIVE_RESPONSE_HEADERS",
     "HTTP11_RESPONSE_CLOSED",
     "HTTP11_SEND_REQUEST_BODY",
     "HTTP11_SEND_REQUEST_HEADERS",
+    "START_TLS",
     "TraceCallback",
     "emit",
     "traced",
@@ -34,6 +41,12 @@ HTTP11_SEND_REQUEST_BODY = "http11.send_request_body"
 HTTP11_RECEIVE_RESPONSE_HEADERS = "http11.receive_response_headers"
 HTTP11_RECEIVE_RESPONSE_BODY = "http11.receive_response_body"
 HTTP11_RESPONSE_CLOSED = "http11.response_closed"
+HTTP2_SEND_CONNECTION_INIT = "http2.send_connection_init"
+HTTP2_SEND_REQUEST_HEADERS = "http2.send_request_headers"
+HTTP2_SEND_REQUEST_BODY = "http2.send_request_body"
+HTTP2_RECEIVE_RESPONSE_HEADERS = "http2.receive_response_headers"
+HTTP2_RECEIVE_RESPONSE_BODY = "http2.receive_response_body"
+HTTP2_RESPONSE_CLOSED = "http2.response_closed"
 
 TraceCallback = Callable[[str, dict[str, Any]], Any]
 T = TypeVar("T")

@@ -4,6 +4,12 @@ TLS is started on the connected socket (``loop.start_tls``) rather than in one
 ``create_connection(ssl=...)`` call so that ``connection.connect_tcp`` and
 ``connection.start_tls`` are two phases with their own timing and errors, as httpcore reports
 them.
+
+Every connection starts as an HTTP/1.1 one; when TLS negotiated ``h2`` (or the caller knows
+the server speaks HTTP/2 in clear text), :func:`start_http2` hands its socket to an
+:class:`AsyncHTTP2Connection`. Doing the switch after the fact, rather than choosing the
+protocol before connecting, lets any code that opens connections (a proxy's tunnel) get
+HTTP/2 too.
 """
 
 from __future__ import annotations
@@ -11,13 +17,17 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferryman.client.transport import _trace
-from ferryman.client.transport.http11 import AsyncHTTP11Connection
+from ferryman.client.transport.http11 import DETACHED, PARSE, RAW, AsyncHTTP11Connection
 from ferryman.exceptions import ConnectError, ConnectTimeout
+from ferryman.http.models import Request
 
-__all__ = ["open_http11_connection"]
+if TYPE_CHECKING:  # imported by start_http2: h2 costs import time, HTTP/2 may go unused
+    from ferryman.client.transport.http2 import AsyncHTTP2Connection
+
+__all__ = ["negotiated_protocol", "open_http11_connection", "start_http2"]
 
 
 async def open_http11_connection(
@@ -90,7 +100,14 @@ async def open_http11_connection(
         assert ssl_context is not None
 
         async def start_tls() -> Any:
+            # An HTTP/2 server speaks first (its SETTINGS) and may do so before this coroutine
+            # resumes: raw mode keeps those bytes for start_http2 instead of dropping them.
+            conn._mode = RAW
             await conn.start_tls(ssl_context, server_hostname, connect_timeout)
+            if negotiated_protocol(conn) != "h2":
+                conn._mode = PARSE
+                if conn._raw_chunks:  # an HTTP/1.1 server never speaks first
+                    conn._must_close = True
             return conn.network_stream()
 
         if trace is None:
@@ -107,3 +124,48 @@ async def open_http11_connection(
                 start_tls,
             )
     return conn
+
+
+def negotiated_protocol(conn: AsyncHTTP11Connection) -> str | None:
+    """The protocol ALPN agreed on for ``conn``'s TLS, or None (no TLS, or no ALPN)."""
+    transport = conn._transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    protocol: str | None = ssl_object.selected_alpn_protocol()
+    return protocol
+
+
+async def start_http2(
+    conn: AsyncHTTP11Connection, request: Request, trace: _trace.TraceCallback | None
+) -> AsyncHTTP2Connection:
+    """Move a freshly opened connection's socket to HTTP/2 and send the connection preface.
+
+    Bytes the server already sent (collected in raw mode during the TLS handshake, or during
+    a tunnel's) are handed over to the new connection; ``conn`` is left detached, unused.
+    """
+    from ferryman.client.transport.http2 import AsyncHTTP2Connection
+
+    transport = conn._transport
+    if transport is None or transport.is_closing():
+        raise ConnectError("the connection closed before HTTP/2 could start")
+    early = b"".join(conn._raw_chunks)
+    conn._raw_chunks.clear()
+    conn.state = DETACHED
+    conn.on_release = None
+    h2_conn = AsyncHTTP2Connection(conn.origin, conn._loop, transport)
+    transport.set_protocol(h2_conn)
+    if conn._reading_paused:
+        conn._reading_paused = False
+        transport.resume_reading()
+
+    async def send_connection_init() -> None:
+        h2_conn.initiate(early)
+
+    if trace is None:
+        h2_conn.initiate(early)
+    else:
+        await _trace.traced(
+            trace, _trace.HTTP2_SEND_CONNECTION_INIT, {"request": request}, send_connection_init
+        )
+    return h2_conn

@@ -9,6 +9,12 @@ server closed while idle costs a request nothing.
 
 Waiting for a free connection (the limits are reached) is a future per waiter, bounded by the
 ``pool`` timeout; a released connection is handed straight to a waiter of its origin.
+
+HTTP/2 (``http2=True``) stays off the HTTP/1.1 path: an HTTP/2 connection is never in an idle
+stack, so a request finds it only on the miss path, where an origin's shared HTTP/2
+connections are offered while they have a free stream slot. While a connection that may turn
+out to be HTTP/2 is being opened, other requests to its origin wait for it rather than open
+connections of their own; if ALPN picks HTTP/1.1 they are let go to open theirs.
 """
 
 from __future__ import annotations
@@ -18,9 +24,13 @@ import contextlib
 import ssl
 from collections import deque
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ferryman.client.transport.connect import open_http11_connection
+from ferryman.client.transport.connect import (
+    negotiated_protocol,
+    open_http11_connection,
+    start_http2,
+)
 from ferryman.client.transport.http11 import ACTIVE, CLOSED, IDLE, AsyncHTTP11Connection
 from ferryman.client.transport.tls import CertTypes, VerifyTypes, create_ssl_context
 from ferryman.exceptions import (
@@ -29,11 +39,15 @@ from ferryman.exceptions import (
     PoolTimeout,
     ReadError,
     RemoteProtocolError,
+    TransportError,
     UnsupportedProtocol,
     WriteError,
 )
 from ferryman.http.models import Request, Response
 from ferryman.http.streams import ByteStream
+
+if TYPE_CHECKING:  # imported when HTTP/2 is first used: h2 costs import time
+    from ferryman.client.transport.http2 import AsyncHTTP2Connection, StreamNotAnswered
 
 __all__ = ["AsyncConnectionPool"]
 
@@ -41,16 +55,25 @@ __all__ = ["AsyncConnectionPool"]
 CLOSE_GRACE = 0.25
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NO_TIMEOUTS: dict[str, float | None] = {}
+# Times a request goes again after the server declined its stream (GOAWAY, REFUSED_STREAM).
+HTTP2_RESENDS = 3
+
+# A connection that is not an AsyncHTTP11Connection is an AsyncHTTP2Connection.
+Connection: TypeAlias = "AsyncHTTP11Connection | AsyncHTTP2Connection"
 
 
 class _Origin:
-    """What the pool knows of one origin: idle connections (most recent last) and a count."""
+    """What the pool knows of one origin: idle HTTP/1.1 connections (most recent last), its
+    HTTP/2 connections, and a count of all its connections."""
 
-    __slots__ = ("idle", "open")
+    __slots__ = ("http11", "idle", "open", "probing", "shared")
 
     def __init__(self) -> None:
         self.idle: list[AsyncHTTP11Connection] = []
         self.open = 0
+        self.shared: list[AsyncHTTP2Connection] = []  # HTTP/2, offered while they have room
+        self.probing = False  # a connection that may speak HTTP/2 is being opened
+        self.http11 = False  # ALPN said HTTP/1.1: no need to wait for the next probe
 
 
 class AsyncConnectionPool:
@@ -65,6 +88,10 @@ class AsyncConnectionPool:
     (seconds an idle connection is kept, default 5), ``retries`` (new attempts when a
     connection cannot be established), ``local_address`` (source IP), ``uds`` (connect every
     request to this Unix socket path), ``trust_env`` (``SSL_CERT_FILE``/``SSL_CERT_DIR``).
+
+    ``http2=True`` offers HTTP/2 by ALPN on https and uses it when the server picks it;
+    ``http1=False`` makes it HTTP/2 only; ``http2_prior_knowledge=True`` speaks HTTP/2 to
+    http:// origins without asking (h2c), as does ``http1=False``.
     """
 
     def __init__(
@@ -80,7 +107,12 @@ class AsyncConnectionPool:
         retries: int = 0,
         local_address: str | None = None,
         uds: str | None = None,
+        http1: bool = True,
+        http2: bool = False,
+        http2_prior_knowledge: bool = False,
     ) -> None:
+        if not (http1 or http2 or http2_prior_knowledge):
+            raise ValueError("at least one of http1 and http2 must be enabled")
         if max_connections_per_origin < 1:
             raise ValueError("max_connections_per_origin must be at least 1")
         if max_connections is not None and max_connections < 1:
@@ -95,10 +127,13 @@ class AsyncConnectionPool:
         self._retries = retries
         self._local_address = local_address
         self._uds = uds
+        self._http1 = http1
+        self._http2 = http2 or http2_prior_knowledge
+        self._h2c = http2_prior_knowledge or (http2 and not http1)
         self._origins: dict[Any, _Origin] = {}
         self._total = 0
-        self._waiters: deque[tuple[Any, asyncio.Future[AsyncHTTP11Connection | None]]] = deque()
-        self._active: set[AsyncHTTP11Connection] = set()
+        self._waiters: deque[tuple[Any, asyncio.Future[Connection | None]]] = deque()
+        self._active: set[Connection] = set()
         self._sweep_handle: asyncio.TimerHandle | None = None
         self._closed = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -121,7 +156,10 @@ class AsyncConnectionPool:
         while True:
             conn = self._take_idle(key)
             if conn is None:
-                conn = await self._open_or_wait(key, request)
+                opened = await self._open_or_wait(key, request)
+                if not isinstance(opened, AsyncHTTP11Connection):
+                    return await self._send_http2(opened, key, request)
+                conn = opened
             conn.state = ACTIVE
             reused = conn.requests_handled > 0
             try:
@@ -157,7 +195,7 @@ class AsyncConnectionPool:
 
     # -- opening and waiting -----------------------------------------------------------------
 
-    async def _open_or_wait(self, key: Any, request: Request) -> AsyncHTTP11Connection:
+    async def _open_or_wait(self, key: Any, request: Request) -> Connection:
         extensions = request.extensions
         timeouts = extensions.get("timeout", _NO_TIMEOUTS) if extensions else _NO_TIMEOUTS
         loop = self._loop
@@ -167,13 +205,19 @@ class AsyncConnectionPool:
             origin = self._origins.get(key)
             if origin is None:
                 origin = self._origins[key] = _Origin()
-            if origin.open < self._max_per_origin:
+            if origin.shared:
+                shared = self._reserve_stream(origin)
+                if shared is not None:
+                    return shared
+            if origin.open < self._max_per_origin and not origin.probing:
                 if self._total >= self._max_total:
                     self._evict_one_idle()
                 if self._total < self._max_total:
                     return await self._open(key, origin, request, timeouts)
             handed = await self._wait_for_slot(loop, key, timeouts.get("pool"))
             if handed is not None:
+                if not isinstance(handed, AsyncHTTP11Connection):
+                    return handed  # with a stream slot reserved for this request
                 if handed.is_reusable():
                     return handed
                 handed.close()
@@ -182,37 +226,74 @@ class AsyncConnectionPool:
             if conn is not None:
                 return conn
 
-    async def _open(
-        self, key: Any, origin: _Origin, request: Request, timeouts: Any
-    ) -> AsyncHTTP11Connection:
+    async def _open(self, key: Any, origin: _Origin, request: Request, timeouts: Any) -> Connection:
         origin.open += 1
         self._total += 1
+        probing = self._http2 and not origin.http11 and self._may_be_http2(request)
+        origin.probing = probing
         attempts = self._retries
         delay = 0.5
         while True:
             try:
                 conn = await self._connect(key, request, timeouts)
+                if self._http2 and isinstance(conn, AsyncHTTP11Connection):
+                    conn = await self._start_http2_if_agreed(conn, request)
             except (ConnectError, ConnectTimeout) as exc:
                 if attempts > 0:
                     attempts -= 1
                     await asyncio.sleep(delay)
                     delay *= 2
                     continue
-                origin.open -= 1
-                self._total -= 1
-                self._wake_waiter()
+                self._open_failed(key, origin, probing)
                 exc.request = request
                 raise
             except BaseException:
-                origin.open -= 1
-                self._total -= 1
-                self._wake_waiter()
+                self._open_failed(key, origin, probing)
                 raise
-            conn.on_release = self._release
+            origin.probing = False
             self._active.add(conn)
+            if not isinstance(conn, AsyncHTTP11Connection):
+                conn.on_release = self._release_http2
+                conn.in_flight = 1  # this request's stream
+                origin.shared.append(conn)
+                self._hand_out_streams(conn)
+                return conn
+            conn.on_release = self._release
+            if probing:
+                origin.http11 = True
+                self._wake_waiters_of(key)
             return conn
 
-    async def _connect(self, key: Any, request: Request, timeouts: Any) -> AsyncHTTP11Connection:
+    def _open_failed(self, key: Any, origin: _Origin, probing: bool) -> None:
+        origin.open -= 1
+        self._total -= 1
+        if probing:
+            origin.probing = False
+            self._wake_waiters_of(key)
+        self._wake_waiter()
+
+    def _may_be_http2(self, request: Request) -> bool:
+        return request.url.scheme == "https" or self._h2c
+
+    async def _start_http2_if_agreed(
+        self, conn: AsyncHTTP11Connection, request: Request
+    ) -> Connection:
+        """The connection as HTTP/2 when TLS agreed on ``h2`` or h2c is known to work."""
+        protocol = negotiated_protocol(conn)
+        cleartext = protocol is None and request.url.scheme == "http"
+        if protocol == "h2" or (cleartext and self._h2c):
+            trace = request.extensions.get("trace") if request.extensions else None
+            try:
+                return await start_http2(conn, request, trace)
+            except BaseException:
+                conn.close()
+                raise
+        if not self._http1:
+            conn.close()
+            raise ConnectError(f"the server does not speak HTTP/2 (ALPN: {protocol!r})")
+        return conn
+
+    async def _connect(self, key: Any, request: Request, timeouts: Any) -> Connection:
         """Open a connection for ``request``'s origin, TLS included.
 
         The one place a connection is made: a proxy pool overrides it to connect through the
@@ -236,8 +317,8 @@ class AsyncConnectionPool:
 
     async def _wait_for_slot(
         self, loop: asyncio.AbstractEventLoop, key: Any, timeout: float | None
-    ) -> AsyncHTTP11Connection | None:
-        waiter: asyncio.Future[AsyncHTTP11Connection | None] = loop.create_future()
+    ) -> Connection | None:
+        waiter: asyncio.Future[Connection | None] = loop.create_future()
         entry = (key, waiter)
         self._waiters.append(entry)
         handle = None
@@ -247,9 +328,12 @@ class AsyncConnectionPool:
             return await waiter
         except BaseException:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
-                handed = waiter.result()
-                if handed is not None:  # handed over just as we gave up: give it back
+                handed = waiter.result()  # handed over just as we gave up: give it back
+                if isinstance(handed, AsyncHTTP11Connection):
                     self._release(handed)
+                elif handed is not None:
+                    handed.in_flight -= 1  # the stream slot reserved for us
+                    self._release_http2(handed)
             raise
         finally:
             if handle is not None:
@@ -260,10 +344,111 @@ class AsyncConnectionPool:
     def _get_ssl_context(self) -> ssl.SSLContext:
         context = self._ssl_context
         if context is None:
+            alpn = ("h2", "http/1.1") if self._http1 else ("h2",)
             context = self._ssl_context = create_ssl_context(
-                self._verify, self._cert, trust_env=self._trust_env
+                self._verify,
+                self._cert,
+                alpn_protocols=alpn if self._http2 else ("http/1.1",),
+                trust_env=self._trust_env,
             )
         return context
+
+    # -- HTTP/2 ---------------------------------------------------------------------------
+
+    async def _send_http2(self, conn: AsyncHTTP2Connection, key: Any, request: Request) -> Response:
+        """Send ``request`` on ``conn`` (a stream slot is reserved), again elsewhere when the
+        server declined the stream without acting on it."""
+        from ferryman.client.transport.http2 import StreamNotAnswered
+
+        resends = HTTP2_RESENDS
+        while True:
+            try:
+                return await conn.handle_async_request(request)
+            except StreamNotAnswered as exc:
+                if resends <= 0 or not _can_resend_http2(exc, request):
+                    if exc.request is None:
+                        exc.request = request
+                    raise
+                resends -= 1
+            except TransportError as exc:
+                if exc.request is None:
+                    exc.request = request
+                raise
+            other = self._take_idle(key) or await self._open_or_wait(key, request)
+            if not isinstance(other, AsyncHTTP11Connection):
+                conn = other
+                continue
+            other.state = ACTIVE  # the origin now answers over HTTP/1.1
+            try:
+                return await other.handle_async_request(request)
+            except BaseException:
+                other.close()
+                self._release(other)
+                raise
+
+    def _reserve_stream(self, origin: _Origin) -> AsyncHTTP2Connection | None:
+        """A shared connection of ``origin`` with a free stream slot, the slot taken."""
+        expiry = self._keepalive_expiry
+        for conn in origin.shared:
+            if conn.accepts_streams():
+                if conn.in_flight or expiry is None or conn._loop.time() - conn.idle_since < expiry:
+                    conn.in_flight += 1
+                    return conn
+                conn.close()  # idle for too long: the server may be closing it right now
+        for conn in [conn for conn in origin.shared if conn.is_closed]:
+            self._drop_http2(conn)
+        return None
+
+    def _hand_out_streams(self, conn: AsyncHTTP2Connection) -> None:
+        """Give free stream slots of ``conn`` to requests waiting for its origin; when they
+        run out, let one more waiter open another connection if the limits allow."""
+        key = conn.origin
+        free = conn.max_streams - conn.in_flight if conn.accepts_streams() else 0
+        chosen = []
+        for entry in self._waiters:
+            if entry[0] == key and not entry[1].done():
+                chosen.append(entry)
+                if len(chosen) > free:
+                    break
+        for entry in chosen[:free]:
+            conn.in_flight += 1
+            self._waiters.remove(entry)
+            entry[1].set_result(conn)
+        if len(chosen) > free:
+            origin = self._origins.get(key)
+            if (
+                origin is not None
+                and not origin.probing
+                and origin.open < self._max_per_origin
+                and self._total < self._max_total
+            ):
+                self._waiters.remove(chosen[free])
+                chosen[free][1].set_result(None)
+
+    def _release_http2(self, conn: AsyncHTTP2Connection) -> None:
+        """A stream of ``conn`` is done, or ``conn`` changed state (settings, GOAWAY, closed)."""
+        if conn.is_closed:
+            self._drop_http2(conn)
+            return
+        if conn.going_away or self._closed:  # close it once its streams are done
+            origin = self._origins.get(conn.origin)
+            if origin is not None and conn in origin.shared:
+                origin.shared.remove(conn)
+                self._wake_waiters_of(conn.origin)  # they may open a new connection
+            if not conn.in_flight:
+                conn.close()
+                self._forget(conn)
+            return
+        if self._waiters:
+            self._hand_out_streams(conn)
+        if not conn.in_flight and self._sweep_handle is None and self._keepalive_expiry is not None:
+            self._sweep_handle = conn._loop.call_later(self._keepalive_expiry, self._sweep)
+
+    def _drop_http2(self, conn: AsyncHTTP2Connection) -> None:
+        origin = self._origins.get(conn.origin)
+        if origin is not None and conn in origin.shared:
+            origin.shared.remove(conn)
+        self._forget(conn)
 
     # -- giving back -----------------------------------------------------------------------
 
@@ -288,14 +473,14 @@ class AsyncConnectionPool:
                 origin.idle.remove(conn)
             self._forget(conn)
 
-    def _forget(self, conn: AsyncHTTP11Connection) -> None:
+    def _forget(self, conn: Connection) -> None:
         """Give back the slot of a closed connection, once."""
         if conn in self._active:
             self._active.discard(conn)
             origin = self._origins.get(conn.origin)
             if origin is not None:
                 origin.open -= 1
-                if origin.open == 0 and not origin.idle:
+                if origin.open == 0 and not origin.idle and not origin.probing:
                     del self._origins[conn.origin]
             self._total -= 1
             self._wake_waiter()
@@ -307,16 +492,29 @@ class AsyncConnectionPool:
                 waiter.set_result(None)
                 return
 
+    def _wake_waiters_of(self, key: Any) -> None:
+        """The protocol of ``key`` is known (or its probe failed): its waiters look again."""
+        for waiting_for, waiter in self._waiters:
+            if waiting_for == key and not waiter.done():
+                waiter.set_result(None)
+
     def _evict_one_idle(self) -> None:
         """At the total limit, close the longest-idle connection of any origin to make room."""
-        oldest: AsyncHTTP11Connection | None = None
+        oldest: Connection | None = None
         for origin in self._origins.values():
-            if origin.idle and (oldest is None or origin.idle[0].idle_since < oldest.idle_since):
-                oldest = origin.idle[0]
-        if oldest is not None:
+            candidates: list[Connection] = [conn for conn in origin.shared if not conn.in_flight]
+            if origin.idle:
+                candidates.append(origin.idle[0])
+            for conn in candidates:
+                if oldest is None or conn.idle_since < oldest.idle_since:
+                    oldest = conn
+        if isinstance(oldest, AsyncHTTP11Connection):
             self._origins[oldest.origin].idle.remove(oldest)
             oldest.close()
             self._forget(oldest)
+        elif oldest is not None:
+            oldest.close()
+            self._drop_http2(oldest)
 
     def _sweep(self) -> None:
         """Close connections idle for longer than ``keepalive_expiry``."""
@@ -335,19 +533,32 @@ class AsyncConnectionPool:
                     self._forget(conn)
                 else:
                     pending = True
+            for shared in list(origin.shared):
+                if shared.in_flight:
+                    continue
+                if now - shared.idle_since >= expiry or shared.is_closed:
+                    shared.close()
+                    self._drop_http2(shared)
+                else:
+                    pending = True
         if pending:
             self._sweep_handle = loop.call_later(expiry, self._sweep)
 
     # -- introspection and closing -------------------------------------------------------
 
     @property
-    def connections(self) -> list[AsyncHTTP11Connection]:
+    def connections(self) -> list[Connection]:
         """Every open connection, idle or in use (for tests and diagnostics)."""
         return list(self._active)
 
     @property
-    def idle_connections(self) -> list[AsyncHTTP11Connection]:
-        return [conn for origin in self._origins.values() for conn in origin.idle]
+    def idle_connections(self) -> list[Connection]:
+        """Connections with no request in progress."""
+        idle: list[Connection] = []
+        for origin in self._origins.values():
+            idle += origin.idle
+            idle += [conn for conn in origin.shared if not conn.in_flight]
+        return idle
 
     async def aclose(self) -> None:
         self._closed = True
@@ -390,6 +601,15 @@ class AsyncConnectionPool:
 def _expire_pool_wait(waiter: asyncio.Future[Any], timeout: float) -> None:
     if not waiter.done():
         waiter.set_exception(PoolTimeout(f"no connection became free within {timeout} s"))
+
+
+def _can_resend_http2(exc: StreamNotAnswered, request: Request) -> bool:
+    """A declined stream goes again when its body can be sent again (unsent, or bytes); a
+    stream lost with its connection only when the request is idempotent too and the loss is
+    not a plain server failure (see ``StreamNotAnswered.idempotent_retry``)."""
+    if not exc.body_started or isinstance(request.stream, ByteStream):
+        return exc.unprocessed or (exc.idempotent_retry and request.method in _IDEMPOTENT)
+    return False
 
 
 def _can_resend(conn: AsyncHTTP11Connection, request: Request, exc: Exception) -> bool:

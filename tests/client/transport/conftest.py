@@ -1,0 +1,128 @@
+"""HTTP/2 servers for the transport tests: hypercorn, and a scripted one that misbehaves."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+
+
+@pytest.fixture
+def scripted_h2() -> Iterator[ScriptedH2Server]:
+    server = ScriptedH2Server().start()
+    yield server
+    server.stop()
+
+
+class ScriptedH2Server:
+    """An h2c server (prior knowledge) whose paths each break HTTP/2 in one way.
+
+    ``/ok``: 200 naming the connection; ``/reset``: part of a body, then RST_STREAM;
+    ``/refused``: REFUSED_STREAM the first time, 200 afterwards;
+    ``/goaway-after-first``: the first stream of a connection is answered, a later one gets
+    GOAWAY naming the first as the last processed; ``/close-mid``: part of a body, then the
+    socket closes; ``/goaway-error``: part of a body, then GOAWAY(PROTOCOL_ERROR);
+    ``/bad-head``: a header value with CR LF in it; ``/never``: no answer at all;
+    ``/no-window``: no answer, and uploaded data is never acknowledged (the flow-control
+    window stays shut).
+    """
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.refused = 0
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="scripted-h2", daemon=True)
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            asyncio.start_server(self._serve, "127.0.0.1", 0)
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        self._server.close()
+        self._loop.run_until_complete(self._server.wait_closed())
+        self._loop.close()
+
+    def start(self) -> ScriptedH2Server:
+        self._thread.start()
+        self._ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        number = self.connections
+        config = h2.config.H2Configuration(
+            client_side=False, header_encoding=None, validate_outbound_headers=False
+        )
+        conn = h2.connection.H2Connection(config=config)
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        first_stream = 0
+        paths: dict[int, bytes] = {}
+        try:
+            while data := await reader.read(65536):
+                for event in conn.receive_data(data):
+                    if (
+                        isinstance(event, h2.events.DataReceived)
+                        and paths.get(event.stream_id) != b"/no-window"
+                    ):
+                        conn.acknowledge_received_data(
+                            event.flow_controlled_length, event.stream_id
+                        )
+                    if not isinstance(event, h2.events.RequestReceived):
+                        continue
+                    stream_id = event.stream_id
+                    path = paths[stream_id] = dict(event.headers)[b":path"]
+                    if path == b"/goaway-after-first" and first_stream:
+                        conn.close_connection(last_stream_id=first_stream)
+                        return
+                    first_stream = first_stream or stream_id
+                    if path in (b"/never", b"/no-window"):
+                        continue
+                    if path == b"/refused" and not self.refused:
+                        self.refused += 1
+                        conn.reset_stream(stream_id, error_code=7)
+                        continue
+                    if path == b"/bad-head":
+                        fields = [(b":status", b"200"), (b"x-split", b"a\r\nb")]
+                        conn.send_headers(stream_id, fields, end_stream=True)
+                        continue
+                    if path in (b"/ok", b"/refused", b"/goaway-after-first"):
+                        body = b"connection %d" % number
+                        conn.send_headers(stream_id, [(b":status", b"200")])
+                        conn.send_data(stream_id, body, end_stream=True)
+                        continue
+                    conn.send_headers(stream_id, [(b":status", b"200")])
+                    conn.send_data(stream_id, b"partial body")
+                    if path == b"/reset":
+                        conn.reset_stream(stream_id, error_code=2)
+                    elif path == b"/goaway-error":
+                        conn.close_connection(error_code=1, last_stream_id=stream_id)
+                        return
+                    else:  # /close-mid
+                        return
+                writer.write(conn.data_to_send())
+        except ConnectionError:
+            return
+        finally:
+            if not writer.is_closing():
+                writer.write(conn.data_to_send())
+                writer.close()

@@ -1,0 +1,473 @@
+"""HTTP/2 in the transport core, against hypercorn and a scripted h2c server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ferryman import (
+    AsyncConnectionPool,
+    ConnectError,
+    ConnectionPool,
+    PoolTimeout,
+    ReadTimeout,
+    RemoteProtocolError,
+    Request,
+    WriteTimeout,
+)
+from ferryman.client.transport.http2 import (
+    STREAM_WINDOW,
+    AsyncHTTP2Connection,
+    HTTP2ResponseStream,
+    http2_header_fields,
+)
+from tests.client.transport.conftest import ScriptedH2Server
+from tests.servers.edge import EdgeServer
+from tests.servers.hypercorn_server import HypercornServer, pattern
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def __call__(self, name: str, info: dict[str, Any]) -> None:
+        self.events.append((name, info))
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.events]
+
+
+def _phases(*names: str) -> list[str]:
+    return [f"{name}.{step}" for name in names for step in ("started", "complete")]
+
+
+H2_EXCHANGE = _phases(
+    "http2.send_request_headers",
+    "http2.send_request_body",
+    "http2.receive_response_headers",
+    "http2.receive_response_body",
+    "http2.response_closed",
+)
+
+
+async def _get_json(pool: AsyncConnectionPool, url: str, **kwargs: Any) -> dict[str, Any]:
+    response = await pool.handle_async_request(Request("GET", url, **kwargs))
+    data: dict[str, Any] = json.loads(await response.aread())
+    return data
+
+
+# -- the basics over TLS with ALPN ------------------------------------------------------------
+
+
+async def test_get_over_h2_negotiated_by_alpn(hypercorn: HypercornServer, ca_bundle: str) -> None:
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", hypercorn.url + "/echo?x=1", headers={"X-Custom": "yes"})
+        )
+        body = json.loads(await response.aread())
+        assert response.status_code == 200
+        assert response.http_version == "HTTP/2"
+        assert response.extensions["http_version"] == b"HTTP/2"
+        assert response.extensions["reason_phrase"] == b""
+        assert response.extensions["stream_id"] == 1
+        assert response.headers["content-type"] == "application/json"
+        assert body["http_version"] == "2"
+        assert body["query"] == "x=1"
+        assert ["x-custom", "yes"] in body["headers"]
+        assert isinstance(pool.connections[0], AsyncHTTP2Connection)
+        second = await pool.handle_async_request(Request("GET", hypercorn.url + "/echo"))
+        await second.aread()
+        assert second.extensions["stream_id"] == 3  # the same connection, the next stream
+
+
+async def test_post_bytes(hypercorn: HypercornServer, ca_bundle: str) -> None:
+    payload = pattern(100_000)
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+        response = await pool.handle_async_request(
+            Request("POST", hypercorn.url + "/echo", content=payload)
+        )
+        body = json.loads(await response.aread())
+    assert body["method"] == "POST"
+    assert body["body_size"] == len(payload)
+    assert body["body_sha256"] == hashlib.sha256(payload).hexdigest()
+    assert ["content-length", str(len(payload))] in body["headers"]
+
+
+async def test_64_concurrent_requests_share_one_connection(
+    hypercorn: HypercornServer, ca_bundle: str
+) -> None:
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+
+        async def one(index: int) -> tuple[int, str]:
+            response = await pool.handle_async_request(
+                Request("GET", f"{hypercorn.url}/echo?i={index}")
+            )
+            body = json.loads(await response.aread())
+            return response.extensions["stream_id"], body["query"]
+
+        results = await asyncio.gather(*(one(index) for index in range(64)))
+        assert len(pool.connections) == 1
+        assert len({stream_id for stream_id, _ in results}) == 64
+        assert [query for _, query in results] == [f"i={index}" for index in range(64)]
+
+
+async def test_more_streams_than_the_server_allows_open_a_second_connection(
+    hypercorn: HypercornServer, ca_bundle: str
+) -> None:
+    # hypercorn allows 100 concurrent streams; responses left open keep their streams.
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+        responses = await asyncio.gather(
+            *(
+                pool.handle_async_request(Request("GET", hypercorn.url + "/echo"))
+                for _ in range(150)
+            )
+        )
+        assert len(pool.connections) == 2
+        bodies = [json.loads(await response.aread()) for response in responses]
+        assert all(body["http_version"] == "2" for body in bodies)
+
+
+async def test_requests_wait_when_every_stream_is_taken(
+    hypercorn: HypercornServer, ca_bundle: str
+) -> None:
+    async with AsyncConnectionPool(
+        http2=True, verify=ca_bundle, max_connections_per_origin=1
+    ) as pool:
+        held = await asyncio.gather(
+            *(
+                pool.handle_async_request(Request("GET", hypercorn.url + "/echo"))
+                for _ in range(100)
+            )
+        )
+        with pytest.raises(PoolTimeout):
+            await pool.handle_async_request(
+                Request("GET", hypercorn.url + "/echo", extensions={"timeout": {"pool": 0.2}})
+            )
+        waiting = asyncio.ensure_future(_get_json(pool, hypercorn.url + "/echo?late"))
+        await held[0].aclose()  # frees one stream: the waiting request takes it
+        assert (await waiting)["query"] == "late"
+        for response in held[1:]:
+            await response.aread()
+        assert len(pool.connections) == 1
+
+
+# -- streaming and flow control ----------------------------------------------------------------
+
+
+async def test_large_download_is_streamed_within_the_flow_control_window(
+    hypercorn: HypercornServer, ca_bundle: str
+) -> None:
+    size = 8 * 1024 * 1024
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", f"{hypercorn.url}/bytes?size={size}")
+        )
+        stream = response.stream
+        assert isinstance(stream, HTTP2ResponseStream)
+        await asyncio.sleep(0.3)  # a slow reader: the server may send a window's worth only
+        assert 0 < stream.buffered <= STREAM_WINDOW
+        # The connection is not blocked by the stalled stream.
+        assert (await _get_json(pool, hypercorn.url + "/echo"))["http_version"] == "2"
+        received = bytearray()
+        largest_buffer = 0
+        async for chunk in response.aiter_bytes():
+            received += chunk
+            largest_buffer = max(largest_buffer, stream.buffered)
+        assert received == pattern(size)
+        assert largest_buffer <= STREAM_WINDOW
+
+
+async def test_download_closed_early_resets_only_its_stream(
+    hypercorn: HypercornServer, ca_bundle: str
+) -> None:
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", f"{hypercorn.url}/bytes?size={32 * 1024 * 1024}")
+        )
+        async for chunk in response.aiter_bytes():
+            assert chunk
+            break
+        await response.aclose()  # unread: the stream is reset, the connection stays
+        assert (await _get_json(pool, hypercorn.url + "/echo"))["method"] == "GET"
+        assert len(pool.connections) == 1
+
+
+async def test_large_upload_from_an_async_generator(
+    hypercorn: HypercornServer, ca_bundle: str
+) -> None:
+    chunk = pattern(64 * 1024)
+    count = 128  # 8 MiB, far beyond the server's flow-control window
+
+    async def body() -> AsyncIterator[bytes]:
+        for _ in range(count):
+            yield chunk
+
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+        response = await pool.handle_async_request(
+            Request("POST", hypercorn.url + "/echo", content=body())
+        )
+        result = json.loads(await response.aread())
+    assert result["body_size"] == len(chunk) * count
+    assert result["body_sha256"] == hashlib.sha256(chunk * count).hexdigest()
+    assert not any(name == "transfer-encoding" for name, _ in result["headers"])
+
+
+async def test_upload_from_a_sync_iterator(hypercorn: HypercornServer, ca_bundle: str) -> None:
+    parts = [b"alpha", b"", b"beta", pattern(200_000)]
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+        response = await pool.handle_async_request(
+            Request("PUT", hypercorn.url + "/echo", content=iter(parts))
+        )
+        result = json.loads(await response.aread())
+    assert result["body_sha256"] == hashlib.sha256(b"".join(parts)).hexdigest()
+
+
+async def test_write_timeout_when_the_window_stays_shut(scripted_h2: ScriptedH2Server) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        with pytest.raises(WriteTimeout):
+            await pool.handle_async_request(
+                Request(
+                    "POST",
+                    scripted_h2.url + "/no-window",
+                    content=b"x" * 200_000,
+                    extensions={"timeout": {"write": 0.2}},
+                )
+            )
+
+
+# -- trace, fallback, prior knowledge ----------------------------------------------------------
+
+
+async def test_trace_events_in_order(hypercorn: HypercornServer, ca_bundle: str) -> None:
+    trace = Recorder()
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+        request = Request("GET", hypercorn.url + "/echo", extensions={"trace": trace})
+        response = await pool.handle_async_request(request)
+        await response.aread()
+        assert trace.names == (
+            _phases("connection.connect_tcp", "connection.start_tls", "http2.send_connection_init")
+            + H2_EXCHANGE
+        )
+        info = dict(trace.events)
+        assert info["http2.send_connection_init.started"] == {"request": request}
+        expected = {"request": request, "stream_id": 1}
+        assert info["http2.send_request_headers.started"] == expected
+        assert info["http2.receive_response_body.started"] == expected
+        status, headers = info["http2.receive_response_headers.complete"]["return_value"]
+        assert status == 200
+        assert (b"content-type", b"application/json") in headers
+        assert info["http2.response_closed.started"] == {"stream_id": 1}
+        trace.events.clear()
+        response = await pool.handle_async_request(
+            Request("POST", hypercorn.url + "/echo", content=b"abc", extensions={"trace": trace})
+        )
+        async for _ in response.aiter_bytes():
+            pass
+        assert trace.names == H2_EXCHANGE  # the same connection: nothing to open
+
+
+async def test_falls_back_to_http11_when_the_server_offers_only_that(
+    tls_edge: EdgeServer, ca_bundle: str
+) -> None:
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+        # Held open, each response keeps its HTTP/1.1 connection busy: four connections.
+        responses = await asyncio.gather(
+            *(pool.handle_async_request(Request("GET", tls_edge.url + "/echo")) for _ in range(4))
+        )
+        assert {response.extensions["http_version"] for response in responses} == {b"HTTP/1.1"}
+        assert len(pool.connections) == 4
+        for response in responses:
+            await response.aread()
+
+
+async def test_http2_only_refuses_a_server_without_h2(tls_edge: EdgeServer, ca_bundle: str) -> None:
+    async with AsyncConnectionPool(http1=False, http2=True, verify=ca_bundle) as pool:
+        with pytest.raises(ConnectError, match="HTTP/2"):
+            await pool.handle_async_request(Request("GET", tls_edge.url + "/echo"))
+        assert pool.connections == []
+
+
+async def test_h2c_with_prior_knowledge(hypercorn: HypercornServer) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        response = await pool.handle_async_request(Request("GET", hypercorn.h2c_url + "/echo"))
+        body = json.loads(await response.aread())
+        assert response.extensions["http_version"] == b"HTTP/2"
+        assert body["http_version"] == "2"
+    async with AsyncConnectionPool(http2=True) as pool:  # without prior knowledge: HTTP/1.1
+        response = await pool.handle_async_request(Request("GET", hypercorn.h2c_url + "/echo"))
+        assert json.loads(await response.aread())["http_version"] == "1.1"
+
+
+async def test_http2_through_a_connect_tunnel(hypercorn: HypercornServer, ca_bundle: str) -> None:
+    # The proxy pool opens tunnels with its own _connect; ALPN inside the tunnel picks h2.
+    from ferryman.client.transport.proxy import AsyncHTTPProxy
+    from tests.servers.forward_proxy import ForwardProxy
+
+    proxy = ForwardProxy().start()
+    try:
+        async with AsyncHTTPProxy(proxy.url, http2=True, verify=ca_bundle) as pool:
+            responses = await asyncio.gather(
+                *(
+                    pool.handle_async_request(Request("GET", hypercorn.url + "/echo"))
+                    for _ in range(8)
+                )
+            )
+            bodies = [json.loads(await response.aread()) for response in responses]
+            assert {body["http_version"] for body in bodies} == {"2"}
+            assert len(pool.connections) == 1
+        assert len(proxy.connect_targets) == 1
+    finally:
+        proxy.stop()
+
+
+# -- servers that misbehave --------------------------------------------------------------------
+
+
+async def test_rst_stream_is_a_remote_protocol_error(scripted_h2: ScriptedH2Server) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        response = await pool.handle_async_request(Request("GET", scripted_h2.url + "/reset"))
+        with pytest.raises(RemoteProtocolError, match="reset the stream"):
+            await response.aread()
+        # Only the stream failed: the connection serves the next request.
+        ok = await pool.handle_async_request(Request("GET", scripted_h2.url + "/ok"))
+        assert await ok.aread() == b"connection 1"
+
+
+async def test_malformed_response_head(scripted_h2: ScriptedH2Server) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        with pytest.raises(RemoteProtocolError, match="malformed"):
+            await pool.handle_async_request(Request("GET", scripted_h2.url + "/bad-head"))
+        ok = await pool.handle_async_request(Request("GET", scripted_h2.url + "/ok"))
+        assert await ok.aread() == b"connection 1"
+
+
+async def test_refused_stream_is_sent_again(scripted_h2: ScriptedH2Server) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        response = await pool.handle_async_request(Request("GET", scripted_h2.url + "/refused"))
+        assert await response.aread() == b"connection 1"
+        assert scripted_h2.refused == 1
+
+
+async def test_goaway_sends_unprocessed_requests_again(scripted_h2: ScriptedH2Server) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        url = scripted_h2.url + "/goaway-after-first"
+        first = await pool.handle_async_request(Request("GET", url))
+        assert await first.aread() == b"connection 1"
+        # Stream 3 is above the GOAWAY's last stream id: not processed, so sent again.
+        second = await pool.handle_async_request(Request("POST", url, content=b"data"))
+        assert await second.aread() == b"connection 2"
+        assert scripted_h2.connections == 2
+
+
+async def test_goaway_with_an_error_mid_body(scripted_h2: ScriptedH2Server) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", scripted_h2.url + "/goaway-error")
+        )
+        with pytest.raises(RemoteProtocolError):
+            await response.aread()
+        ok = await pool.handle_async_request(Request("GET", scripted_h2.url + "/ok"))
+        assert await ok.aread() == b"connection 2"
+
+
+async def test_server_closing_mid_response(scripted_h2: ScriptedH2Server) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        response = await pool.handle_async_request(Request("GET", scripted_h2.url + "/close-mid"))
+        with pytest.raises(RemoteProtocolError, match="closed the connection"):
+            await response.aread()
+        assert pool.connections == []
+
+
+async def test_read_timeout_resets_the_stream_and_keeps_the_connection(
+    scripted_h2: ScriptedH2Server,
+) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        with pytest.raises(ReadTimeout):
+            await pool.handle_async_request(
+                Request("GET", scripted_h2.url + "/never", extensions={"timeout": {"read": 0.2}})
+            )
+        ok = await pool.handle_async_request(Request("GET", scripted_h2.url + "/ok"))
+        assert await ok.aread() == b"connection 1"
+
+
+# -- pool life cycle -----------------------------------------------------------------------------
+
+
+async def test_idle_http2_connection_expires(hypercorn: HypercornServer, ca_bundle: str) -> None:
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle, keepalive_expiry=0.1) as pool:
+        await _get_json(pool, hypercorn.url + "/echo")
+        assert len(pool.idle_connections) == 1
+        await asyncio.sleep(0.4)
+        assert pool.connections == []
+
+
+async def test_aclose_closes_http2_connections(hypercorn: HypercornServer, ca_bundle: str) -> None:
+    pool = AsyncConnectionPool(http2=True, verify=ca_bundle)
+    await _get_json(pool, hypercorn.url + "/echo")
+    (conn,) = pool.connections
+    await pool.aclose()
+    assert conn.is_closed
+    assert conn.is_lost
+
+
+def test_sync_pool_with_http2(hypercorn: HypercornServer, ca_bundle: str) -> None:
+    with ConnectionPool(http2=True, verify=ca_bundle) as pool:
+        response = pool.handle_request(Request("GET", hypercorn.url + "/echo"))
+        assert json.loads(response.read())["http_version"] == "2"
+        assert response.extensions["http_version"] == b"HTTP/2"
+        streamed = pool.handle_request(Request("GET", f"{hypercorn.url}/bytes?size=300000"))
+        assert b"".join(streamed.iter_bytes()) == pattern(300000)
+        assert len(pool.connections) == 1
+
+
+# -- request headers as HTTP/2 fields (no network) --------------------------------------------
+
+_NAMES = st.sampled_from(
+    ["Accept", "X-Trace", "Connection", "Keep-Alive", "Transfer-Encoding", "Upgrade", "TE"]
+)
+_VALUES = st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), max_size=20)
+
+
+@given(fields=st.lists(st.tuples(_NAMES, _VALUES), max_size=8))
+def test_request_headers_are_valid_http2_fields(fields: list[tuple[str, str]]) -> None:
+    request = Request("GET", "https://example.test:8443/a?b=c", headers=fields)
+    sent = http2_header_fields(request)
+    # A validating h2 server accepts them and sees the request's fields, minus connection ones.
+    client = h2.connection.H2Connection(h2.config.H2Configuration(validate_outbound_headers=False))
+    server = h2.connection.H2Connection(
+        h2.config.H2Configuration(client_side=False, header_encoding=None)
+    )
+    client.initiate_connection()
+    server.initiate_connection()
+    client.send_headers(1, sent, end_stream=True)
+    (received,) = [
+        event
+        for event in server.receive_data(client.data_to_send())
+        if isinstance(event, h2.events.RequestReceived)
+    ]
+    headers = list(received.headers)
+    assert headers[:4] == [
+        (b":method", b"GET"),
+        (b":authority", b"example.test:8443"),
+        (b":scheme", b"https"),
+        (b":path", b"/a?b=c"),
+    ]
+    connection_specific = {"connection", "keep-alive", "transfer-encoding", "upgrade"}
+    expected = [
+        (name.lower().encode(), value.encode())
+        for name, value in fields
+        if name.lower() not in connection_specific
+        and (name.lower() != "te" or value.lower() == "trailers")
+    ]
+    assert headers[4:] == expected
