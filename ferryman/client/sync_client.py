@@ -17,6 +17,7 @@ not call the same ``Client`` synchronously (that would wait on itself: it raises
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Iterator
 from types import TracebackType
@@ -144,7 +145,10 @@ class Client:
                 ResourceWarning,
                 stacklevel=2,
             )
-            self.close()
+            # The collector may run this on any thread, even the client's own loop thread,
+            # where a blocking close cannot run; the loop thread's finalizer still stops it.
+            with contextlib.suppress(Exception):
+                self.close()
 
     def __repr__(self) -> str:
         return f"<Client {'closed' if self._closed else 'open'}>"
