@@ -498,7 +498,7 @@ class AsyncClient:
                 exchange.cookies.extract_cookies(response)
             read_now = not exchange.stream or read
             if handlers is not None or (encoded and exchange.decompress):
-                self._wrap_body(response, exchange, read_now)
+                self._wrap_body(response, exchange, read_now, encoded)
             if read_now:
                 await response.aread()
                 if handlers is not None and handlers["post_request"]:
@@ -508,10 +508,12 @@ class AsyncClient:
             raise
         return response
 
-    def _wrap_body(self, response: Response, exchange: _Exchange, read_now: bool) -> None:
+    def _wrap_body(
+        self, response: Response, exchange: _Exchange, read_now: bool, encoded: bool
+    ) -> None:
         handlers = exchange.handlers
         decoder = None
-        if exchange.decompress and response.has_header(b"content-encoding"):
+        if encoded and exchange.decompress:
             decoder = get_content_decoder(response.headers.get("content-encoding"))
         received: tuple[Handler, ...] = ()
         processed: tuple[Handler, ...] = ()

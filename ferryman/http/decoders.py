@@ -18,6 +18,7 @@ browsers show it. Whether the body arrived whole is the transport's to tell, fro
 
 from __future__ import annotations
 
+import abc
 import codecs
 import re
 import zlib
@@ -59,7 +60,7 @@ class ContentDecodingError(DecodingError):
     A ``DecodingError`` (so a ``ValueError`` too); the name says which layer failed."""
 
 
-class ContentDecoder:
+class ContentDecoder(abc.ABC):
     """Incremental decoder of one ``Content-Encoding`` layer.
 
     ``iter_decode`` is the primitive (bounded pieces); ``decode`` joins them for callers that
@@ -68,8 +69,9 @@ class ContentDecoder:
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def iter_decode(self, data: bytes) -> Iterator[bytes]:
-        raise NotImplementedError  # pragma: no cover
+        """The decoded bytes of ``data``, in pieces of bounded size."""
 
     def decode(self, data: bytes) -> bytes:
         return b"".join(self.iter_decode(data))

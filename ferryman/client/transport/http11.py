@@ -504,6 +504,15 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             raise ConnectError("TLS handshake failed: the connection closed")
         self._transport = new_transport
 
+    def resume_after_tunnel(self) -> None:
+        """Speak HTTP again after a ``CONNECT`` tunnel (and its TLS) was set up on this socket.
+
+        The CONNECT exchange detached the connection; the next request resets the parser. It
+        counts as a fresh connection, so a failure on its first request is not taken for a
+        stale keep-alive connection and retried."""
+        self.state = IDLE
+        self.requests_handled = 0
+
     def abort(self) -> None:
         """Close the socket at once, without the TLS goodbye."""
         self.state = CLOSED

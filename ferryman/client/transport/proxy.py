@@ -24,7 +24,7 @@ from typing import Any
 
 from ferryman.client.transport import _trace
 from ferryman.client.transport.connect import open_http11_connection
-from ferryman.client.transport.http11 import IDLE, AsyncHTTP11Connection
+from ferryman.client.transport.http11 import AsyncHTTP11Connection
 from ferryman.client.transport.pool import AsyncConnectionPool
 from ferryman.client.transport.tls import create_ssl_context
 from ferryman.exceptions import (
@@ -228,11 +228,7 @@ class AsyncHTTPProxy(AsyncConnectionPool):
                 },
                 start_tls,
             )
-        # The CONNECT exchange detached the connection from HTTP; TLS is up, so it speaks
-        # HTTP again (the next request resets the parser) and counts as fresh: a failure on
-        # its first request is not a stale keep-alive connection to retry.
-        conn.state = IDLE
-        conn.requests_handled = 0
+        conn.resume_after_tunnel()
 
     def _get_proxy_ssl_context(self) -> ssl.SSLContext:
         context = self._proxy_ssl_context
