@@ -263,26 +263,9 @@ class AsyncClient:
             # An upgrade needs HTTP/1.1: an h2 pool would strip its Upgrade headers.
             transport = self._router.select(request.url, verify, cert, proxies, False, pool_size)
             return await self._connect_websocket(transport, request, websocket_handler)
-        handlers: dict[str, tuple[Handler, ...]] | None = None
-        if (
-            self._pre_request._handlers
-            or self._on_headers._handlers
-            or self._post_request._handlers
-            or self._data_received._handlers
-            or self._data_processed._handlers
-            or pre_request is not None
-            or on_headers is not None
-            or post_request is not None
-            or data_received is not None
-            or data_processed is not None
-        ):
-            handlers = {
-                "pre_request": combine(self._pre_request, pre_request),
-                "on_headers": combine(self._on_headers, on_headers),
-                "post_request": combine(self._post_request, post_request),
-                "data_received": combine(self._data_received, data_received),
-                "data_processed": combine(self._data_processed, data_processed),
-            }
+        handlers = self._handlers_for(
+            pre_request, on_headers, post_request, data_received, data_processed
+        )
         exchange = _Exchange(
             transport,
             self.cookies if self.store_cookies else None,
@@ -308,6 +291,87 @@ class AsyncClient:
         return await self._send_with_auth(
             request, exchange, auth_flow, allow_redirects, max_redirects
         )
+
+    async def send(
+        self,
+        request: Request,
+        *,
+        stream: bool | None = None,
+        allow_redirects: bool = False,
+        max_redirects: int | None = None,
+        decompress: bool | None = None,
+        timeout: TimeoutTypes = _UNSET,
+        verify: Any = _UNSET,
+        cert: Any = _UNSET,
+        proxies: Mapping[str, str | URL | None] | None = _UNSET,
+        http2: bool | None = None,
+        pool_size: int | None = None,
+        pre_request: Handler | Iterable[Handler] | None = None,
+        on_headers: Handler | Iterable[Handler] | None = None,
+        post_request: Handler | Iterable[Handler] | None = None,
+        data_received: Handler | Iterable[Handler] | None = None,
+        data_processed: Handler | Iterable[Handler] | None = None,
+    ) -> Response:
+        """Send a request that is already prepared, exactly as it is.
+
+        Unlike ``request()``, nothing is added: no default headers (``User-Agent``,
+        ``Accept-Encoding``...), no cookies from the jar, no authentication, no base URL. This
+        is what a proxy needs, relaying a request it did not write. It still goes through the
+        same transports, filter events (with ``dispatcher=``), handlers, and decoding (unless
+        ``decompress=False``) as ``request()``. Redirects are not followed unless asked.
+        ``timeout`` replaces the request's ``timeout`` extension; without it, the extension
+        the request carries applies, and the session's timeout when it carries none.
+        """
+        if self._closed:
+            raise RuntimeError("this client has been closed")
+        extensions = request.extensions
+        if timeout is not _UNSET:
+            extensions["timeout"] = to_timeout(timeout).as_dict()
+        elif "timeout" not in extensions:
+            extensions["timeout"] = self.timeout.as_dict()
+        transport = self._router.select(request.url, verify, cert, proxies, http2, pool_size)
+        exchange = _Exchange(
+            transport,
+            self.cookies if self.store_cookies else None,
+            self.decompress if decompress is None else decompress,
+            self.stream if stream is None else stream,
+            self._handlers_for(
+                pre_request, on_headers, post_request, data_received, data_processed
+            ),
+        )
+        return await self._send_following_redirects(
+            request, exchange, allow_redirects, max_redirects
+        )
+
+    def _handlers_for(
+        self,
+        pre_request: Handler | Iterable[Handler] | None,
+        on_headers: Handler | Iterable[Handler] | None,
+        post_request: Handler | Iterable[Handler] | None,
+        data_received: Handler | Iterable[Handler] | None,
+        data_processed: Handler | Iterable[Handler] | None,
+    ) -> dict[str, tuple[Handler, ...]] | None:
+        """The session's handlers joined with one call's, or ``None`` when there are none."""
+        if not (
+            self._pre_request._handlers
+            or self._on_headers._handlers
+            or self._post_request._handlers
+            or self._data_received._handlers
+            or self._data_processed._handlers
+            or pre_request is not None
+            or on_headers is not None
+            or post_request is not None
+            or data_received is not None
+            or data_processed is not None
+        ):
+            return None
+        return {
+            "pre_request": combine(self._pre_request, pre_request),
+            "on_headers": combine(self._on_headers, on_headers),
+            "post_request": combine(self._post_request, post_request),
+            "data_received": combine(self._data_received, data_received),
+            "data_processed": combine(self._data_processed, data_processed),
+        }
 
     def build_request(
         self,

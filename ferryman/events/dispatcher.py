@@ -110,7 +110,7 @@ class _Chain:
 class EventDispatcher:
     """Calls the listeners registered for an event name, highest priority first."""
 
-    __slots__ = ("__weakref__", "_chains", "_entries", "_lock", "_sequence")
+    __slots__ = ("__weakref__", "_chains", "_entries", "_lock", "_sequence", "version")
 
     def __init__(self) -> None:
         # What dispatch reads: only names that have at least one listener are keys, so "is
@@ -119,6 +119,9 @@ class EventDispatcher:
         # The source of truth for add/remove: (-priority, sequence, listener, is_async), sorted.
         self._entries: dict[str, list[tuple[int, int, Listener, bool]]] = {}
         self._sequence = 0
+        #: Changes whenever a listener is added or removed: a hot path that decided something
+        #: from ``has_listeners`` may keep its decision while the version stays the same.
+        self.version = 0
         # Guards registration only (rare); dispatch never takes it.
         self._lock = threading.Lock()
 
@@ -167,6 +170,7 @@ class EventDispatcher:
         return register
 
     def _publish(self, event_name: str, entries: list[tuple[int, int, Listener, bool]]) -> None:
+        self.version += 1
         if entries:
             self._entries[event_name] = entries
             self._chains[event_name] = _Chain(entries)

@@ -1,0 +1,215 @@
+"""The configuration options ``ferryman start`` and ``ferryman config`` share, and what they make.
+
+Both commands take the same options so that ``ferryman config ...`` prints exactly what
+``ferryman start ...`` with the same arguments would run:
+
+* ``--config FILE`` (repeatable): YAML or TOML files, merged in order;
+* ``--endpoint name=port:url`` (repeatable): a shortcut appending ``{name, port, url}`` to
+  ``proxy.endpoints``, after the endpoints the files and ``FERRYMAN_*`` variables define, and
+  before ``--set`` applies, so ``--set proxy.endpoints.0.timeout=2`` can tune it;
+* ``--set key=value`` (repeatable): dotted overrides, applied last but one;
+* ``--host HOST``: where every socket listens (``proxy.host``), applied last.
+
+A configuration error ends the command with exit code 2 (click's code for bad usage) and one
+``error: key: reason`` line per problem (:func:`ferryman.cli.errors.fail`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+
+from ferryman.system import ConfigurationError, load_config, resolve_config
+
+__all__ = [
+    "ConfigOptions",
+    "EndpointOption",
+    "config_options",
+    "effective_config",
+    "parse_endpoint",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointOption:
+    """One ``--endpoint name=port:url``, kept with the text it came from for error messages."""
+
+    name: str
+    port: int
+    url: str
+    text: str
+
+    def to_settings(self) -> dict[str, Any]:
+        return {"name": self.name, "port": self.port, "url": self.url}
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigOptions:
+    """The parsed configuration options; :meth:`argv` gives them back as command-line words."""
+
+    files: tuple[str, ...] = ()
+    sets: tuple[str, ...] = ()
+    endpoints: tuple[EndpointOption, ...] = ()
+    host: str | None = None
+    extra_sets: tuple[str, ...] = field(default=())
+
+    def argv(self) -> list[str]:
+        """The options as ``ferryman start`` takes them, for the processes a supervisor runs."""
+        words: list[str] = []
+        for file in self.files:
+            words += ["--config", file]
+        for endpoint in self.endpoints:
+            words += ["--endpoint", endpoint.text]
+        for override in (*self.sets, *self.extra_sets):
+            words += ["--set", override]
+        if self.host is not None:
+            words += ["--host", self.host]
+        return words
+
+
+def parse_endpoint(text: str) -> EndpointOption:
+    """``name=port:url`` split on the first ``=`` and then the first ``:`` (URLs have colons)."""
+    name, equals, rest = text.partition("=")
+    if not equals:
+        raise click.BadParameter(f"{text!r} is not of the form name=port:url (no '=')")
+    port_text, colon, url = rest.partition(":")
+    name, port_text, url = name.strip(), port_text.strip(), url.strip()
+    if not name:
+        raise click.BadParameter(f"{text!r}: the endpoint has no name before '='")
+    if not colon:
+        raise click.BadParameter(f"{text!r} is not of the form name=port:url (no ':' after '=')")
+    if not port_text.isdecimal() or int(port_text) > 65535:
+        raise click.BadParameter(f"{text!r}: the port {port_text!r} is not a number in 0..65535")
+    if not url:
+        raise click.BadParameter(f"{text!r}: the upstream URL after 'port:' is missing")
+    return EndpointOption(name, int(port_text), url, text)
+
+
+def _parse_endpoints(
+    ctx: click.Context, param: click.Parameter, values: Sequence[str]
+) -> tuple[EndpointOption, ...]:
+    return tuple(parse_endpoint(value) for value in values)
+
+
+def config_options(function: F) -> F:
+    """Add ``--config``, ``--endpoint``, ``--set`` and ``--host`` to a command.
+
+    The command receives them as one ``options: ConfigOptions`` argument.
+    """
+    decorators = [
+        click.option(
+            "-c",
+            "--config",
+            "files",
+            multiple=True,
+            metavar="FILE",
+            type=click.Path(dir_okay=False),
+            help="A YAML or TOML configuration file (repeatable; later files win).",
+        ),
+        click.option(
+            "-e",
+            "--endpoint",
+            "endpoints",
+            multiple=True,
+            metavar="NAME=PORT:URL",
+            callback=_parse_endpoints,
+            help="Proxy port PORT to the upstream URL (repeatable); adds to proxy.endpoints.",
+        ),
+        click.option(
+            "-s",
+            "--set",
+            "sets",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Override one setting by its dotted key, e.g. proxy.grace_period=5 (repeatable).",
+        ),
+        click.option(
+            "--host",
+            metavar="HOST",
+            help="Listen on this address instead of proxy.host (default 127.0.0.1).",
+        ),
+    ]
+    wrapped: Callable[..., Any] = _collect_options(function)
+    for decorator in reversed(decorators):
+        wrapped = decorator(wrapped)
+    return wrapped  # type: ignore[return-value]
+
+
+def _collect_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    # wraps() also carries the options already attached below (click's ``__click_params__``).
+    @functools.wraps(function)
+    def command(
+        files: tuple[str, ...],
+        endpoints: tuple[EndpointOption, ...],
+        sets: tuple[str, ...],
+        host: str | None,
+        **kwargs: Any,
+    ) -> Any:
+        options = ConfigOptions(files=files, sets=sets, endpoints=endpoints, host=host)
+        return function(options=options, **kwargs)
+
+    return command
+
+
+def effective_config(
+    options: ConfigOptions, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """Files, ``FERRYMAN_*`` variables, ``--endpoint``, ``--set``, ``--host``: validated.
+
+    Raises :class:`ConfigurationError`; a problem in an endpoint given with ``--endpoint``
+    names that option too.
+    """
+    if env is None:
+        env = os.environ
+    first_index = 0
+    endpoint_sets: list[str] = []
+    if options.endpoints:
+        # Where the shortcut's endpoints go: after those the files and environment define.
+        before = load_config(options.files, env=env)
+        if "proxy" not in before:
+            raise ConfigurationError(
+                "--endpoint: the 'proxy' application is not in 'applications' "
+                f"(they are {', '.join(before['applications']) or 'none'})"
+            )
+        first_index = len(before["proxy"]["endpoints"])
+        # A YAML flow mapping (JSON is one) keeps each value's type: a name "404" stays a string.
+        endpoint_sets = [
+            f"proxy.endpoints.{first_index + i}={json.dumps(endpoint.to_settings())}"
+            for i, endpoint in enumerate(options.endpoints)
+        ]
+    try:
+        config = load_config(
+            options.files,
+            env=env,
+            overrides=[*endpoint_sets, *options.sets, *options.extra_sets],
+        )
+        if options.host is not None:
+            if "proxy" not in config:
+                raise ConfigurationError("--host: the 'proxy' application is not in 'applications'")
+            config["proxy"]["host"] = options.host
+            config = resolve_config(config).to_dict()
+    except ConfigurationError as exc:
+        if not options.endpoints:
+            raise
+        raise ConfigurationError(
+            *(_name_endpoint_option(problem, options, first_index) for problem in exc.problems)
+        ) from exc
+    return config
+
+
+def _name_endpoint_option(problem: str, options: ConfigOptions, first_index: int) -> str:
+    for i, endpoint in enumerate(options.endpoints):
+        key = f"proxy.endpoints.{first_index + i}"
+        if problem.startswith((key + ".", key + ":")):
+            return f"{problem} (from --endpoint {endpoint.text})"
+        if problem.startswith(f"--set {key}="):
+            return f"--endpoint {endpoint.text}: {problem.split(': ', 1)[-1]}"
+    return problem

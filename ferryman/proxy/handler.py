@@ -1,0 +1,637 @@
+"""``HTTPProxyHandler``: relays the requests of one endpoint to its upstream, the general way.
+
+This is the slow, general path: a kernel controller (``await handler.handle(request)``) and a
+plain ASGI app (``await handler(scope, receive, send)``, which also relays WebSockets). Every
+hook runs here; the fast path (:mod:`ferryman.proxy.relay`) serves an endpoint only when nothing
+could tell the difference, which :attr:`HTTPProxyHandler.is_plain` is part of deciding.
+
+The order of one transaction served by the kernel, HARP's order with aiorp's middleware inside::
+
+    core.request                 (kernel)  the request arrived
+    core.controller              (kernel)  this handler's ``handle`` was chosen
+    proxy.filter.request         a listener may change/replace event.request, or answer it
+    -- the upstream request is prepared from event.request (rewrite, header rules, forwarding)
+    middlewares, way in          phases ascending; a middleware may answer (short-circuit)
+    http_client.filter.request   (the system's http client) may forge the upstream's answer
+    -- the upstream call (round robin; a refused connection tries the next upstream)
+    http_client.filter.response  may replace the upstream's answer
+    -- the response headers are filtered (hop-by-hop, Via, rules); the body stays streamed
+    middlewares, way out         phases descending
+    proxy.filter.response        same event instance; may replace event.response
+    core.response                (kernel)  the answer is about to be sent
+
+Why this order: the proxy events belong to the system (storage, caches, policies shared by
+every endpoint) and see the transaction as the client sees it, so they wrap everything the
+endpoint does; the middlewares belong to the endpoint and sit between those and the upstream;
+the http client events belong to the outbound call itself. A response forged on
+``proxy.filter.request`` skips the middlewares and the upstream call; one set by a middleware
+skips the rest of the way in and the upstream call.
+
+Errors never escape as tracebacks to the client: an upstream that refuses or is unreachable
+gives 502, one that is too slow 504 (JSON ``{"status", "message"}`` from
+:mod:`ferryman.proxy.errors`), and an exception in a middleware or a proxy event listener a
+logged JSON 500. ``error_handler(error, ctx)`` (plain or ``async``) replaces those answers: it
+gets the :class:`~ferryman.proxy.errors.UpstreamError` (its ``__cause__`` the client's
+exception) or the exception raised, and returns the response to send (``None``: the default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Any, Final, TypeAlias, TypeVar
+
+from ferryman.client.config import TimeoutTypes, to_timeout
+from ferryman.client.session import AsyncClient
+from ferryman.client.websocket import WebSocketConnection, handshake_request, open_websocket
+from ferryman.events import EventDispatcher
+from ferryman.exceptions import ConnectError, ConnectTimeout, InvalidURL, TransportError
+from ferryman.http.headers import Headers
+from ferryman.http.models import Request, Response
+from ferryman.http.streams import EMPTY_STREAM
+from ferryman.http.url import URL
+from ferryman.proxy.context import ProxyContext
+from ferryman.proxy.errors import UpstreamError, error_response, upstream_error
+from ferryman.proxy.events import (
+    EVENT_FILTER_PROXY_REQUEST,
+    EVENT_FILTER_PROXY_RESPONSE,
+    ProxyFilterEvent,
+)
+from ferryman.proxy.headers import NO_RULES, HeaderRules, downstream_headers, upstream_headers
+from ferryman.proxy.middleware import (
+    Middleware,
+    MiddlewareChain,
+    MiddlewarePhase,
+    ProxyMiddlewareDef,
+)
+from ferryman.proxy.rewrite import Rewrite
+from ferryman.proxy.settings import EndpointSettings, TimeoutSettings
+from ferryman.server.asgi import ReceiveStream, request_from_scope, send_response
+from ferryman.server.controllers import Receive, Scope, Send
+
+__all__ = ["ErrorHandler", "HTTPProxyHandler"]
+
+logger = logging.getLogger("ferryman.proxy")
+
+#: ``error_handler(error, ctx) -> Response | None``, plain or ``async``.
+ErrorHandler: TypeAlias = Callable[
+    [Exception, ProxyContext], "Response | Awaitable[Response | None] | None"
+]
+M = TypeVar("M", bound=Middleware)
+
+#: What the endpoint allows an upstream when the caller says nothing (the settings' defaults).
+DEFAULT_TIMEOUT: Final = TimeoutSettings().to_timeout()
+_METHODS_WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
+_HTTP1: Final = frozenset({"1.0", "1.1"})
+_URL_CACHE_SIZE: Final = 1024
+_SEND_OPTIONS: Final = frozenset(inspect.signature(AsyncClient.send).parameters) - {
+    "self",
+    "request",
+}
+_FORWARDED_SCHEMES: Final = {"ws": "http", "wss": "https"}
+
+
+class HTTPProxyHandler:
+    """Relays requests to ``context``'s upstream(s); see the module documentation.
+
+    ``request_options`` are passed to ``AsyncClient.send`` for every upstream call (``http2``,
+    ``verify``, ``allow_redirects``...). ``rewrite`` changes the path prefix, ``request_rules``
+    and ``response_rules`` add and remove headers, ``preserve_host`` sends the client's ``Host``
+    upstream, ``timeout`` bounds each upstream call, ``dispatcher`` receives the proxy filter
+    events (and the http client's, through the default session), ``name`` is the endpoint's.
+    """
+
+    def __init__(
+        self,
+        context: ProxyContext | None = None,
+        *,
+        ctx: ProxyContext | None = None,
+        request_options: Mapping[str, Any] | None = None,
+        error_handler: ErrorHandler | None = None,
+        rewrite: Rewrite | None = None,
+        name: str = "proxy",
+        request_rules: HeaderRules = NO_RULES,
+        response_rules: HeaderRules = NO_RULES,
+        preserve_host: bool = False,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        dispatcher: EventDispatcher | None = None,
+    ) -> None:
+        if context is None:
+            context = ctx  # aiorp's spelling
+        elif ctx is not None:
+            raise TypeError("give the proxy context once: context= or ctx=, not both")
+        if context is None:
+            raise TypeError("HTTPProxyHandler needs a ProxyContext (context=...)")
+        options = dict(request_options or {})
+        unknown = set(options) - _SEND_OPTIONS
+        if unknown:
+            raise ValueError(
+                f"request_options {sorted(unknown)} are not options of AsyncClient.send "
+                f"(those are {', '.join(sorted(_SEND_OPTIONS))}); the method, URL, headers and "
+                "body come from the request and the middlewares"
+            )
+        options.setdefault("decompress", False)  # the body goes out with its Content-Encoding
+        self.context = context
+        self.request_options = options
+        self._has_options = bool(request_options)
+        self.error_handler = error_handler
+        self.rewrite = rewrite
+        self.name = name
+        self.request_rules = request_rules
+        self.response_rules = response_rules
+        self.preserve_host = preserve_host
+        self.timeout = to_timeout(timeout)
+        self.dispatcher = dispatcher
+        if dispatcher is not None and context.dispatcher is None:
+            context.dispatcher = dispatcher  # the default session fires the client events
+        self._middlewares = MiddlewareChain()
+        self._next = 0
+        self._urls: dict[tuple[int, bytes], URL] = {}
+        self._scope_urls: dict[tuple[object, ...], URL] = {}
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: EndpointSettings,
+        *,
+        dispatcher: EventDispatcher | None = None,
+        session: AsyncClient | None = None,
+    ) -> HTTPProxyHandler:
+        """The handler an endpoint of the configuration describes; ``session`` is attached
+        (the system's http client), else the context builds its default one."""
+        context = ProxyContext(settings.upstreams, state=settings.state, dispatcher=dispatcher)
+        if session is not None:
+            context.attach_session(session)
+        return cls(
+            context,
+            request_options=settings.request_options,
+            rewrite=None if settings.rewrite is None else settings.rewrite.to_rewrite(),
+            name=settings.name,
+            request_rules=settings.request_headers.to_rules(),
+            response_rules=settings.response_headers.to_rules(),
+            preserve_host=settings.preserve_host,
+            timeout=settings.timeout.to_timeout(),
+            dispatcher=dispatcher,
+        )
+
+    # -- configuration ----------------------------------------------------------------------------
+
+    @property
+    def upstreams(self) -> tuple[URL, ...]:
+        """The upstream base URLs, in round-robin order."""
+        return self.context.urls
+
+    @property
+    def is_plain(self) -> bool:
+        """True when the handler only relays: no middleware, no error handler, no request
+        options and the default session, so a relay that copies the wire behaviour (the fast
+        path) cannot be told apart. Events are the caller's to check (the dispatcher's)."""
+        return (
+            not self._middlewares
+            and self.error_handler is None
+            and not self._has_options
+            and self.context.session_factory is None
+        )
+
+    @property
+    def middlewares(self) -> list[ProxyMiddlewareDef]:
+        return self._middlewares.definitions
+
+    def add_middleware(
+        self, definition: ProxyMiddlewareDef | int, middleware: Middleware | None = None
+    ) -> None:
+        """``add_middleware(ProxyMiddlewareDef(phase=..., middleware=fn))``, or
+        ``add_middleware(phase, fn)``."""
+        if not isinstance(definition, ProxyMiddlewareDef):
+            if middleware is None:
+                raise TypeError("add_middleware(phase, middleware) needs the middleware")
+            definition = ProxyMiddlewareDef(definition, middleware)
+        elif middleware is not None:
+            raise TypeError("give the middleware in the ProxyMiddlewareDef or apart, not both")
+        self._middlewares.add(definition)
+
+    def client_edge(self, middleware: M) -> M:
+        """Decorator: a middleware of the ``CLIENT_EDGE`` phase (0, outermost)."""
+        self.add_middleware(ProxyMiddlewareDef(MiddlewarePhase.CLIENT_EDGE, middleware))
+        return middleware
+
+    def proxy(self, middleware: M) -> M:
+        """Decorator: a middleware of the ``PROXY`` phase (500)."""
+        self.add_middleware(ProxyMiddlewareDef(MiddlewarePhase.PROXY, middleware))
+        return middleware
+
+    def target_edge(self, middleware: M) -> M:
+        """Decorator: a middleware of the ``TARGET_EDGE`` phase (1000, nearest the upstream)."""
+        self.add_middleware(ProxyMiddlewareDef(MiddlewarePhase.TARGET_EDGE, middleware))
+        return middleware
+
+    async def aclose(self) -> None:
+        """Close the session, if the context built it (an attached one stays open)."""
+        await self.context.aclose()
+
+    # -- one transaction ----------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        """Answer ``request`` through the upstream: the kernel's controller for the endpoint."""
+        ctx = self.context.for_request(request, self.name)
+        received_url = request.url
+        dispatcher = self.dispatcher
+        event: ProxyFilterEvent | None = None
+        if dispatcher is not None and (
+            dispatcher.has_listeners(EVENT_FILTER_PROXY_REQUEST)
+            or dispatcher.has_listeners(EVENT_FILTER_PROXY_RESPONSE)
+        ):
+            event = ProxyFilterEvent(self.name, request, ctx)
+            try:
+                await dispatcher.adispatch(EVENT_FILTER_PROXY_REQUEST, event)
+            except Exception as exc:
+                await self._fail(exc, ctx)
+            else:
+                ctx.request = event.request
+                ctx.response = event.response
+        if ctx.response is None:
+            try:
+                self._prepare(ctx, received_url)
+            except Exception as exc:
+                await self._fail(exc, ctx)
+            else:
+                if self._middlewares:
+                    await self._middlewares.run(ctx, self._forward, self._fail)
+                else:
+                    await self._forward(ctx)
+        response = ctx.response
+        if response is None:
+            await self._fail(RuntimeError("a proxy middleware removed the response"), ctx)
+            response = ctx.response
+            assert response is not None
+        if event is not None and dispatcher is not None:
+            event.response = response
+            try:
+                filtered = await dispatcher.adispatch(EVENT_FILTER_PROXY_RESPONSE, event)
+            except Exception as exc:
+                if event.response is not None and event.response is not response:
+                    await event.response.aclose()
+                await self._fail(exc, ctx)
+                return ctx.response or error_response(500)
+            answer = filtered.response
+            if answer is None:
+                await self._fail(
+                    RuntimeError("a proxy.filter.response listener removed the response"), ctx
+                )
+                return ctx.response or error_response(500)
+            response = answer
+        return response
+
+    def _prepare(self, ctx: ProxyContext, received_url: URL) -> None:
+        """Build ``ctx.upstream_request`` from ``ctx.request`` for the next upstream.
+
+        The target keeps the client's bytes (the ASGI ``raw_path``) unless a listener gave the
+        request another URL (``received_url`` is the one it came with): then that URL's."""
+        request = ctx.request
+        assert request is not None
+        urls = self.context.urls
+        index = self._next
+        self._next = (index + 1) % len(urls)
+        scope = request.extensions.get("asgi_scope")
+        if request.url is received_url:
+            target = _raw_target(request, scope)
+        else:
+            target = request.url.raw_path
+        if self.rewrite is not None:
+            target = self.rewrite.apply(target)
+        url, wire_target = self._upstream_url(index, target)
+        client = scope.get("client") if scope is not None else None
+        headers, _ = upstream_headers(
+            request.headers.raw,
+            host=None if self.preserve_host else url.host_header,
+            client_ip=client[0] if client else None,
+            scheme=_FORWARDED_SCHEMES.get(request.url.scheme, request.url.scheme),
+            rules=self.request_rules,
+        )
+        length = _body_length(request, scope)
+        upstream = Request.from_parts(
+            request.method,
+            url,
+            Headers.from_raw(headers),
+            # A bodiless request is not read at all: the ASGI receive channel stays free for
+            # the disconnect watch.
+            request.stream if length != 0 else EMPTY_STREAM,
+            length,
+            {"timeout": self.timeout.as_dict(), "target": wire_target},
+        )
+        ctx.upstream_request = upstream
+        ctx._prepared = (url, index, target)
+
+    def _upstream_url(self, index: int, target: bytes) -> tuple[URL, bytes]:
+        """The upstream URL for a raw target, and the target's bytes as they go on the wire."""
+        base = self.context.urls[index]
+        prefix = base.raw_path.rstrip(b"/")
+        wire = prefix + target if target.startswith(b"/") else target
+        key = (index, wire)
+        url = self._urls.get(key)
+        if url is None:
+            try:
+                url = base.copy_with(raw_path=wire)
+            except InvalidURL:
+                url = base  # bytes the URL type refuses: the target extension still has them
+            if len(self._urls) >= _URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[key] = url
+        return url, wire
+
+    async def _forward(self, ctx: ProxyContext) -> None:
+        """The upstream call: sets ``ctx.response`` to the upstream's answer or the error's."""
+        upstream = ctx.upstream_request
+        assert upstream is not None and ctx._prepared is not None
+        prepared_url, index, target = ctx._prepared
+        urls = self.context.urls
+        attempts = len(urls)
+        if upstream.url is not prepared_url:
+            # A middleware chose another URL: send it as it says, to that host only.
+            attempts = 1
+            upstream.extensions.pop("target", None)
+            if not self.preserve_host and upstream.headers.get(
+                "host"
+            ) == prepared_url.host_header.decode("latin-1"):
+                upstream.headers["Host"] = upstream.url.host_header.decode("latin-1")
+        session = ctx.session
+        options = self.request_options
+        for attempt in range(attempts):
+            try:
+                response = await session.send(upstream, stream=True, **options)
+            except ConnectError as exc:
+                if attempt + 1 < attempts and not isinstance(exc, ConnectTimeout):
+                    index = (index + 1) % len(urls)
+                    self._retarget(upstream, index, target)
+                    continue
+                await self._upstream_failed(exc, upstream, ctx)
+                return
+            except TransportError as exc:
+                await self._upstream_failed(exc, upstream, ctx)
+                return
+            break
+        response.headers = Headers.from_raw(
+            downstream_headers(response.headers.raw, rules=self.response_rules)
+        )
+        ctx.response = response
+
+    def _retarget(self, upstream: Request, index: int, target: bytes) -> None:
+        """Point ``upstream`` at another upstream base URL, after a refused connection."""
+        old_host = upstream.url.host_header
+        url, wire = self._upstream_url(index, target)
+        upstream.url = url
+        upstream.extensions["target"] = wire
+        if not self.preserve_host and upstream.headers.get("host") == old_host.decode("latin-1"):
+            upstream.headers["Host"] = url.host_header.decode("latin-1")
+
+    async def _upstream_failed(
+        self, exc: TransportError, upstream: Request, ctx: ProxyContext
+    ) -> None:
+        url = upstream.url
+        origin = f"{url.scheme}://{url.host_header.decode('latin-1')}"
+        error = upstream_error(exc, origin)
+        error.__cause__ = exc
+        await self._fail(error, ctx)
+
+    async def _fail(self, exc: Exception, ctx: ProxyContext) -> None:
+        """Make the answer for ``exc``: the error handler's, or the default (502/504/500)."""
+        if isinstance(exc, UpstreamError):
+            logger.warning("endpoint %s: %s (%s)", self.name, exc.message, exc.__cause__)
+            default = error_response(exc.status_code, exc.message)
+        else:
+            request = ctx.request
+            logger.error("endpoint %s: error while proxying %s", self.name, request, exc_info=exc)
+            default = error_response(500)
+        answer: Response | None = None
+        if self.error_handler is not None:
+            try:
+                result = self.error_handler(exc, ctx)
+                if inspect.isawaitable(result):
+                    result = await result
+                answer = result
+            except Exception:
+                logger.exception("endpoint %s: the error handler failed", self.name)
+                answer = error_response(500)
+        if answer is None:
+            answer = default
+        previous = ctx.response
+        if previous is not None and previous is not answer:
+            await previous.aclose()  # may hold an upstream connection
+        ctx.response = answer
+
+    # -- a plain ASGI app -----------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Serve the endpoint as an ASGI app: HTTP through :meth:`handle` (no core events),
+        WebSockets relayed message by message to the upstream."""
+        kind = scope["type"]
+        if kind == "http":
+            await self._serve_http(scope, receive, send)
+        elif kind == "websocket":
+            await relay_websocket(self, scope, receive, send)
+        elif kind == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.aclose()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        else:
+            raise ValueError(f"unsupported ASGI scope type {kind!r}")
+
+    async def _serve_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = _WatchedReceive(receive)
+        try:
+            request = request_from_scope(scope, body, self._scope_urls)
+        except InvalidURL:
+            await send_response(error_response(400), send)
+            return
+        if _body_length(request, scope) == 0:
+            body.consumed.set()
+
+        async def answer() -> None:
+            response = await self.handle(request)
+            await send_response(response, send, head=request.method == "HEAD")
+
+        # The client going away cancels the upstream call: nobody would read its answer, and
+        # the upstream connection is closed rather than reused mid-response.
+        work = asyncio.ensure_future(answer())
+        watcher = asyncio.ensure_future(body.wait_disconnect())
+        try:
+            await asyncio.wait((work, watcher), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not work.done():
+                work.cancel()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await work
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+
+
+class _WatchedReceive(ReceiveStream):
+    """The request body, and once it has been read, the wait for ``http.disconnect``."""
+
+    __slots__ = ("consumed", "receive")
+
+    def __init__(self, receive: Receive) -> None:
+        super().__init__(receive)
+        self.receive = receive
+        self.consumed = asyncio.Event()
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in super().__aiter__():
+            yield chunk
+        self.consumed.set()
+
+    async def wait_disconnect(self) -> None:
+        """Return when the client has gone; only listens once the body has been read."""
+        await self.consumed.wait()
+        while (await self.receive())["type"] != "http.disconnect":
+            pass
+
+
+def _raw_target(request: Request, scope: Any) -> bytes:
+    """The request target as the client sent it: the ASGI scope's bytes, if there are any."""
+    if scope is not None:
+        raw_path = scope.get("raw_path")
+        if raw_path:
+            query = scope.get("query_string", b"")
+            return bytes(raw_path + b"?" + query if query else raw_path)
+    return request.url.raw_path
+
+
+def _body_length(request: Request, scope: Any) -> int | None:
+    """How long the body relayed upstream is: the client's length, unknown, or none."""
+    headers = request.headers
+    length = headers.get("content-length")
+    if length is not None:
+        with contextlib.suppress(ValueError):
+            return int(length)
+    if "transfer-encoding" in headers:
+        return None
+    version = scope.get("http_version", "1.1") if scope is not None else "1.1"
+    if version not in _HTTP1 and request.method in _METHODS_WITH_BODY:
+        return None
+    return 0
+
+
+# -- WebSockets ---------------------------------------------------------------------------------
+
+#: Close codes that say something happened without a close frame: never sent in one.
+_UNSENDABLE_CODES: Final = frozenset({1005, 1006, 1015})
+#: Headers of the client's handshake that belong to its hop (the upstream one is our own).
+_HANDSHAKE_HEADERS: Final = frozenset(
+    {
+        b"sec-websocket-key",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"sec-websocket-protocol",
+        b"sec-websocket-accept",
+    }
+)
+
+
+async def relay_websocket(
+    handler: HTTPProxyHandler, scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Relay a WebSocket: open one to the upstream, accept the client's, pass messages both
+    ways until either side closes, and pass the close code on.
+
+    The upstream handshake goes through the context's session transport (so the http client
+    filter events see it), with the endpoint's forwarding headers and rules and the client's
+    subprotocols. Middlewares and the proxy events do not run: they are about HTTP exchanges.
+    Extensions (compression) are per hop: each side negotiates its own.
+    """
+    message = await receive()
+    if message["type"] != "websocket.connect":
+        return
+    request = request_from_scope(scope, EMPTY_STREAM, handler._scope_urls)
+    ctx = handler.context.for_request(request, handler.name)
+    try:
+        handler._prepare(ctx, request.url)
+        upstream = await _open_upstream(handler, ctx, scope)
+    except Exception as exc:
+        log = logger.warning if isinstance(exc, TransportError) else logger.error
+        log("endpoint %s: the upstream WebSocket could not be opened: %r", handler.name, exc)
+        await send({"type": "websocket.close", "code": 1011})  # before accept: a 403
+        return
+    await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
+
+    async def client_to_upstream() -> None:
+        while True:
+            message = await receive()
+            kind = message["type"]
+            if kind == "websocket.receive":
+                text = message.get("text")
+                await upstream.send(text if text is not None else message.get("bytes") or b"")
+            elif kind == "websocket.disconnect":
+                code = message.get("code", 1000)
+                await upstream.close(1000 if code in _UNSENDABLE_CODES else code)
+                return
+
+    async def upstream_to_client() -> None:
+        async for data in upstream:
+            if isinstance(data, str):
+                await send({"type": "websocket.send", "text": data})
+            else:
+                await send({"type": "websocket.send", "bytes": data})
+        code = upstream.close_code
+        await send(
+            {
+                "type": "websocket.close",
+                "code": 1000 if code is None or code in _UNSENDABLE_CODES else code,
+                "reason": upstream.close_reason,
+            }
+        )
+
+    up = asyncio.ensure_future(client_to_upstream())
+    down = asyncio.ensure_future(upstream_to_client())
+    try:
+        done, _ = await asyncio.wait((up, down), return_when=asyncio.FIRST_COMPLETED)
+        if up in done and not down.done():
+            # The client closed: the upstream's closing handshake ends its reader.
+            await asyncio.wait((down,), timeout=_CLOSE_WAIT)
+    finally:
+        for task in (up, down):
+            task.cancel()
+        results = await asyncio.gather(up, down, return_exceptions=True)
+        if not upstream.closed:
+            await upstream.close()
+        for result in results:
+            if isinstance(result, Exception) and not isinstance(result, TransportError):
+                logger.debug("endpoint %s: WebSocket relay ended with %r", handler.name, result)
+
+
+_CLOSE_WAIT: Final = 10.0
+
+
+async def _open_upstream(
+    handler: HTTPProxyHandler, ctx: ProxyContext, scope: Scope
+) -> WebSocketConnection:
+    prepared = ctx.upstream_request
+    assert prepared is not None
+    raw = [
+        (name, value)
+        for name, value in prepared.headers.raw
+        if name.lower() not in _HANDSHAKE_HEADERS
+    ]
+    # ASGI servers give the client's offer in ``subprotocols`` (some leave the header, too).
+    offered = list(scope.get("subprotocols") or ()) or [
+        token.strip()
+        for name, value in scope["headers"]
+        if name.lower() == b"sec-websocket-protocol"
+        for token in value.decode("latin-1").split(",")
+        if token.strip()
+    ]
+    upgrade, handshake = handshake_request(
+        prepared.url, headers=Headers.from_raw(raw), subprotocols=offered
+    )
+    upgrade.extensions = dict(prepared.extensions)
+    response = await ctx.session.transport.handle_async_request(upgrade)
+    return await open_websocket(response, handshake)

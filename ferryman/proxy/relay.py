@@ -1,0 +1,457 @@
+"""The fast path: relaying a request to an upstream with callbacks only.
+
+:class:`EndpointRelay` is a :class:`~ferryman.server.protocol.RequestHandler` for one endpoint.
+For each request it creates one :class:`Relay`, which writes the request head to an upstream
+connection (from a per-origin idle queue), pipes the body both ways as the parsers deliver it, and
+finishes the client's exchange when the upstream's message ends. No coroutine, task or dict is
+created per request; the head rewriting is :mod:`ferryman.proxy.headers`, shared with the
+general path, so both put the same bytes on the wire.
+
+It is only used when nothing could see the difference (see ``use_fast``): the general path
+(:class:`~ferryman.proxy.handler.HTTPProxyHandler` behind the ASGI kernel) runs events and
+middleware, and the endpoint relay hands requests to it (``fallback``) whenever one is attached.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from ferryman.proxy.errors import error_body
+from ferryman.proxy.headers import NO_RULES, HeaderRules, downstream_headers, upstream_headers
+from ferryman.proxy.rewrite import Rewrite
+from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
+from ferryman.server.protocol import RequestHandler, ServerExchange, response_head
+
+__all__ = ["EndpointRelay", "Relay"]
+
+_CHUNK_END: Final = b"0\r\n\r\n"
+_CRLF: Final = b"\r\n"
+_CHUNKED: Final = (b"Transfer-Encoding", b"chunked")
+_CLOSE: Final = (b"Connection", b"close")
+_KEEP_ALIVE: Final = (b"Connection", b"keep-alive")
+
+
+class EndpointRelay:
+    """Relays one endpoint's requests to its upstreams, round robin, the next on refusal."""
+
+    __slots__ = (
+        "_next",
+        "connect_timeout",
+        "fallback",
+        "name",
+        "pools",
+        "preserve_host",
+        "read_timeout",
+        "request_rules",
+        "response_rules",
+        "rewrite",
+        "use_fast",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        pools: Sequence[UpstreamPool],
+        *,
+        rewrite: Rewrite | None = None,
+        request_rules: HeaderRules = NO_RULES,
+        response_rules: HeaderRules = NO_RULES,
+        preserve_host: bool = False,
+        connect_timeout: float | None = 5.0,
+        read_timeout: float | None = 60.0,
+        use_fast: Callable[[], bool] | None = None,
+        fallback: RequestHandler | None = None,
+    ) -> None:
+        if not pools:
+            raise ValueError("an endpoint relays to at least one upstream")
+        self.name = name
+        self.pools = tuple(pools)
+        self.rewrite = rewrite
+        self.request_rules = request_rules
+        self.response_rules = response_rules
+        self.preserve_host = preserve_host
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        #: Whether a request may take the fast path now; ``None``: always.
+        self.use_fast = use_fast
+        #: Who answers when it may not (the ASGI kernel, through the bridge).
+        self.fallback = fallback
+        self._next = 0
+
+    def on_request(self, exchange: ServerExchange) -> None:
+        use_fast = self.use_fast
+        if use_fast is not None and not use_fast():
+            fallback = self.fallback
+            if fallback is not None and not exchange.upgrade:
+                fallback.on_request(exchange)
+                return
+            exchange.send_error(
+                501,
+                error_body(
+                    501,
+                    "WebSocket upgrades are relayed only when no event listener or middleware "
+                    "is attached to the endpoint; serve the ASGI kernel with an ASGI server "
+                    "for the rest",
+                ),
+            )
+            return
+        index = self._next
+        self._next = (index + 1) % len(self.pools)
+        Relay(self, exchange, index).start()
+
+    def request_head(self, exchange: ServerExchange, pool: UpstreamPool) -> bytes:
+        """The request line and headers the upstream gets for ``exchange``."""
+        target = exchange.target
+        if target[:1] != b"/":
+            target = _origin_form(target)
+        if self.rewrite is not None:
+            target = self.rewrite.apply(target)
+        if pool.base_path:
+            target = pool.base_path + target
+        upgrade = None
+        if exchange.upgrade:
+            upgrade = next(
+                (value for name, value in exchange.headers if name.lower() == b"upgrade"), None
+            )
+        client = exchange.client
+        headers, _ = upstream_headers(
+            exchange.headers,
+            host=None if self.preserve_host else pool.host_header,
+            client_ip=None if client is None else client[0],
+            scheme=exchange.scheme,
+            rules=self.request_rules,
+            upgrade=upgrade,
+        )
+        if exchange.content_length is not None:
+            headers.append((b"Content-Length", b"%d" % exchange.content_length))
+        elif exchange.chunked:
+            headers.append(_CHUNKED)
+        return (
+            b"%s %s HTTP/1.1\r\n" % (exchange.method, target)
+            + b"\r\n".join([b": ".join(pair) for pair in headers])
+            + b"\r\n\r\n"
+        )
+
+    def close(self) -> None:
+        for pool in self.pools:
+            pool.close()
+
+    def __repr__(self) -> str:
+        return f"<EndpointRelay {self.name!r} -> {[pool.origin for pool in self.pools]}>"
+
+
+def _origin_form(target: bytes) -> bytes:
+    """``http://host/path?q`` -> ``/path?q``; ``*`` and anything else is left alone."""
+    scheme_end = target.find(b"://")
+    if scheme_end < 0:
+        return target
+    path_start = target.find(b"/", scheme_end + 3)
+    query_start = target.find(b"?", scheme_end + 3)
+    if path_start < 0 or (0 <= query_start < path_start):
+        return b"/" + (target[query_start:] if query_start >= 0 else b"")
+    return target[path_start:]
+
+
+class Relay:
+    """One request on its way through: the client's exchange and the upstream connection."""
+
+    __slots__ = (
+        "_failure",
+        "cancelled",
+        "chunked_out",
+        "client_paused",
+        "connection",
+        "endpoint",
+        "exchange",
+        "finished",
+        "head_only",
+        "keep_client",
+        "pending_head",
+        "pool_index",
+        "request_sent",
+        "response_started",
+        "retried",
+        "reused",
+        "tried",
+        "tunnel",
+    )
+
+    def __init__(self, endpoint: EndpointRelay, exchange: ServerExchange, pool_index: int) -> None:
+        self.endpoint = endpoint
+        self.exchange = exchange
+        self.pool_index = pool_index
+        self.tried = 1
+        self.connection: UpstreamConnection | None = None
+        self.cancelled = False
+        self.finished = False
+        self.client_paused = False
+        self.chunked_out = False
+        self.keep_client = True
+        self.request_sent = False
+        self.response_started = False
+        self.retried = False
+        self.reused = False
+        self.tunnel = False
+        self.head_only = exchange.method == b"HEAD"
+        #: The response head, held back to leave in one write with the first body bytes.
+        self.pending_head: bytes | None = None
+        self._failure: tuple[int, str] | None = None
+
+    @property
+    def pool(self) -> UpstreamPool:
+        return self.endpoint.pools[self.pool_index]
+
+    @property
+    def connect_timeout(self) -> float | None:
+        return self.endpoint.connect_timeout
+
+    def start(self) -> None:
+        self.pool.acquire(self, self.endpoint.connect_timeout)
+
+    # -- the upstream connection --------------------------------------------------------------
+
+    def attach(self, connection: UpstreamConnection, reused: bool) -> None:
+        """``connection`` is ours: send the head, then the body as it comes."""
+        exchange = self.exchange
+        if exchange.finished:  # the client left while we waited
+            self.cancelled = True
+            self.pool.release(connection)
+            return
+        self.connection = connection
+        self.reused = reused
+        connection.relay = self
+        connection.arm(self.endpoint.read_timeout)
+        connection.write(self.endpoint.request_head(exchange, self.pool))
+        exchange.set_consumer(self)
+
+    def connect_failed(self, error: BaseException) -> None:
+        if self.cancelled or self.exchange.finished:
+            return
+        endpoint = self.endpoint
+        if isinstance(error, TimeoutError):
+            self.fail(504, f"connecting to the upstream {self.pool.origin} timed out")
+            return
+        if self.tried < len(endpoint.pools):
+            # Round robin: the next upstream gets its chance, each one once.
+            self.tried += 1
+            self.pool_index = (self.pool_index + 1) % len(endpoint.pools)
+            self.start()
+            return
+        origin = self.pool.origin
+        reason = (
+            "refused the connection"
+            if isinstance(error, ConnectionRefusedError)
+            else (f"is unreachable ({type(error).__name__})")
+        )
+        if len(endpoint.pools) > 1:
+            self.fail(
+                502, f"every upstream of {endpoint.name!r} failed; the last, {origin}, {reason}"
+            )
+        else:
+            self.fail(502, f"the upstream {origin} {reason}")
+
+    def fail(self, status: int, message: str) -> None:
+        self.finished = True
+        self.exchange.send_error(status, error_body(status, message))
+
+    # -- request body (ServerExchange consumer) -----------------------------------------------
+
+    def on_body(self, data: bytes) -> None:
+        connection = self.connection
+        if connection is None:
+            return
+        connection.touch()
+        if self.exchange.chunked:
+            connection.writelines([b"%x\r\n" % len(data), data, _CRLF])
+        else:
+            connection.write(data)
+
+    def on_body_end(self) -> None:
+        connection = self.connection
+        if connection is not None and self.exchange.chunked and not self.exchange.upgrade:
+            connection.write(_CHUNK_END)
+        self.request_sent = True
+
+    def on_client_lost(self) -> None:
+        self.cancelled = True
+        connection = self.connection
+        if connection is None:
+            self.pool.remove_waiter(self)
+        elif not self.finished:
+            self.finished = True
+            self.pool.discard(connection)  # the upstream's answer is unwanted: do not reuse
+
+    def pause_producing(self) -> None:
+        self.client_paused = True
+        if self.connection is not None:
+            self.connection.pause_reading()
+
+    def resume_producing(self) -> None:
+        self.client_paused = False
+        if self.connection is not None:
+            self.connection.resume_reading()
+
+    def on_tunnel_data(self, data: bytes) -> None:
+        if self.connection is not None:
+            self.connection.write(data)
+
+    # -- the upstream's answer (UpstreamConnection callbacks) ---------------------------------
+
+    def response_head(
+        self, status: int, reason: bytes, raw: list[tuple[bytes, bytes]], keep_alive: bool
+    ) -> None:
+        exchange = self.exchange
+        if exchange.finished or self.finished:
+            return
+        connection = self.connection
+        assert connection is not None
+        self.response_started = True
+        headers = downstream_headers(raw, rules=self.endpoint.response_rules)
+        if status == 101:
+            if not exchange.upgrade:
+                self.upstream_failed("switched protocols unasked")
+                return
+            upgrade = next((value for name, value in raw if name.lower() == b"upgrade"), None)
+            headers.append((b"Connection", b"upgrade"))
+            if upgrade is not None:
+                headers.append((b"Upgrade", upgrade))
+            exchange.write(response_head(101, reason or None, headers))
+            self.tunnel = True
+            connection.disarm()
+            exchange.start_tunnel()
+            return
+        if self.head_only or status == 204 or status == 304:
+            pass  # no body; Content-Length (if any) describes the one a GET would get
+        elif connection.content_length is None:
+            if exchange.http_version == "1.1":
+                headers.append(_CHUNKED)
+                self.chunked_out = True
+            else:
+                self.keep_client = False  # an HTTP/1.0 body ends where the connection does
+        if not exchange.keep_alive or not self.keep_client:
+            headers.append(_CLOSE)
+        elif exchange.http_version == "1.0":
+            headers.append(_KEEP_ALIVE)
+        self.pending_head = response_head(status, reason or None, headers)
+        if self.head_only:
+            # The parser cannot know a HEAD answer has no body; the next answer needs a new one.
+            connection.reset_parser()
+            self.response_end(keep_alive)
+
+    def response_body(self, data: bytes) -> None:
+        if self.finished:
+            return
+        head = self.pending_head
+        if head is not None:
+            self.pending_head = None
+            if self.chunked_out:
+                self.exchange.writelines([head, b"%x\r\n" % len(data), data, _CRLF])
+            elif len(data) < 16384:
+                self.exchange.write(head + data)
+            else:
+                self.exchange.writelines([head, data])
+        elif self.chunked_out:
+            self.exchange.writelines([b"%x\r\n" % len(data), data, _CRLF])
+        else:
+            self.exchange.write(data)
+
+    def response_end(self, keep_alive: bool) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        exchange = self.exchange
+        connection = self.connection
+        assert connection is not None
+        if keep_alive and self.request_sent:
+            self.pool.release(connection)
+        else:
+            self.pool.discard(connection)
+        head = self.pending_head
+        if head is not None:
+            self.pending_head = None
+            exchange.write(head + _CHUNK_END if self.chunked_out else head)
+        elif self.chunked_out:
+            exchange.write(_CHUNK_END)
+        exchange.finish(keep_alive=self.keep_client)
+
+    def flush_head(self) -> None:
+        """Send a held-back head now: the head's packet came without body bytes, and a slow
+        stream's client must see the head before the first chunk is ready."""
+        head = self.pending_head
+        if head is not None:
+            self.pending_head = None
+            self.exchange.write(head)
+
+    def forward_raw(self, data: memoryview) -> bool:
+        """Send body (or tunnel) bytes as they came; True if the client's transport queued them
+        (it keeps the view, so the caller must not reuse the buffer behind it)."""
+        if self.finished and not self.tunnel:
+            return False
+        transport = self.exchange.protocol.transport
+        if transport is None:
+            return False
+        head = self.pending_head
+        if head is not None:
+            self.pending_head = None
+            transport.write(head)
+        transport.write(data)
+        return transport.get_write_buffer_size() > 0
+
+    def upstream_failed(self, reason: str) -> None:
+        """The upstream broke the protocol: drop the connection (``upstream_lost`` answers)."""
+        self._failure = (502, f"the upstream {self.pool.origin} {reason}")
+        if self.connection is not None:
+            self.connection.abort()
+
+    def upstream_timed_out(self) -> None:
+        self._failure = (504, f"the upstream {self.pool.origin} did not answer in time")
+        if self.connection is not None:
+            self.connection.abort()
+
+    def upstream_lost(self, connection: UpstreamConnection) -> None:
+        """The upstream connection closed while this request owned it."""
+        if self.finished and not self.tunnel:
+            return
+        exchange = self.exchange
+        pool = self.pool
+        pool.discard(connection)
+        self.connection = None
+        if self.tunnel:
+            self.finished = True
+            exchange.protocol.close()
+            return
+        if (
+            self._failure is None
+            and self.reused
+            and not connection.received
+            and not self.retried
+            and not exchange.has_body
+            and not exchange.upgrade
+        ):
+            # A kept-alive connection the upstream closed just as we sent: nothing was
+            # answered and nothing streamed, so sending again on a new connection is safe.
+            self.retried = True
+            pool.acquire(self, self.endpoint.connect_timeout)
+            return
+        if self.response_started:
+            if (
+                self._failure is None
+                and connection.content_length is None
+                and not connection.chunked
+            ):
+                # A body delimited by the connection's end (HTTP/1.0 style): it is complete.
+                self.finished = True
+                self.flush_head()
+                if self.chunked_out:
+                    exchange.write(_CHUNK_END)
+                exchange.finish(keep_alive=self.keep_client)
+                return
+            self.finished = True
+            exchange.abort()  # the client must not take a truncated body for a whole one
+            return
+        status, message = self._failure or (
+            502,
+            f"the upstream {pool.origin} closed the connection before answering",
+        )
+        self.fail(status, message)

@@ -1,0 +1,246 @@
+"""Serving a built system: every endpoint's port and the kernel's port, on ferryman's own server.
+
+Each endpoint with its own ``port`` gets a listening socket whose requests an
+:class:`~ferryman.proxy.relay.EndpointRelay` answers: on the fast path when nothing listens,
+through the ASGI kernel (:class:`~ferryman.server.bridge.ASGIBridge`) otherwise. ``proxy.port``
+serves the kernel, with the path-prefix endpoints relayed the same way.
+
+Shutdown is graceful: the sockets stop accepting, idle connections close, busy ones close after
+their current answer, and what is still running when the grace period ends is cut.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Mapping
+from typing import Any, Final
+
+from ferryman.client.filtering import (
+    EVENT_FILTER_HTTP_CLIENT_REQUEST,
+    EVENT_FILTER_HTTP_CLIENT_RESPONSE,
+)
+from ferryman.client.transport import create_ssl_context
+from ferryman.events import EventDispatcher
+from ferryman.proxy.application import ProxyEndpoints
+from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE
+from ferryman.proxy.relay import EndpointRelay
+from ferryman.proxy.settings import EndpointSettings, ProxySettings
+from ferryman.proxy.upstream import UpstreamPool
+from ferryman.server.bridge import ASGIBridge, Lifespan
+from ferryman.server.events import (
+    EVENT_CORE_CONTROLLER,
+    EVENT_CORE_REQUEST,
+    EVENT_CORE_RESPONSE,
+    EVENT_CORE_VIEW,
+)
+from ferryman.server.kernel import ASGIKernel
+from ferryman.server.protocol import RequestHandler, ServerExchange, ServerProtocol, ServerState
+from ferryman.system.builder import System
+
+__all__ = ["KERNEL", "PrefixRouter", "ProxyServer"]
+
+logger = logging.getLogger("ferryman.proxy")
+
+#: The name :attr:`ProxyServer.addresses` gives the kernel's own port.
+KERNEL: Final = "kernel"
+#: Events whose listeners must see every request: any of them sends requests the general way.
+WATCHED_EVENTS: Final = (
+    EVENT_CORE_REQUEST,
+    EVENT_CORE_CONTROLLER,
+    EVENT_CORE_VIEW,
+    EVENT_CORE_RESPONSE,
+    EVENT_FILTER_PROXY_REQUEST,
+    EVENT_FILTER_PROXY_RESPONSE,
+    EVENT_FILTER_HTTP_CLIENT_REQUEST,
+    EVENT_FILTER_HTTP_CLIENT_RESPONSE,
+)
+
+
+class FastPathGate:
+    """Answers "may this endpoint's requests take the fast path now?" in a few attribute reads.
+
+    The dispatcher's ``version`` changes with every listener added or removed, so the listener
+    check runs again only then; the handler says whether it has middleware or options.
+    """
+
+    __slots__ = ("_bare", "_dispatcher", "_quiet", "_version", "handler")
+
+    def __init__(self, dispatcher: EventDispatcher, bare_kernel: bool, handler: Any) -> None:
+        self._dispatcher = dispatcher
+        self._bare = bare_kernel
+        self._version = -1
+        self._quiet = False
+        self.handler = handler
+
+    def __call__(self) -> bool:
+        if not self._bare:
+            return False
+        dispatcher = self._dispatcher
+        if dispatcher.version != self._version:
+            self._version = dispatcher.version
+            self._quiet = not any(dispatcher.has_listeners(name) for name in WATCHED_EVENTS)
+        return self._quiet and getattr(self.handler, "is_plain", True)
+
+
+class PrefixRouter:
+    """The kernel port's handler: path-prefix endpoints relayed, everything else to the kernel."""
+
+    __slots__ = ("_routes", "fallback")
+
+    def __init__(self, routes: Mapping[str, RequestHandler], fallback: RequestHandler) -> None:
+        self._routes = sorted(
+            ((prefix.rstrip("/").encode("ascii"), handler) for prefix, handler in routes.items()),
+            key=lambda route: len(route[0]),
+            reverse=True,
+        )
+        self.fallback = fallback
+
+    def on_request(self, exchange: ServerExchange) -> None:
+        target = exchange.target
+        for prefix, handler in self._routes:
+            if target.startswith(prefix):
+                rest = target[len(prefix) : len(prefix) + 1]
+                if not rest or rest in (b"/", b"?"):
+                    handler.on_request(exchange)
+                    return
+        self.fallback.on_request(exchange)
+
+
+class ProxyServer:
+    """Listens for a built :class:`~ferryman.system.System` whose config has a ``proxy`` key."""
+
+    def __init__(
+        self,
+        system: System,
+        *,
+        host: str | None = None,
+        reuse_port: bool = False,
+        keepalive_timeout: float = 75.0,
+    ) -> None:
+        self.system = system
+        settings = system.config.get("proxy")
+        if not isinstance(settings, ProxySettings):
+            raise ValueError("the system has no proxy settings (is 'proxy' in applications?)")
+        self.settings = settings
+        self.host = host or settings.host
+        self.reuse_port = reuse_port
+        self.state = ServerState(keepalive_timeout)
+        self._servers: list[asyncio.Server] = []
+        self._relays: list[EndpointRelay] = []
+        self._bridge: ASGIBridge | None = None
+        self._lifespan: Lifespan | None = None
+        self._ssl_context: ssl.SSLContext | None = None
+        #: Endpoint name (or :data:`KERNEL`) -> the address it listens on, once started.
+        self.addresses: dict[str, tuple[str, int]] = {}
+
+    def _endpoints(self) -> ProxyEndpoints | None:
+        provider = self.system.provider
+        return provider.resolve(ProxyEndpoints) if ProxyEndpoints in provider else None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        app = self.system.asgi_app
+        self._lifespan = Lifespan(app)
+        await self._lifespan.startup()
+        bridge = self._bridge = ASGIBridge(app, loop)
+        bare = isinstance(app, ASGIKernel)
+        dispatcher = self.system.dispatcher
+        endpoints = self._endpoints()
+        prefix_routes: dict[str, RequestHandler] = {}
+        for endpoint in self.settings.endpoints:
+            handler = None if endpoints is None else endpoints.get(endpoint.name)
+            relay = self._relay(endpoint, loop, FastPathGate(dispatcher, bare, handler), bridge)
+            if endpoint.port is not None:
+                await self._listen(endpoint.name, endpoint.port, relay, loop)
+                if endpoints is not None:
+                    # The kernel routes by the port a request came in on: the real one.
+                    endpoints.bind_port(endpoint.name, self.addresses[endpoint.name][1])
+            else:
+                assert endpoint.path is not None
+                prefix_routes[endpoint.path] = relay
+        await self._listen(KERNEL, self.settings.port, PrefixRouter(prefix_routes, bridge), loop)
+
+    def _relay(
+        self,
+        endpoint: EndpointSettings,
+        loop: asyncio.AbstractEventLoop,
+        gate: FastPathGate,
+        bridge: ASGIBridge,
+    ) -> EndpointRelay:
+        upstreams = endpoint.upstreams
+        context = None
+        if any(url.scheme == "https" for url in upstreams):
+            if self._ssl_context is None:
+                self._ssl_context = create_ssl_context(True)
+            context = self._ssl_context
+        timeout = endpoint.timeout
+        relay = EndpointRelay(
+            endpoint.name,
+            [UpstreamPool(url, loop, context) for url in upstreams],
+            rewrite=None if endpoint.rewrite is None else endpoint.rewrite.to_rewrite(),
+            request_rules=endpoint.request_headers.to_rules(),
+            response_rules=endpoint.response_headers.to_rules(),
+            preserve_host=endpoint.preserve_host,
+            connect_timeout=timeout.connect,
+            read_timeout=timeout.read,
+            use_fast=gate,
+            fallback=bridge,
+        )
+        if endpoint.request_options:
+            relay.use_fast = lambda: False  # options only the http client understands
+        self._relays.append(relay)
+        return relay
+
+    async def _listen(
+        self,
+        name: str,
+        port: int,
+        handler: RequestHandler,
+        loop: asyncio.AbstractEventLoop,
+    ) -> None:
+        state = self.state
+        server = await loop.create_server(
+            lambda: ServerProtocol(handler, state, loop),
+            self.host,
+            port,
+            reuse_port=self.reuse_port or None,
+            backlog=1024,
+        )
+        self._servers.append(server)
+        sockname = server.sockets[0].getsockname()
+        self.addresses[name] = (sockname[0], sockname[1])
+
+    async def shutdown(self, grace_period: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish for ``grace_period`` s, then close."""
+        if grace_period is None:
+            grace_period = self.settings.grace_period
+        for server in self._servers:
+            server.close()
+        self.state.start_closing()
+        bridge = self._bridge
+        try:
+            async with asyncio.timeout(grace_period):
+                await self.state.wait_closed()
+                if bridge is not None and bridge.tasks:
+                    await asyncio.wait(list(bridge.tasks))
+        except TimeoutError:
+            logger.warning(
+                "the grace period (%ss) ended with %d connection(s) still open: closing them",
+                grace_period,
+                len(self.state.connections),
+            )
+            self.state.abort_all()
+            if bridge is not None:
+                for task in list(bridge.tasks):
+                    task.cancel()
+        for server in self._servers:
+            await server.wait_closed()
+        for relay in self._relays:
+            relay.close()
+        if self._lifespan is not None:
+            await self._lifespan.shutdown()
+
+    def __repr__(self) -> str:
+        return f"<ProxyServer {self.addresses!r}>"

@@ -1,0 +1,432 @@
+"""Connections to one upstream origin for the fast relay: a per-origin idle queue, no polling.
+
+An :class:`UpstreamConnection` is an asyncio Protocol with httptools' response parser. It serves
+one relayed request at a time and hands every parser callback straight to that request's
+:class:`~ferryman.proxy.relay.Relay`, so bytes go from the upstream socket to the client socket
+without a coroutine in between.
+
+Liveness: a connection the upstream closed while idle is marked closed by ``connection_lost``
+and skipped when taken from the queue. One timer per busy connection, re-armed only when it fires,
+enforces the read timeout: activity moves a deadline, which costs a clock read, not a heap
+operation per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from typing import TYPE_CHECKING, Final, cast
+
+import httptools
+
+from ferryman.http.url import URL
+
+if TYPE_CHECKING:
+    from ferryman.proxy.relay import Relay
+
+__all__ = ["UpstreamConnection", "UpstreamPool"]
+
+#: Connections kept open per upstream origin, busy and idle together; more requests wait.
+DEFAULT_MAX_CONNECTIONS: Final = 512
+#: Idle connections beyond this many are closed when released.
+MAX_IDLE: Final = 256
+#: Each connection's read buffer: big enough for a syscall to move a lot, small enough that
+#: hundreds of connections cost a few MiB.
+READ_BUFFER_SIZE: Final = 64 * 1024
+
+
+class UpstreamPool:
+    """The connections to one upstream origin, and what to send it (its Host, its base path)."""
+
+    __slots__ = (
+        "_connecting",
+        "_idle",
+        "_waiters",
+        "base_path",
+        "busy",
+        "host",
+        "host_header",
+        "loop",
+        "max_connections",
+        "origin",
+        "port",
+        "server_hostname",
+        "ssl_context",
+    )
+
+    def __init__(
+        self,
+        url: URL,
+        loop: asyncio.AbstractEventLoop,
+        ssl_context: ssl.SSLContext | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        self.loop = loop
+        self.host = url.host
+        self.port = url.port or (443 if url.scheme == "https" else 80)
+        self.host_header = url.host_header
+        self.origin = f"{url.scheme}://{url.host_header.decode('ascii')}"
+        self.base_path = url.raw_path.split(b"?", 1)[0].rstrip(b"/")
+        self.ssl_context = ssl_context if url.scheme == "https" else None
+        self.server_hostname = url.host if self.ssl_context is not None else None
+        self.max_connections = max_connections
+        self.busy = 0
+        self._connecting = 0
+        self._idle: deque[UpstreamConnection] = deque()
+        self._waiters: deque[Relay] = deque()
+
+    def acquire(self, relay: Relay, connect_timeout: float | None) -> None:
+        """Give ``relay`` a connection now (idle one) or later (``relay.attach`` / ``failed``)."""
+        idle = self._idle
+        while idle:
+            connection = idle.pop()  # the most recently used: the likeliest to be alive
+            if not connection.closed:
+                self.busy += 1
+                relay.attach(connection, reused=True)
+                return
+        if self.busy + self._connecting >= self.max_connections:
+            self._waiters.append(relay)
+            return
+        self._connect(relay, connect_timeout)
+
+    def _connect(self, relay: Relay, connect_timeout: float | None) -> None:
+        self._connecting += 1
+        task = self.loop.create_task(self._open(connect_timeout))
+        task.add_done_callback(lambda done: self._opened(done, relay))
+
+    async def _open(self, connect_timeout: float | None) -> UpstreamConnection:
+        connect = self.loop.create_connection(
+            lambda: UpstreamConnection(self),
+            self.host,
+            self.port,
+            ssl=self.ssl_context,
+            server_hostname=self.server_hostname,
+        )
+        _, protocol = await asyncio.wait_for(connect, connect_timeout)
+        return protocol
+
+    def _opened(self, done: asyncio.Task[UpstreamConnection], relay: Relay) -> None:
+        self._connecting -= 1
+        if done.cancelled():
+            relay.connect_failed(TimeoutError())
+            return
+        error = done.exception()
+        if error is not None:
+            relay.connect_failed(error)
+            self._wake_waiter()
+            return
+        connection = done.result()
+        if relay.cancelled:
+            self._park(connection)
+            return
+        self.busy += 1
+        relay.attach(connection, reused=False)
+
+    def release(self, connection: UpstreamConnection) -> None:
+        """A relayed exchange completed cleanly and the upstream keeps the connection alive."""
+        self.busy -= 1
+        connection.relay = None
+        connection.disarm()
+        waiters = self._waiters
+        while waiters:
+            relay = waiters.popleft()
+            if not relay.cancelled:
+                self.busy += 1
+                relay.attach(connection, reused=True)
+                return
+        self._park(connection)
+
+    def _park(self, connection: UpstreamConnection) -> None:
+        if connection.closed:
+            return
+        if len(self._idle) >= MAX_IDLE:
+            connection.close()
+        else:
+            self._idle.append(connection)
+
+    def discard(self, connection: UpstreamConnection) -> None:
+        """A busy connection that will not be reused (closed, broken, or its client left)."""
+        self.busy -= 1
+        connection.relay = None
+        connection.disarm()
+        connection.close()
+        self._wake_waiter()
+
+    def _wake_waiter(self) -> None:
+        waiters = self._waiters
+        while waiters:
+            relay = waiters.popleft()
+            if not relay.cancelled:
+                self._connect(relay, relay.connect_timeout)
+                return
+
+    def remove_waiter(self, relay: Relay) -> None:
+        if relay in self._waiters:
+            self._waiters.remove(relay)
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().close()
+
+    def __repr__(self) -> str:
+        return f"<UpstreamPool {self.origin} busy={self.busy} idle={len(self._idle)}>"
+
+
+class UpstreamConnection(asyncio.BufferedProtocol):
+    """One keep-alive connection to the upstream; forwards parser callbacks to its relay.
+
+    Reads land in one buffer per connection, reused from read to read (no allocation per read),
+    and a body with a Content-Length bypasses the parser once its head is parsed: those bytes go
+    from this buffer to the client's socket as they are, without the parser's copy of each
+    piece. The buffer is replaced only when the client's transport had to keep a view of it
+    queued (its socket was full).
+    """
+
+    __slots__ = (
+        "_body_left",
+        "_buffer",
+        "_bypass",
+        "_headers",
+        "_informational",
+        "_keep_alive",
+        "_reason",
+        "_timer",
+        "chunked",
+        "closed",
+        "content_length",
+        "deadline",
+        "parser",
+        "pool",
+        "received",
+        "relay",
+        "timeout",
+        "transport",
+        "tunnel",
+    )
+
+    def __init__(self, pool: UpstreamPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.relay: Relay | None = None
+        self.closed = False
+        #: Bytes came from the upstream for the current exchange (a retry is no longer safe).
+        self.received = False
+        self.tunnel = False
+        self.content_length: int | None = None
+        self.chunked = False
+        self.deadline = 0.0
+        self.timeout: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._informational = False
+        self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        #: Body bytes still to come; >= 0 while a Content-Length body is being received.
+        self._body_left = -1
+        #: The parser is done with this message's head; the rest of its body skips it.
+        self._bypass = False
+        self._keep_alive = True
+
+    # -- asyncio callbacks --------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, only alike.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        data = self._buffer[:nbytes]
+        relay = self.relay
+        if self.tunnel:
+            if relay is not None:
+                self._forward(relay, data)
+            return
+        if relay is None:
+            # An idle connection has nothing to say; whatever it says makes it unusable.
+            self.close()
+            return
+        self.received = True
+        if self.timeout is not None:
+            self.deadline = self.pool.loop.time() + self.timeout
+        if self._bypass:
+            left = self._body_left
+            if nbytes < left:
+                self._body_left = left - nbytes
+                self._forward(relay, data)
+                return
+            self._forward(relay, data[:left])
+            self._bypass = False
+            self._body_left = -1
+            self.parser = httptools.HttpResponseParser(self)
+            relay.response_end(self._keep_alive)
+            if nbytes == left:
+                return
+            data = data[left:]  # the upstream said more than its Content-Length: malformed
+            relay = self.relay
+            if relay is None:
+                self.close()
+                return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.tunnel = True
+            rest = data[upgrade.args[0] :]
+            if rest and self.relay is not None:
+                self._forward(self.relay, rest)
+            return
+        except httptools.HttpParserError as exc:
+            if self.relay is not None:
+                self.relay.upstream_failed(f"sent a malformed response ({exc})")
+            return
+        if self.relay is relay:
+            if relay.pending_head is not None:
+                relay.flush_head()
+            if self._body_left > 0:
+                self._bypass = True
+
+    def _forward(self, relay: Relay, data: memoryview) -> None:
+        """Hand a view of the read buffer to the client; keep it there if it had to queue it."""
+        if relay.forward_raw(data):
+            self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.cancel_timer()
+        relay = self.relay
+        if relay is not None:
+            relay.upstream_lost(self)
+
+    def pause_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.exchange.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.exchange.resume_reading()
+
+    # -- httptools callbacks ------------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._body_left = -1
+        self._headers = []
+        self._reason = b""
+        self.content_length = None
+        self.chunked = False
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name, value))
+        if len(name) == 14 and name.lower() == b"content-length":
+            self.content_length = int(value)  # llhttp has refused malformed ones
+        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            self.chunked = True
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        # 1xx answers (103 Early Hints, a stray 100) are not the answer: wait for the next head.
+        self._informational = status < 200 and status != 101
+        relay = self.relay
+        if relay is not None and not self._informational:
+            self._keep_alive = keep_alive = self.parser.should_keep_alive()
+            relay.response_head(status, self._reason, self._headers, keep_alive)
+            if (
+                self.content_length
+                and self.relay is relay
+                and not relay.head_only
+                and status != 204
+                and status != 304
+                and not relay.chunked_out
+            ):
+                self._body_left = self.content_length
+
+    def on_body(self, body: bytes) -> None:
+        if self._body_left > 0:
+            self._body_left -= len(body)
+        relay = self.relay
+        if relay is not None:
+            relay.response_body(body)
+
+    def on_message_complete(self) -> None:
+        self._body_left = -1
+        if self._informational:
+            self._informational = False
+            return
+        relay = self.relay
+        if relay is not None:
+            relay.response_end(self.parser.should_keep_alive())
+
+    # -- what the relay calls -----------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None:
+            self.transport.write(data)
+
+    def writelines(self, chunks: list[bytes]) -> None:
+        if self.transport is not None:
+            self.transport.writelines(chunks)
+
+    def arm(self, timeout: float | None) -> None:
+        """Start the read timeout for a new exchange: no byte for ``timeout`` s -> timed out."""
+        self.timeout = timeout
+        if timeout is None:
+            return
+        loop = self.pool.loop
+        self.deadline = loop.time() + timeout
+        if self._timer is None:
+            self._timer = loop.call_at(self.deadline, self._check_deadline)
+
+    def touch(self) -> None:
+        if self.timeout is not None:
+            self.deadline = self.pool.loop.time() + self.timeout
+
+    def disarm(self) -> None:
+        """The exchange is over. The timer stays scheduled: when it fires on an idle connection
+        it does nothing, which is cheaper than cancelling and scheduling one per request."""
+        self.timeout = None
+        self.received = False
+
+    def cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        relay = self.relay
+        if relay is None or self.timeout is None:
+            return
+        loop = self.pool.loop
+        if loop.time() >= self.deadline and not relay.client_paused:
+            relay.upstream_timed_out()
+            return
+        if relay.client_paused:
+            self.deadline = loop.time() + self.timeout
+        self._timer = loop.call_at(self.deadline, self._check_deadline)
+
+    def reset_parser(self) -> None:
+        """A HEAD answer's head is its whole message, which the parser cannot know: start over."""
+        self.parser = httptools.HttpResponseParser(self)
+
+    def pause_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,207 @@
+"""``ferryman config``: the configuration ``ferryman start`` would run, from the same options,
+and the one-line errors (exit code 2) both commands give for bad usage or a bad configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner, Result
+
+from ferryman.cli.main import main
+from ferryman.proxy.__main__ import proxy as proxy_module_command
+
+
+def invoke(*args: str, env: dict[str, str] | None = None) -> Result:
+    result = CliRunner().invoke(main, list(args), env=env)
+    # Anything but a deliberate exit is a crash the user would see as a traceback.
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def printed_config(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    result = invoke("config", *args, env=env)
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    config: dict[str, Any] = yaml.safe_load(result.stdout)
+    return config
+
+
+@pytest.fixture(autouse=True)
+def _no_ferryman_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``FERRYMAN_*`` variables of whoever runs the tests do not change what is printed."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("FERRYMAN_"):
+            monkeypatch.delenv(name)
+
+
+def test_start_and_config_are_commands() -> None:
+    result = invoke("--help")
+    assert result.exit_code == 0
+    commands = result.stdout.split("Commands:")[1]
+    assert {"config", "get", "start"} <= {line.split()[0] for line in commands.strip().splitlines()}
+
+
+def test_default_configuration() -> None:
+    config = printed_config()
+    assert config["applications"] == ["proxy"]
+    assert config["proxy"]["host"] == "127.0.0.1"
+    assert config["proxy"]["port"] == 4080
+    assert config["proxy"]["endpoints"] == []
+    assert config["proxy"]["grace_period"] == 10.0
+
+
+def test_endpoint_shortcut_keeps_the_colons_of_the_url() -> None:
+    config = printed_config("--endpoint", "api=4000:https://user:pw@api.example.org:8443/v1")
+    [endpoint] = config["proxy"]["endpoints"]
+    assert endpoint["name"] == "api"
+    assert endpoint["port"] == 4000
+    assert endpoint["url"] == ["https://user:pw@api.example.org:8443/v1"]
+    assert endpoint["timeout"] == {"connect": 5.0, "read": 60.0, "write": 60.0, "pool": 5.0}
+
+
+def test_endpoint_name_that_looks_like_a_number_stays_a_name() -> None:
+    [endpoint] = printed_config("-e", "404=4000:http://127.0.0.1:9")["proxy"]["endpoints"]
+    assert endpoint["name"] == "404"
+
+
+def test_endpoints_of_files_come_first_and_set_can_tune_a_shortcut(tmp_path: Path) -> None:
+    file = tmp_path / "ferryman.yml"
+    file.write_text(
+        "proxy:\n"
+        "  port: 5080\n"
+        "  endpoints:\n"
+        "    - {name: maps, path: /maps, url: http://127.0.0.1:9000}\n"
+    )
+    config = printed_config(
+        "--config",
+        str(file),
+        "--endpoint",
+        "api=4000:http://127.0.0.1:9001",
+        "--endpoint",
+        "pay=4001:http://127.0.0.1:9002",
+        "--set",
+        "proxy.endpoints.1.timeout=2",
+    )
+    endpoints = config["proxy"]["endpoints"]
+    assert [e["name"] for e in endpoints] == ["maps", "api", "pay"]
+    assert endpoints[1]["timeout"] == {"connect": 2.0, "read": 2.0, "write": 2.0, "pool": 2.0}
+    assert config["proxy"]["port"] == 5080
+
+
+def test_files_merge_in_order_then_environment_then_set_then_host(tmp_path: Path) -> None:
+    first = tmp_path / "a.yaml"
+    first.write_text("proxy: {host: 0.0.0.0, port: 5000, grace_period: 1}\n")
+    second = tmp_path / "b.toml"
+    second.write_text("[proxy]\nport = 6000\n")
+    config = printed_config(
+        "-c",
+        str(first),
+        "-c",
+        str(second),
+        "--set",
+        "proxy.grace_period=3",
+        env={"FERRYMAN_PROXY__GRACE_PERIOD": "2", "FERRYMAN_PROXY__PORT": "7000"},
+    )
+    assert config["proxy"]["port"] == 7000  # the environment beats the files
+    assert config["proxy"]["grace_period"] == 3.0  # --set beats the environment
+    assert config["proxy"]["host"] == "0.0.0.0"
+    assert printed_config("-c", str(first), "--host", "::1")["proxy"]["host"] == "::1"
+
+
+def test_printed_configuration_loads_again_to_the_same(tmp_path: Path) -> None:
+    printed = invoke("config", "-e", "api=4000:http://127.0.0.1:9", "--set", "proxy.port=0")
+    file = tmp_path / "effective.yml"
+    file.write_text(printed.stdout)
+    assert invoke("config", "--config", str(file)).stdout == printed.stdout
+
+
+@pytest.mark.parametrize("command", ["config", "start"])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "proxy.port=abc"], "error: proxy.port: Input should be a valid integer"),
+        (["--set", "nope=1"], "error: nope: unknown configuration key"),
+        (["--set", "proxy.port"], "error: --set 'proxy.port': expected key=value"),
+        (
+            ["-e", "api=4000:ftp://example.org"],
+            "error: proxy.endpoints.0.url: Value error, 'ftp://example.org' must be an "
+            "absolute http:// or https:// URL",
+        ),
+        (
+            ["-e", "api=4000:http://127.0.0.1:9", "-e", "api=4001:http://127.0.0.1:9"],
+            "error: proxy: Value error, two endpoints are named 'api'",
+        ),
+        (["-c", "missing.yml"], "error: missing.yml: configuration file not found"),
+    ],
+)
+def test_bad_configuration_exits_2_naming_the_key(
+    command: str, args: list[str], message: str
+) -> None:
+    result = invoke(command, *args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith(message), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def test_an_endpoint_error_names_the_option_it_came_from() -> None:
+    result = invoke("config", "-e", "api=4000:http://127.0.0.1:9?q=1")
+    assert result.exit_code == 2
+    assert result.stderr.rstrip().endswith("(from --endpoint api=4000:http://127.0.0.1:9?q=1)")
+
+
+def test_bad_configuration_file_names_line_and_column(tmp_path: Path) -> None:
+    file = tmp_path / "bad.yml"
+    file.write_text("proxy:\n  port: [\n")
+    result = invoke("config", "-c", str(file))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {file}:3:1: invalid YAML")
+
+
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("api", "no '='"),
+        ("=4000:http://x", "no name before '='"),
+        ("api=4000", "no ':' after '='"),
+        ("api=port:http://x", "the port 'port' is not a number in 0..65535"),
+        ("api=70000:http://x", "the port '70000' is not a number in 0..65535"),
+        ("api=4000:", "the upstream URL after 'port:' is missing"),
+    ],
+)
+def test_malformed_endpoint_option_is_one_usage_error_line(value: str, problem: str) -> None:
+    result = invoke("start", "--endpoint", value)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: Invalid value for '-e' / '--endpoint': ")
+    assert problem in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_reload_and_workers_exclude_each_other() -> None:
+    result = invoke("start", "--reload", "--workers", "2")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: --reload restarts a single process")
+
+
+def test_workers_must_be_positive() -> None:
+    result = invoke("start", "--workers", "0")
+    assert result.exit_code == 2
+    assert "--workers" in result.stderr
+
+
+def test_unknown_option_is_one_line() -> None:
+    result = invoke("start", "--bogus-option")
+    assert result.exit_code == 2
+    assert result.stderr == "error: No such option '--bogus-option'. (see 'main start --help')\n"
+
+
+def test_proxy_module_needs_port_and_upstream() -> None:
+    result = CliRunner().invoke(proxy_module_command, ["--port", "4000"])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: Missing option '--upstream'")

@@ -1,0 +1,552 @@
+"""A scripted HTTP/1.1 upstream for the relay tests, and a raw client to read what a proxy sends.
+
+The upstreams real servers give us (uvicorn, httpbin, the edge server) are polite or shared with
+other tests; this one records everything a proxy does to it (each connection, each request's raw
+head and body, when a connection closed) and misbehaves on request: answers late, answers
+HTTP/1.0 with a close-delimited body, closes in the middle of a body, closes a kept-alive
+connection just as the next request arrives, switches protocols. Each path is one behaviour,
+chosen by the request's last path segment, so a base path or a rewrite in front does not hide it.
+
+It runs on its own event loop in a daemon thread, like the edge server, so the test's loop (where
+the relay under test runs) is never blocked by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, urlsplit
+
+__all__ = [
+    "RawResponse",
+    "ScriptedUpstream",
+    "SeenRequest",
+    "pattern",
+    "read_response",
+    "roundtrip",
+    "wait_until",
+]
+
+
+def pattern(size: int) -> bytes:
+    """Bytes where a lost, doubled or reordered piece shows."""
+    block = b"".join(i.to_bytes(4, "big") for i in range(16384))  # 64 KiB, no repeats inside
+    return (block * (size // len(block) + 1))[:size]
+
+
+@dataclass
+class SeenRequest:
+    """One request as the upstream read it off the wire."""
+
+    connection: int
+    method: str
+    target: str
+    version: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    chunked: bool = False
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def all(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+    @property
+    def names(self) -> set[str]:
+        return {key.lower() for key, _ in self.headers}
+
+
+@dataclass
+class _Conn:
+    index: int
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    stale: bool = False
+    open: bool = True
+
+
+@dataclass
+class _Ctx:
+    conn: _Conn
+    request: SeenRequest
+    query: dict[str, list[str]]
+    keep_alive: bool = True
+
+    def arg(self, name: str, default: str) -> str:
+        return self.query.get(name, [default])[0]
+
+    def write(self, data: bytes) -> None:
+        self.conn.writer.write(data)
+
+    async def drain(self) -> None:
+        await self.conn.writer.drain()
+
+    def send(
+        self,
+        status: int = 200,
+        body: bytes = b"",
+        headers: list[tuple[str, str]] | None = None,
+        reason: str = "OK",
+        length: bool = True,
+    ) -> None:
+        lines = [f"HTTP/1.1 {status} {reason}"]
+        lines += [f"{name}: {value}" for name, value in headers or []]
+        if length:
+            lines.append(f"Content-Length: {len(body)}")
+        self.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+
+
+Route = Callable[[_Ctx], Awaitable[None]]
+
+
+class ScriptedUpstream:
+    """``start()`` returns once it listens; see the module documentation for the routes."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        #: Connections accepted so far, and the indexes of those that have closed.
+        self.connections = 0
+        self.closed: list[int] = []
+        #: Connections whose peer (the proxy) closed while a route was still answering.
+        self.abandoned: list[int] = []
+        self.requests: list[SeenRequest] = []
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self._server: asyncio.Server | None = None
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._routes: dict[str, Route] = {
+            "slow": self._slow,
+            "slow-body": self._slow_body,
+            "http10": self._http10,
+            "cut": self._cut,
+            "cut-chunked": self._cut_chunked,
+            "stale": self._stale,
+            "status": self._status,
+            "big": self._big,
+            "sink": self._sink,
+            "echo-stream": self._echo_stream,
+            "drip": self._drip,
+            "hop": self._hop,
+            "upgrade": self._upgrade,
+            "switch-unasked": self._switch_unasked,
+            "garbage": self._garbage,
+            "early-hints": self._early_hints,
+            "close": self._close,
+        }
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> ScriptedUpstream:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=10)
+        return self
+
+    async def _start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, sock=self._sock)
+
+    def stop(self) -> None:
+        async def _stop() -> None:
+            if self._server is not None:
+                self._server.close()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(timeout=10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self.loop.close()
+
+    def reset(self) -> None:
+        """Forget what was seen (connections stay open and keep their indexes)."""
+        self.requests.clear()
+        self.abandoned.clear()
+
+    def open_connections(self) -> int:
+        return self.connections - len(self.closed)
+
+    # -- serving ------------------------------------------------------------------------------
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        conn = _Conn(self.connections, reader, writer)
+        try:
+            while True:
+                try:
+                    head = await reader.readuntil(b"\r\n\r\n")
+                except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+                    return
+                if conn.stale:
+                    return  # a kept-alive connection closed just as a request came in
+                lines = head.decode("latin-1").split("\r\n")
+                method, target, version = lines[0].split(" ", 2)
+                headers = [
+                    (name, value.strip())
+                    for name, _, value in (line.partition(":") for line in lines[1:] if line)
+                ]
+                request = SeenRequest(conn.index, method, target, version, headers)
+                request.chunked = (request.header("transfer-encoding") or "").lower() == "chunked"
+                self.requests.append(request)
+                split = urlsplit(target)
+                ctx = _Ctx(conn, request, parse_qs(split.query))
+                route = self._routes.get(split.path.rstrip("/").rsplit("/", 1)[-1], self._echo)
+                await route(ctx)
+                await writer.drain()
+                if not ctx.keep_alive or (request.header("connection") or "").lower() == "close":
+                    return
+        except (ConnectionError, asyncio.IncompleteReadError):
+            return
+        finally:
+            conn.open = False
+            self.closed.append(conn.index)
+            writer.close()
+
+    async def _read_body(self, ctx: _Ctx) -> bytes:
+        """The whole request body, de-chunked."""
+        parts = [part async for part in self._body_parts(ctx)]
+        ctx.request.body = b"".join(parts)
+        return ctx.request.body
+
+    async def _body_parts(self, ctx: _Ctx):  # type: ignore[no-untyped-def]
+        reader = ctx.conn.reader
+        if ctx.request.chunked:
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await reader.readuntil(b"\r\n")
+                    return
+                while size:
+                    piece = await reader.read(min(size, 65536))
+                    if not piece:
+                        raise asyncio.IncompleteReadError(b"", size)
+                    size -= len(piece)
+                    yield piece
+                await reader.readexactly(2)
+        else:
+            left = int(ctx.request.header("content-length") or 0)
+            while left:
+                piece = await reader.read(min(left, 65536))
+                if not piece:
+                    raise asyncio.IncompleteReadError(b"", left)
+                left -= len(piece)
+                yield piece
+
+    async def _peer_gone_within(self, ctx: _Ctx, seconds: float) -> bool:
+        """Wait up to ``seconds``; True (and recorded) if the proxy closed the connection."""
+        try:
+            data = await asyncio.wait_for(ctx.conn.reader.read(1), seconds)
+        except TimeoutError:
+            return False
+        except ConnectionError:
+            data = b""
+        if not data:
+            self.abandoned.append(ctx.conn.index)
+            ctx.keep_alive = False
+            return True
+        raise AssertionError(f"unexpected bytes from the proxy mid-answer: {data!r}")
+
+    # -- routes -------------------------------------------------------------------------------
+
+    def _payload(self, ctx: _Ctx) -> bytes:
+        request = ctx.request
+        return json.dumps(
+            {
+                "connection": request.connection,
+                "method": request.method,
+                "target": request.target,
+                "version": request.version,
+                "headers": request.headers,
+                "body": request.body.decode("latin-1"),
+                "chunked": request.chunked,
+            }
+        ).encode()
+
+    async def _echo(self, ctx: _Ctx) -> None:
+        await self._read_body(ctx)
+        ctx.send(200, self._payload(ctx), [("Content-Type", "application/json")])
+
+    async def _slow(self, ctx: _Ctx) -> None:
+        """Answer after ``delay`` s, or notice that the proxy gave up first."""
+        await self._read_body(ctx)
+        if await self._peer_gone_within(ctx, float(ctx.arg("delay", "2"))):
+            return
+        ctx.send(200, b"late", [("Content-Type", "text/plain")])
+
+    async def _slow_body(self, ctx: _Ctx) -> None:
+        await self._read_body(ctx)
+        ctx.send(200, b"start", [("Content-Length", "10")], length=False)
+        await ctx.drain()
+        if await self._peer_gone_within(ctx, float(ctx.arg("delay", "2"))):
+            return
+        ctx.write(b"-end-")
+
+    async def _http10(self, ctx: _Ctx) -> None:
+        """An HTTP/1.0 answer without Content-Length: the body ends with the connection."""
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+        for i in range(int(ctx.arg("parts", "3"))):
+            ctx.write(b"part%d;" % i)
+            await ctx.drain()
+            await asyncio.sleep(0.02)
+        ctx.keep_alive = False
+
+    async def _cut(self, ctx: _Ctx) -> None:
+        await self._read_body(ctx)
+        ctx.send(200, b"0123456789", [("Content-Length", "100")], length=False)
+        await ctx.drain()
+        await asyncio.sleep(0.05)
+        ctx.keep_alive = False
+
+    async def _cut_chunked(self, ctx: _Ctx) -> None:
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+        await ctx.drain()
+        await asyncio.sleep(0.05)
+        ctx.keep_alive = False
+
+    async def _stale(self, ctx: _Ctx) -> None:
+        """Answer as if keeping the connection, then drop it when the next request arrives."""
+        await self._read_body(ctx)
+        ctx.send(200, b"fresh", [("Connection", "keep-alive")])
+        ctx.conn.stale = True
+
+    async def _close(self, ctx: _Ctx) -> None:
+        """Answer with ``Connection: close`` and close."""
+        await self._read_body(ctx)
+        ctx.send(200, b"closing", [("Connection", "close")])
+        ctx.keep_alive = False
+
+    async def _status(self, ctx: _Ctx) -> None:
+        await self._read_body(ctx)
+        code = int(ctx.arg("code", "200"))
+        if code in (204, 304):
+            # A 304 says which representation is still valid; its length is that of the body
+            # a GET would get, which it does not carry.
+            headers = [("ETag", '"v1"')]
+            if code == 304:
+                headers.append(("Content-Length", "1234"))
+            ctx.send(code, b"", headers, reason="Custom", length=False)
+        else:
+            ctx.send(code, b"body of %d" % code, reason="Custom Reason")
+
+    async def _big(self, ctx: _Ctx) -> None:
+        """``size`` bytes of :func:`pattern`, with a length or (``chunked=1``) chunked."""
+        await self._read_body(ctx)
+        size = int(ctx.arg("size", str(1024 * 1024)))
+        chunked = ctx.arg("chunked", "0") == "1"
+        data = pattern(size)
+        if ctx.request.method == "HEAD":
+            ctx.send(200, b"", [("Content-Length", str(size))], length=False)
+            return
+        if ctx.arg("once", "0") == "1":
+            ctx.send(200, data, [("Content-Type", "application/octet-stream")])
+            return
+        framing = ("Transfer-Encoding", "chunked") if chunked else ("Content-Length", str(size))
+        ctx.send(200, b"", [("Content-Type", "application/octet-stream"), framing], length=False)
+        for start in range(0, size, 65536):
+            piece = data[start : start + 65536]
+            ctx.write(b"%x\r\n%b\r\n" % (len(piece), piece) if chunked else piece)
+            await ctx.drain()
+        if chunked:
+            ctx.write(b"0\r\n\r\n")
+
+    async def _sink(self, ctx: _Ctx) -> None:
+        """Count the body without keeping it; answer ``<bytes> <first 8 hex> <last 8 hex>``."""
+        total = 0
+        first = last = b""
+        async for piece in self._body_parts(ctx):
+            if not first:
+                first = piece[:4]
+            last = (last + piece)[-4:]
+            total += len(piece)
+        ctx.send(200, b"%d %s %s" % (total, first.hex().encode(), last.hex().encode()))
+
+    async def _echo_stream(self, ctx: _Ctx) -> None:
+        """Each piece of the request body goes straight back as a chunk of the response."""
+        ctx.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        async for piece in self._body_parts(ctx):
+            ctx.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+            await ctx.drain()
+        ctx.write(b"0\r\n\r\n")
+
+    async def _drip(self, ctx: _Ctx) -> None:
+        """``n`` chunks, ``delay`` s apart; stops when the proxy goes away."""
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(int(ctx.arg("n", "100"))):
+            piece = b"drop%d;" % i
+            try:
+                ctx.write(b"%x\r\n%b\r\n" % (len(piece), piece))
+                await ctx.drain()
+            except ConnectionError:
+                self.abandoned.append(ctx.conn.index)
+                ctx.keep_alive = False
+                return
+            if await self._peer_gone_within(ctx, float(ctx.arg("delay", "0.05"))):
+                return
+        ctx.write(b"0\r\n\r\n")
+
+    async def _hop(self, ctx: _Ctx) -> None:
+        """An answer full of hop-by-hop headers a proxy must not pass on."""
+        await self._read_body(ctx)
+        ctx.send(
+            200,
+            b"hop",
+            [
+                ("Connection", "X-Upstream-Secret, keep-alive"),
+                ("X-Upstream-Secret", "s3cr3t"),
+                ("Keep-Alive", "timeout=5"),
+                ("Proxy-Authenticate", "Basic realm=upstream"),
+                ("Proxy-Connection", "keep-alive"),
+                ("Trailer", "X-Checksum"),
+                ("Upgrade", "h2c"),
+                ("Via", "1.0 upstream-cache"),
+                ("Server", "scripted"),
+                ("X-Kept", "yes"),
+            ],
+        )
+
+    async def _upgrade(self, ctx: _Ctx) -> None:
+        """``101 Switching Protocols`` to ``raw-echo``: every byte after it comes back."""
+        protocol = ctx.request.header("upgrade") or "raw-echo"
+        ctx.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: %s\r\nConnection: Upgrade\r\n"
+            b"X-Switched: yes\r\n\r\n" % protocol.encode()
+        )
+        await ctx.drain()
+        reader = ctx.conn.reader
+        while data := await reader.read(65536):
+            ctx.write(b"echo:" + data)
+            await ctx.drain()
+        ctx.keep_alive = False
+
+    async def _switch_unasked(self, ctx: _Ctx) -> None:
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: surprise\r\n\r\n")
+        ctx.keep_alive = False
+
+    async def _garbage(self, ctx: _Ctx) -> None:
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 abc Nope\r\nContent-Length: 0\r\n\r\n")
+        ctx.keep_alive = False
+
+    async def _early_hints(self, ctx: _Ctx) -> None:
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
+        await ctx.drain()
+        ctx.send(200, b"final")
+
+
+# -- a raw client ------------------------------------------------------------------------------
+
+
+@dataclass
+class RawResponse:
+    """A response read byte by byte off a socket, framing facts included."""
+
+    version: str
+    status: int
+    reason: str
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    chunked: bool = False
+    #: The body ended with the connection (no length, not chunked).
+    close_delimited: bool = False
+    informational: list[int] = field(default_factory=list)
+
+    def header(self, name: str) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name.lower():
+                return value
+        return None
+
+    def all(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+    @property
+    def names(self) -> set[str]:
+        return {key.lower() for key, _ in self.headers}
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+async def read_head(reader: asyncio.StreamReader) -> RawResponse:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    version, status, reason = [*lines[0].split(" ", 2), ""][:3]
+    headers = [
+        (name, value.strip())
+        for name, _, value in (line.partition(":") for line in lines[1:] if line)
+    ]
+    return RawResponse(version, int(status), reason, headers)
+
+
+async def read_response(
+    reader: asyncio.StreamReader, *, head_only: bool = False, timeout: float = 10.0
+) -> RawResponse:
+    """One response; raises ``asyncio.IncompleteReadError`` when the connection is cut short."""
+    async with asyncio.timeout(timeout):
+        informational: list[int] = []
+        while True:
+            response = await read_head(reader)
+            if response.status >= 200 or response.status == 101:
+                break
+            informational.append(response.status)
+        response.informational = informational
+        if head_only or response.status in (101, 204, 304):
+            return response
+        if (response.header("transfer-encoding") or "").lower() == "chunked":
+            response.chunked = True
+            parts = []
+            while True:
+                size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                if size == 0:
+                    await reader.readuntil(b"\r\n")
+                    break
+                parts.append(await reader.readexactly(size))
+                await reader.readexactly(2)
+            response.body = b"".join(parts)
+        elif (length := response.header("content-length")) is not None:
+            response.body = await reader.readexactly(int(length))
+        else:
+            response.close_delimited = True
+            response.body = await reader.read()
+        return response
+
+
+async def roundtrip(
+    port: int, data: bytes, *, head_only: bool = False, timeout: float = 10.0
+) -> RawResponse:
+    """Open a connection, send ``data``, read one response, close."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(data)
+        return await read_response(reader, head_only=head_only, timeout=timeout)
+    finally:
+        writer.close()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """Poll ``predicate`` until true or ``timeout``; returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.01)
+    return True
