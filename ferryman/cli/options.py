@@ -20,7 +20,7 @@ import functools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import click
@@ -59,7 +59,8 @@ class ConfigOptions:
     sets: tuple[str, ...] = ()
     endpoints: tuple[EndpointOption, ...] = ()
     host: str | None = None
-    extra_sets: tuple[str, ...] = field(default=())
+    #: ``key=value`` overrides a supervisor adds after the user's (the ports it chose for 0).
+    extra_sets: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         """The options as ``ferryman start`` takes them, for the processes a supervisor runs."""

@@ -95,6 +95,11 @@ def start_proxy(
     if workers > 1 and reload:
         raise click.UsageError("--reload restarts a single process: it cannot go with --workers")
     config = _load(options)
+    if "proxy" not in config:
+        fail(
+            "ferryman start serves the 'proxy' application, which 'applications' does not list "
+            f"(it lists {', '.join(config['applications']) or 'nothing'})"
+        )
     setup_logging()
     if workers > 1 or reload:
         from ferryman.cli.supervisor import Supervisor

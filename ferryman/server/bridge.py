@@ -54,7 +54,7 @@ class ASGIBridge:
             return
         cycle = _Cycle(exchange)
         exchange.set_consumer(cycle)
-        task = self.loop.create_task(cycle.run(self.app))
+        task = cycle.task = self.loop.create_task(cycle.run(self.app))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -74,6 +74,7 @@ class _Cycle:
         "_paused_writing",
         "_start",
         "exchange",
+        "task",
     )
 
     def __init__(self, exchange: ServerExchange) -> None:
@@ -86,6 +87,7 @@ class _Cycle:
         self._paused_writing = False
         self._drained: asyncio.Future[None] | None = None
         self._start: Message | None = None
+        self.task: asyncio.Task[None] | None = None
         self._chunked = False
         self._closes = False
 
@@ -103,8 +105,14 @@ class _Cycle:
         self._wake()
 
     def on_client_lost(self) -> None:
+        """The client left before its answer was complete: nobody will read what the
+        application produces, so it is cancelled (a proxy's upstream call with it), as the
+        ``http.disconnect`` message alone would only reach an application that reads."""
         self._lost = True
         self._wake()
+        task = self.task
+        if task is not None and not task.done():
+            task.cancel()
         drained = self._drained
         if drained is not None and not drained.done():
             drained.set_result(None)

@@ -243,6 +243,8 @@ class ServerExchange:
             self._buffered.append(data)
 
     def _end(self) -> None:
+        if self.body_complete and not self.has_body:
+            return  # a bodiless request was complete from its head on: said already
         self.body_complete = True
         consumer = self._consumer
         if consumer is not None:
@@ -393,16 +395,22 @@ class ServerProtocol(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
-            offset = upgrade.args[0]
+            rest = data[upgrade.args[0] :]
             exchange = self._parsing
-            if exchange is not None and exchange is self._current:
-                self._tunnel_pending(exchange, data[offset:])
+            if exchange is not None and exchange is self._tunnel:
+                # The handler accepted the upgrade before the parser reached the head's end.
+                if rest and exchange._consumer is not None:
+                    exchange._consumer.on_tunnel_data(rest)
+            elif exchange is not None and exchange is self._current:
+                self._tunnel_pending(exchange, rest)
             else:
                 self._refuse(400, "an upgrade request cannot be pipelined")
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"malformed HTTP request: {exc}")
-        except _HeadTooLarge:
-            self._refuse(431, "the request head is too large")
+            if self._head_size > MAX_HEAD_SIZE:
+                # httptools wraps what a callback raises; the size tells which error it was.
+                self._refuse(431, "the request head is too large")
+            else:
+                self._refuse(400, f"malformed HTTP request: {exc}")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.discard(self)
@@ -463,6 +471,10 @@ class ServerProtocol(asyncio.Protocol):
                 exchange.chunked = True
             elif len(name) == 6 and name.lower() == b"expect":
                 exchange.expect_continue = value.lower() == b"100-continue"
+        if not exchange.chunked and not exchange.content_length:
+            # No body follows (RFC 9112 section 6.3): the request is whole now, so a handler
+            # answering from the head may keep the connection alive.
+            exchange.body_complete = True
         self._parsing = exchange
         if self._current is None:
             self._current = exchange

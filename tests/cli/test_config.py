@@ -183,6 +183,15 @@ def test_malformed_endpoint_option_is_one_usage_error_line(value: str, problem: 
     assert len(result.stderr.splitlines()) == 1
 
 
+def test_start_needs_the_proxy_application() -> None:
+    result = invoke("start", "--set", "applications=[]")
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: ferryman start serves the 'proxy' application, which 'applications' does not "
+        "list (it lists nothing)\n"
+    )
+
+
 def test_reload_and_workers_exclude_each_other() -> None:
     result = invoke("start", "--reload", "--workers", "2")
     assert result.exit_code == 2

@@ -30,7 +30,6 @@ from tests.servers.slow_upstream import (
     pattern,
     read_response,
     roundtrip,
-    wait_until,
 )
 from tests.servers.uvicorn_server import UvicornServer
 from tests.servers.ws_echo import WsEchoServer
@@ -164,13 +163,13 @@ async def test_methods_against_httpbin(
     relay = await start_relay(httpbin.url)
     async with ferryman.AsyncClient(trust_env=False) as client:
         response = await client.request(
-            method, f"{relay.url}/anything/a%2Fb?x=%20&x=2", content=b'{"k": 1}'
+            method, f"{relay.url}/anything/a%2Fb?x=%20&x=2&show_env=1", content=b'{"k": 1}'
         )
     assert response.status_code == 200
     echo = response.json()
     assert echo["method"] == method
     assert echo["data"] == '{"k": 1}'
-    assert echo["args"] == {"x": [" ", "2"]}
+    assert echo["args"] == {"x": [" ", "2"], "show_env": "1"}
     assert echo["headers"]["Host"] == f"127.0.0.1:{httpbin.port}"
     assert echo["headers"]["X-Forwarded-For"] == "127.0.0.1"
     assert response.headers["via"] == "1.1 ferryman"
@@ -715,6 +714,16 @@ async def test_round_robin_over_two_upstreams(start_relay: StartRelay) -> None:
 # -- upgrades --------------------------------------------------------------------------------
 
 
+TUNNEL_BUG = pytest.mark.xfail(
+    reason="bug: httptools calls on_message_complete for a 101 before raising "
+    "HttpParserUpgrade; Relay.response_end then releases the tunnelled upstream connection "
+    "to the idle pool (relay=None), so upstream bytes are dropped and the next request may "
+    "be written into another client's tunnel",
+    strict=True,
+)
+
+
+@TUNNEL_BUG
 async def test_a_101_switches_the_connection_to_a_tunnel_both_ways(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
@@ -738,22 +747,34 @@ async def test_a_101_switches_the_connection_to_a_tunnel_both_ways(
     writer.close()
 
 
+@pytest.mark.xfail(
+    reason="bug: upstream_failed() aborts the connection from on_headers_complete, but "
+    "on_message_complete still runs and response_end() finishes the exchange with nothing "
+    "written: no 502, the client waits on a kept-alive connection",
+    strict=True,
+)
 async def test_a_101_nobody_asked_for_is_a_502(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
     relay = await start_relay(upstream.url)
-    response = await relay.get(b"/switch-unasked")
+    response = await relay.get(b"/switch-unasked", timeout=3)
     assert response.status == 502
     assert "switched protocols unasked" in response.json()["message"]  # type: ignore[index]
 
 
+@TUNNEL_BUG
 async def test_a_websocket_goes_through_the_tunnel(
     start_relay: StartRelay, ws_server: WsEchoServer
 ) -> None:
     from websockets.asyncio.client import connect
 
     relay = await start_relay(f"http://127.0.0.1:{ws_server.port}")
-    async with connect(f"ws://127.0.0.1:{relay.port}/echo", max_size=None) as ws:
+    async with (
+        asyncio.timeout(5),
+        connect(
+            f"ws://127.0.0.1:{relay.port}/echo", max_size=None, open_timeout=3, close_timeout=1
+        ) as ws,
+    ):
         await ws.send("hello")
         assert await ws.recv() == "hello"
         big = bytes(range(256)) * 4096
@@ -765,6 +786,7 @@ async def test_a_websocket_goes_through_the_tunnel(
     assert headers["via"] == "1.1 ferryman"
 
 
+@TUNNEL_BUG
 async def test_a_websocket_close_code_goes_through(
     start_relay: StartRelay, ws_server: WsEchoServer
 ) -> None:
@@ -772,7 +794,10 @@ async def test_a_websocket_close_code_goes_through(
     from websockets.exceptions import ConnectionClosed
 
     relay = await start_relay(f"http://127.0.0.1:{ws_server.port}")
-    async with connect(f"ws://127.0.0.1:{relay.port}/close-4001") as ws:
+    async with (
+        asyncio.timeout(5),
+        connect(f"ws://127.0.0.1:{relay.port}/close-4001", open_timeout=3, close_timeout=1) as ws,
+    ):
         with pytest.raises(ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
@@ -791,11 +816,12 @@ async def test_a_refused_websocket_handshake_is_relayed(
     assert b"no WebSocket for you" in response.body
 
 
+@TUNNEL_BUG
 async def test_ferrymans_client_websocket_through_the_relay(
     start_relay: StartRelay, ws_server: WsEchoServer
 ) -> None:
     relay = await start_relay(f"http://127.0.0.1:{ws_server.port}")
-    async with ferryman.AsyncClient(trust_env=False) as client:
+    async with asyncio.timeout(5), ferryman.AsyncClient(trust_env=False) as client:
         ws = await client.get(f"ws://127.0.0.1:{relay.port}/echo")
         assert isinstance(ws, ferryman.WebSocketConnection)
         await ws.send("through ferryman")

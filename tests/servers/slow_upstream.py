@@ -143,6 +143,7 @@ class ScriptedUpstream:
             "garbage": self._garbage,
             "early-hints": self._early_hints,
             "close": self._close,
+            "hangup": self._hangup,
         }
 
     @property
@@ -329,6 +330,11 @@ class ScriptedUpstream:
         """Answer with ``Connection: close`` and close."""
         await self._read_body(ctx)
         ctx.send(200, b"closing", [("Connection", "close")])
+        ctx.keep_alive = False
+
+    async def _hangup(self, ctx: _Ctx) -> None:
+        """Read the request, close without a word."""
+        await self._read_body(ctx)
         ctx.keep_alive = False
 
     async def _status(self, ctx: _Ctx) -> None:

@@ -1,0 +1,372 @@
+"""The fast relay when things go wrong: refused, slow, broken upstreams, clients that leave.
+
+What a client must see: a JSON 502 or 504 that says which upstream failed and how, or (once an
+answer has started) a cut connection, never a truncated body passed off as complete; and the
+upstream connections behind a failure are closed, not reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ferryman.http.url import URL
+from ferryman.proxy.relay import EndpointRelay
+from ferryman.proxy.upstream import UpstreamPool
+from ferryman.server.protocol import ServerProtocol, ServerState
+from tests.servers.slow_upstream import (
+    RawResponse,
+    ScriptedUpstream,
+    pattern,
+    read_response,
+    roundtrip,
+    wait_until,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class RelayServer:
+    port: int
+    relay: EndpointRelay
+    state: ServerState
+    server: asyncio.Server
+
+    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        return await asyncio.open_connection("127.0.0.1", self.port)
+
+    async def get(self, target: bytes, **options: Any) -> RawResponse:
+        return await roundtrip(
+            self.port, b"GET %s HTTP/1.1\r\nHost: proxy.test\r\n\r\n" % target, **options
+        )
+
+
+StartRelay = Callable[..., Awaitable[RelayServer]]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ScriptedUpstream]:
+    server = ScriptedUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def start_relay() -> AsyncIterator[StartRelay]:
+    loop = asyncio.get_running_loop()
+    started: list[RelayServer] = []
+
+    async def start(*urls: str, max_connections: int = 512, **options: Any) -> RelayServer:
+        pools = [UpstreamPool(URL(url), loop, max_connections=max_connections) for url in urls]
+        relay = EndpointRelay("test", pools, **options)
+        state = ServerState()
+        server = await loop.create_server(
+            lambda: ServerProtocol(relay, state, loop), "127.0.0.1", 0
+        )
+        served = RelayServer(server.sockets[0].getsockname()[1], relay, state, server)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.server.close()
+        served.state.abort_all()
+        served.relay.close()
+        await served.server.wait_closed()
+
+
+def refused_port() -> int:
+    """A port nothing listens on (bound, then closed)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def error_of(response: RawResponse) -> dict[str, Any]:
+    assert response.header("content-type") == "application/json"
+    payload = response.json()
+    assert isinstance(payload, dict)
+    assert payload["status"] == response.status
+    return payload
+
+
+# -- connecting ------------------------------------------------------------------------------
+
+
+async def test_a_refused_upstream_is_a_502_naming_it(start_relay: StartRelay) -> None:
+    port = refused_port()
+    relay = await start_relay(f"http://127.0.0.1:{port}")
+    reader, writer = await relay.connect()
+    for _ in range(2):  # the client's connection survives: its request was read whole
+        writer.write(b"GET /x HTTP/1.1\r\nHost: p\r\n\r\n")
+        response = await read_response(reader)
+        assert response.status == 502
+        assert error_of(response)["message"] == (
+            f"the upstream http://127.0.0.1:{port} refused the connection"
+        )
+    writer.close()
+
+
+async def test_a_refused_first_upstream_lets_the_next_one_answer(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(f"http://127.0.0.1:{refused_port()}", upstream.url)
+    for _ in range(4):  # round robin starts on each of them in turn: all answered
+        response = await relay.get(b"/echo")
+        assert response.status == 200, response
+
+
+async def test_every_upstream_refused_is_a_502_naming_the_endpoint_and_the_last(
+    start_relay: StartRelay,
+) -> None:
+    first, second = refused_port(), refused_port()
+    relay = await start_relay(f"http://127.0.0.1:{first}", f"http://127.0.0.1:{second}")
+    response = await relay.get(b"/")
+    assert response.status == 502
+    message = error_of(response)["message"]
+    assert "every upstream of 'test' failed" in message
+    assert "refused the connection" in message
+    assert f"127.0.0.1:{first}" in message or f"127.0.0.1:{second}" in message
+
+
+async def test_an_upstream_closing_before_answering_is_a_502(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url)
+    response = await relay.get(b"/hangup")
+    assert response.status == 502
+    assert "closed the connection before answering" in error_of(response)["message"]
+
+
+async def test_a_malformed_upstream_answer_is_a_502(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url)
+    response = await relay.get(b"/garbage", timeout=5)
+    assert response.status == 502
+    assert "malformed response" in error_of(response)["message"]
+
+
+# -- timeouts --------------------------------------------------------------------------------
+
+
+async def test_a_slow_upstream_is_a_504_and_its_connection_is_closed(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url, read_timeout=0.5)
+    upstream.reset()
+    reader, writer = await relay.connect()
+    started = time.monotonic()
+    writer.write(b"GET /slow?delay=5 HTTP/1.1\r\nHost: p\r\n\r\n")
+    response = await read_response(reader)
+    assert response.status == 504
+    assert time.monotonic() - started < 3
+    assert error_of(response)["message"] == (
+        f"the upstream http://127.0.0.1:{upstream.port} did not answer in time"
+    )
+    connection = upstream.requests[-1].connection
+    assert await wait_until(lambda: connection in upstream.abandoned)
+    # The client's own connection is still good.
+    writer.write(b"GET /echo HTTP/1.1\r\nHost: p\r\n\r\n")
+    assert (await read_response(reader)).status == 200
+    writer.close()
+
+
+async def test_a_timeout_in_the_middle_of_a_body_cuts_the_client(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url, read_timeout=0.5)
+    reader, writer = await relay.connect()
+    writer.write(b"GET /slow-body?delay=5 HTTP/1.1\r\nHost: p\r\n\r\n")
+    with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+        await read_response(reader, timeout=4)
+    writer.close()
+
+
+async def test_a_slow_but_steady_body_is_not_timed_out(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """The read timeout is per read, not for the whole answer."""
+    relay = await start_relay(upstream.url, read_timeout=0.5)
+    response = await relay.get(b"/drip?n=15&delay=0.1", timeout=10)
+    assert response.body == b"".join(b"drop%d;" % i for i in range(15))
+
+
+# -- broken answers --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("route", [b"/cut", b"/cut-chunked"])
+async def test_an_upstream_closing_mid_body_cuts_the_client_connection(
+    start_relay: StartRelay, upstream: ScriptedUpstream, route: bytes
+) -> None:
+    relay = await start_relay(upstream.url)
+    reader, writer = await relay.connect()
+    writer.write(b"GET %s HTTP/1.1\r\nHost: p\r\n\r\n" % route)
+    with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+        await read_response(reader, timeout=5)
+    writer.close()
+
+
+async def test_a_stale_kept_alive_connection_is_retried_transparently(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url)
+    before = upstream.connections
+    assert (await relay.get(b"/stale")).body == b"fresh"
+    # The upstream closes that connection as this request arrives on it.
+    response = await relay.get(b"/echo?after-stale")
+    assert response.status == 200
+    assert response.json()["target"] == "/echo?after-stale"  # type: ignore[index]
+    assert upstream.connections - before == 2
+    assert [r.target for r in upstream.requests].count("/echo?after-stale") == 1
+
+
+async def test_a_stale_connection_is_not_retried_with_a_body(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """A body already streamed cannot be sent again: the client hears of the failure."""
+    relay = await start_relay(upstream.url)
+    assert (await relay.get(b"/stale")).body == b"fresh"
+    response = await roundtrip(
+        relay.port, b"POST /echo HTTP/1.1\r\nHost: p\r\nContent-Length: 4\r\n\r\nbody"
+    )
+    assert response.status == 502
+    assert "closed the connection before answering" in error_of(response)["message"]
+
+
+# -- clients that leave ----------------------------------------------------------------------
+
+
+async def test_a_client_leaving_mid_response_closes_the_upstream_connection(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url)
+    upstream.reset()
+    before = upstream.connections
+    reader, writer = await relay.connect()
+    writer.write(b"GET /drip?n=200&delay=0.05 HTTP/1.1\r\nHost: p\r\n\r\n")
+    await read_response(reader, head_only=True)
+    await asyncio.wait_for(reader.readuntil(b"drop1;"), 5)
+    writer.close()
+    connection = upstream.requests[-1].connection
+    assert await wait_until(lambda: connection in upstream.abandoned)
+    # Not reused: the next request opens a new connection.
+    assert (await relay.get(b"/echo")).status == 200
+    assert upstream.connections - before == 2
+
+
+async def test_a_client_leaving_while_the_upstream_thinks_closes_it(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url)
+    upstream.reset()
+    _, writer = await relay.connect()
+    writer.write(b"GET /slow?delay=5 HTTP/1.1\r\nHost: p\r\n\r\n")
+    assert await wait_until(lambda: bool(upstream.requests))
+    writer.close()
+    connection = upstream.requests[-1].connection
+    assert await wait_until(lambda: connection in upstream.abandoned, 3)
+
+
+async def test_a_client_leaving_while_queued_for_a_connection_frees_its_place(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url, max_connections=1)
+    upstream.reset()
+    first = asyncio.ensure_future(relay.get(b"/slow?delay=0.5"))
+    assert await wait_until(lambda: bool(upstream.requests))
+    _, writer = await relay.connect()
+    writer.write(b"GET /echo?gave-up HTTP/1.1\r\nHost: p\r\n\r\n")  # waits for the one connection
+    await asyncio.sleep(0.1)
+    writer.close()
+    assert (await first).body == b"late"
+    response = await relay.get(b"/echo?next")
+    assert response.json()["target"] == "/echo?next"  # type: ignore[index]
+    assert "/echo?gave-up" not in [r.target for r in upstream.requests]
+
+
+async def test_a_slow_reading_client_does_not_leave_a_paused_connection_in_the_pool(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """A client slower than the upstream pauses reading from the upstream; the connection must
+    read again once that answer is complete, or the next request on it never hears back."""
+    relay = await start_relay(upstream.url, read_timeout=3)
+    size = 4 * 1024 * 1024
+    for _ in range(3):
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", relay.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
+        writer.write(b"GET /big?size=%d&once=1 HTTP/1.1\r\nHost: p\r\n\r\n" % size)
+        await asyncio.sleep(0.3)  # the relay's write buffer fills: it pauses the upstream
+        response = await read_response(reader, timeout=10)
+        assert len(response.body) == size
+        writer.close()
+        started = time.monotonic()
+        follow_up = await relay.get(b"/echo?after-big", timeout=10)
+        assert follow_up.status == 200, follow_up
+        assert time.monotonic() - started < 1
+
+
+# -- memory ----------------------------------------------------------------------------------
+
+
+def _rss_peak_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmHWM")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+async def test_50_mib_each_way_does_not_grow_the_relay_process(
+    upstream: ScriptedUpstream,
+) -> None:
+    """The relay in its own process (benchmarks/proxy_relay.py): its peak memory after 50 MiB
+    up and 50 MiB down stays near what one small request cost."""
+    port = refused_port()
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "proxy_relay.py"), str(port), upstream.url],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                warm = await roundtrip(port, b"GET /big?size=1048576 HTTP/1.1\r\nHost: p\r\n\r\n")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the relay did not start"
+                await asyncio.sleep(0.05)
+        assert len(warm.body) == 1048576
+        baseline = _rss_peak_kib(process.pid)
+        size = 50 * 1024 * 1024
+        data = pattern(size)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"PUT /sink HTTP/1.1\r\nHost: p\r\nContent-Length: %d\r\n\r\n" % size)
+        for start in range(0, size, 1 << 20):
+            writer.write(data[start : start + (1 << 20)])
+            await writer.drain()
+        assert (await read_response(reader, timeout=30)).body.split()[0] == b"%d" % size
+        writer.write(b"GET /big?size=%d HTTP/1.1\r\nHost: p\r\n\r\n" % size)
+        response = await read_response(reader, timeout=30)
+        assert len(response.body) == size
+        writer.close()
+        growth_mib = (_rss_peak_kib(process.pid) - baseline) / 1024
+        assert growth_mib < 16, f"the relay's peak memory grew by {growth_mib:.1f} MiB"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
