@@ -83,16 +83,16 @@ class EndpointRelay:
         use_fast = self.use_fast
         if use_fast is not None and not use_fast():
             fallback = self.fallback
-            if fallback is not None and not exchange.upgrade:
+            if fallback is not None:
+                # Upgrades too: the bridge serves WebSockets as ``websocket`` scopes.
                 fallback.on_request(exchange)
                 return
             exchange.send_error(
                 501,
                 error_body(
                     501,
-                    "WebSocket upgrades are relayed only when no event listener or middleware "
-                    "is attached to the endpoint; serve the ASGI kernel with an ASGI server "
-                    "for the rest",
+                    "event listeners or middleware are attached to the endpoint and no ASGI "
+                    "kernel is there to serve its requests",
                 ),
             )
             return
@@ -157,7 +157,6 @@ class Relay:
     """One request on its way through: the client's exchange and the upstream connection."""
 
     __slots__ = (
-        "_failure",
         "cancelled",
         "chunked_out",
         "client_paused",
@@ -196,7 +195,6 @@ class Relay:
         self.head_only = exchange.method == b"HEAD"
         #: The response head, held back to leave in one write with the first body bytes.
         self.pending_head: bytes | None = None
-        self._failure: tuple[int, str] | None = None
 
     @property
     def pool(self) -> UpstreamPool:
@@ -306,12 +304,12 @@ class Relay:
             return
         connection = self.connection
         assert connection is not None
+        if status == 101 and not exchange.upgrade:
+            self.upstream_failed("switched protocols unasked")
+            return
         self.response_started = True
         headers = downstream_headers(raw, rules=self.endpoint.response_rules)
         if status == 101:
-            if not exchange.upgrade:
-                self.upstream_failed("switched protocols unasked")
-                return
             upgrade = next((value for name, value in raw if name.lower() == b"upgrade"), None)
             headers.append((b"Connection", b"upgrade"))
             if upgrade is not None:
@@ -357,12 +355,14 @@ class Relay:
             self.exchange.write(data)
 
     def response_end(self, keep_alive: bool) -> None:
-        if self.finished:
-            return
+        if self.finished or self.tunnel:
+            return  # a 101's message "ends" with its head: the tunnel goes on
         self.finished = True
         exchange = self.exchange
         connection = self.connection
         assert connection is not None
+        if self.client_paused:
+            connection.resume_reading()  # the pool's next user must hear its answer
         if keep_alive and self.request_sent:
             self.pool.release(connection)
         else:
@@ -399,15 +399,29 @@ class Relay:
         return transport.get_write_buffer_size() > 0
 
     def upstream_failed(self, reason: str) -> None:
-        """The upstream broke the protocol: drop the connection (``upstream_lost`` answers)."""
-        self._failure = (502, f"the upstream {self.pool.origin} {reason}")
-        if self.connection is not None:
-            self.connection.abort()
+        """The upstream broke the protocol: drop its connection, answer 502 if still possible."""
+        self._give_up(502, f"the upstream {self.pool.origin} {reason}")
 
     def upstream_timed_out(self) -> None:
-        self._failure = (504, f"the upstream {self.pool.origin} did not answer in time")
-        if self.connection is not None:
-            self.connection.abort()
+        self._give_up(504, f"the upstream {self.pool.origin} did not answer in time")
+
+    def _give_up(self, status: int, message: str) -> None:
+        """Detach from the connection first: its parser may still be running (this is called
+        from its callbacks) and must not reach this request again."""
+        connection = self.connection
+        if connection is not None:
+            connection.relay = None
+            self.connection = None
+            connection.abort()
+            self.pool.discard(connection)
+        if self.finished and not self.tunnel:
+            return
+        self.finished = True
+        self.pending_head = None
+        if self.exchange.started or self.tunnel:
+            self.exchange.abort()  # the client must not take a truncated body for a whole one
+        else:
+            self.exchange.send_error(status, error_body(status, message))
 
     def upstream_lost(self, connection: UpstreamConnection) -> None:
         """The upstream connection closed while this request owned it."""
@@ -422,8 +436,7 @@ class Relay:
             exchange.protocol.close()
             return
         if (
-            self._failure is None
-            and self.reused
+            self.reused
             and not connection.received
             and not self.retried
             and not exchange.has_body
@@ -435,11 +448,7 @@ class Relay:
             pool.acquire(self, self.endpoint.connect_timeout)
             return
         if self.response_started:
-            if (
-                self._failure is None
-                and connection.content_length is None
-                and not connection.chunked
-            ):
+            if connection.content_length is None and not connection.chunked:
                 # A body delimited by the connection's end (HTTP/1.0 style): it is complete.
                 self.finished = True
                 self.flush_head()
@@ -450,8 +459,4 @@ class Relay:
             self.finished = True
             exchange.abort()  # the client must not take a truncated body for a whole one
             return
-        status, message = self._failure or (
-            502,
-            f"the upstream {pool.origin} closed the connection before answering",
-        )
-        self.fail(status, message)
+        self.fail(502, f"the upstream {pool.origin} closed the connection before answering")

@@ -3,9 +3,9 @@
 :class:`ASGIBridge` turns a :class:`~ferryman.server.protocol.ServerExchange` into an ASGI
 ``http`` scope and runs the application in a task, as uvicorn does. This costs what the fast
 path avoids (a scope dict, a task, separate head and body messages), and is what runs whenever
-the kernel's events or a proxy's middleware must see the request. ``websocket`` scopes are not
-served here: WebSocket proxying takes the relay's tunnel, and mounted apps that need WebSockets
-are served by an ASGI server.
+the kernel's events or a proxy's middleware must see the request. An upgrade to ``websocket``
+becomes a ``websocket`` scope (:mod:`ferryman.server.bridge_ws`); other upgrades (``h2c``...)
+are answered 501.
 
 Bodies stream both ways with back-pressure: reading the request pauses once
 :data:`RECEIVE_HIGH_WATER` bytes wait unread, and ``send`` waits while the client's socket
@@ -21,6 +21,12 @@ from collections import deque
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
+from ferryman.server.bridge_ws import (
+    WebSocketCycle,
+    handshake_problem,
+    is_websocket_upgrade,
+    refuse_upgrade,
+)
 from ferryman.server.controllers import ASGIApplication, Message
 from ferryman.server.protocol import ServerExchange, response_head
 
@@ -37,26 +43,54 @@ _NO_BODY_STATUSES: Final = frozenset({204, 304})
 class ASGIBridge:
     """A request handler that answers through an ASGI application."""
 
-    __slots__ = ("app", "loop", "tasks")
+    __slots__ = ("app", "loop", "tasks", "websockets")
 
     def __init__(self, app: ASGIApplication, loop: asyncio.AbstractEventLoop) -> None:
         self.app = app
         self.loop = loop
         #: Running cycles, so a shutdown can wait for them (and tasks are not collected).
         self.tasks: set[asyncio.Task[None]] = set()
+        #: WebSocket cycles whose application still runs, for :meth:`close_websockets`.
+        self.websockets: set[WebSocketCycle] = set()
 
     def on_request(self, exchange: ServerExchange) -> None:
         if exchange.upgrade:
-            body = json.dumps(
-                {"status": 501, "message": "WebSocket is not served on this port"}
-            ).encode()
-            exchange.send_error(501, body)
+            self._upgrade(exchange)
             return
         cycle = _Cycle(exchange)
         exchange.set_consumer(cycle)
         task = cycle.task = self.loop.create_task(cycle.run(self.app))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    def _upgrade(self, exchange: ServerExchange) -> None:
+        if not is_websocket_upgrade(exchange):
+            wanted = next(
+                (value for name, value in exchange.headers if name.lower() == b"upgrade"), b""
+            )
+            refuse_upgrade(
+                exchange, 501, f"upgrading to {wanted.decode('latin-1')!r} is not supported"
+            )
+            return
+        problem = handshake_problem(exchange)
+        if problem is not None:
+            status, message = problem
+            extra = ((b"Sec-WebSocket-Version", b"13"),) if status == 426 else ()
+            refuse_upgrade(exchange, status, message, extra)
+            return
+        cycle = WebSocketCycle(exchange, self.loop)
+        exchange.set_consumer(cycle)
+        self.websockets.add(cycle)
+        task = cycle.task = self.loop.create_task(cycle.run(self.app))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+        task.add_done_callback(lambda _: self.websockets.discard(cycle))
+
+    def close_websockets(self, code: int = 1012, reason: str = "") -> None:
+        """Send a close frame to every open WebSocket (a shutdown starting): their
+        applications get ``websocket.disconnect`` and can end within the grace period."""
+        for cycle in list(self.websockets):
+            cycle.server_close(code, reason)
 
 
 class _Cycle:

@@ -478,7 +478,11 @@ class ServerProtocol(asyncio.Protocol):
         self._parsing = exchange
         if self._current is None:
             self._current = exchange
-            self.handler.on_request(exchange)
+            try:
+                self.handler.on_request(exchange)
+            except Exception:
+                # Raised into httptools, it would come back as a parse error (a 400).
+                self._handler_failed(exchange)
         else:
             queue = self._queue
             if queue is None:
@@ -489,13 +493,29 @@ class ServerProtocol(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         exchange = self._parsing
-        if exchange is not None:
-            exchange._feed(body)
+        if exchange is not None and not exchange.finished:
+            try:
+                exchange._feed(body)
+            except Exception:
+                self._handler_failed(exchange)
 
     def on_message_complete(self) -> None:
         exchange = self._parsing
         if exchange is not None:
-            exchange._end()
+            try:
+                exchange._end()
+            except Exception:
+                self._handler_failed(exchange)
+
+    def _handler_failed(self, exchange: ServerExchange) -> None:
+        logger.exception("the request handler failed on %r", exchange)
+        if exchange.finished:
+            return
+        if exchange.started:
+            exchange.abort()
+        else:
+            body = json.dumps({"status": 500, "message": "Internal Server Error"}).encode()
+            exchange.send_error(500, body)
 
     # -- what exchanges call ------------------------------------------------------------------
 
@@ -522,7 +542,10 @@ class ServerProtocol(asyncio.Protocol):
             self._current = following
             if self._reading_paused and len(queue) < MAX_PIPELINED:
                 self.resume_reading()
-            self.handler.on_request(following)
+            try:
+                self.handler.on_request(following)
+            except Exception:
+                self._handler_failed(following)
 
     def pause_reading(self) -> None:
         if not self._reading_paused and self.transport is not None:

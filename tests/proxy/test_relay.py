@@ -714,16 +714,6 @@ async def test_round_robin_over_two_upstreams(start_relay: StartRelay) -> None:
 # -- upgrades --------------------------------------------------------------------------------
 
 
-TUNNEL_BUG = pytest.mark.xfail(
-    reason="bug: httptools calls on_message_complete for a 101 before raising "
-    "HttpParserUpgrade; Relay.response_end then releases the tunnelled upstream connection "
-    "to the idle pool (relay=None), so upstream bytes are dropped and the next request may "
-    "be written into another client's tunnel",
-    strict=True,
-)
-
-
-@TUNNEL_BUG
 async def test_a_101_switches_the_connection_to_a_tunnel_both_ways(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
@@ -747,12 +737,6 @@ async def test_a_101_switches_the_connection_to_a_tunnel_both_ways(
     writer.close()
 
 
-@pytest.mark.xfail(
-    reason="bug: upstream_failed() aborts the connection from on_headers_complete, but "
-    "on_message_complete still runs and response_end() finishes the exchange with nothing "
-    "written: no 502, the client waits on a kept-alive connection",
-    strict=True,
-)
 async def test_a_101_nobody_asked_for_is_a_502(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
@@ -762,7 +746,6 @@ async def test_a_101_nobody_asked_for_is_a_502(
     assert "switched protocols unasked" in response.json()["message"]  # type: ignore[index]
 
 
-@TUNNEL_BUG
 async def test_a_websocket_goes_through_the_tunnel(
     start_relay: StartRelay, ws_server: WsEchoServer
 ) -> None:
@@ -786,7 +769,6 @@ async def test_a_websocket_goes_through_the_tunnel(
     assert headers["via"] == "1.1 ferryman"
 
 
-@TUNNEL_BUG
 async def test_a_websocket_close_code_goes_through(
     start_relay: StartRelay, ws_server: WsEchoServer
 ) -> None:
@@ -816,7 +798,6 @@ async def test_a_refused_websocket_handshake_is_relayed(
     assert b"no WebSocket for you" in response.body
 
 
-@TUNNEL_BUG
 async def test_ferrymans_client_websocket_through_the_relay(
     start_relay: StartRelay, ws_server: WsEchoServer
 ) -> None:

@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 
@@ -292,33 +291,55 @@ async def test_an_app_failing_mid_body_cuts_the_connection(serve: Serve) -> None
         await roundtrip(port, b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
 
 
-async def test_the_app_hears_about_a_client_that_left(serve: Serve) -> None:
-    heard: list[dict[str, Any]] = []
+async def test_an_app_whose_client_left_is_stopped(serve: Serve) -> None:
+    """Nobody will read its answer: the app hears ``http.disconnect`` or is cancelled (what a
+    proxy needs, to drop its upstream call); either way it does not run on."""
+    heard: list[str] = []
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            heard.append(message)
-            if message["type"] == "http.disconnect":
-                return
+        try:
+            while True:
+                message = await receive()
+                heard.append(message["type"])
+                if message["type"] == "http.disconnect":
+                    return
+        except asyncio.CancelledError:
+            heard.append("cancelled")
+            raise
 
     port = await serve(app)
     _, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
     assert await wait_until(lambda: bool(heard))
     writer.close()
-    assert await wait_until(lambda: heard[-1]["type"] == "http.disconnect")
+    assert await wait_until(lambda: heard[-1] in ("http.disconnect", "cancelled"))
 
 
-async def test_an_upgrade_request_is_refused_with_501(serve: Serve) -> None:
+async def test_an_upgrade_other_than_websocket_is_refused_with_501(serve: Serve) -> None:
     port = await serve(scope_app)
     response = await roundtrip(
         port,
-        b"GET /ws HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+        b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
     )
     assert response.status == 501
     assert response.json()["status"] == 501  # type: ignore[index]
+
+
+async def test_a_websocket_is_served_as_a_websocket_scope(serve: Serve) -> None:
+    from websockets.asyncio.client import connect
+
+    from tests.servers.asgi_app import app
+
+    port = await serve(app)
+    async with (
+        asyncio.timeout(5),
+        connect(f"ws://127.0.0.1:{port}/ws", open_timeout=3, close_timeout=1) as ws,
+    ):
+        await ws.send("hi")
+        assert await ws.recv() == "echo: hi"
+        await ws.send(b"\x00\x01")
+        assert await ws.recv() == b"\x00\x01"
 
 
 # -- lifespan ----------------------------------------------------------------------------------

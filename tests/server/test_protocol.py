@@ -93,6 +93,8 @@ class Handler:
             exchange.set_consumer(
                 Consumer(seen, lambda: self.loop.call_later(0.2, self.echo, seen))
             )
+        elif path == b"/crash":
+            raise RuntimeError("handler bug")
         elif path == b"/now":
             answer(exchange, 200, b"{}")  # from the head alone, before on_request returns
         elif path == b"/upgrade":
@@ -277,14 +279,18 @@ async def test_a_malformed_chunked_body_tells_the_handler_the_client_is_lost(ser
     writer.close()
 
 
-HEAD_TOO_LARGE_BUG = pytest.mark.xfail(
-    reason="bug: httptools wraps _HeadTooLarge raised in on_url/on_header in "
-    "HttpParserCallbackError (an HttpParserError), so the 400 branch answers instead of 431",
-    strict=True,
-)
+async def test_a_handler_failing_on_a_good_request_is_a_500_not_a_400(
+    serve: Serve, caplog: pytest.LogCaptureFixture
+) -> None:
+    served = await serve()
+    reader, writer = await served.connect()
+    writer.write(GET % b"/crash")
+    response = await read_response(reader)
+    assert response.status == 500
+    assert "handler bug" in caplog.text
+    writer.close()
 
 
-@HEAD_TOO_LARGE_BUG
 async def test_a_huge_request_head_gets_431(serve: Serve) -> None:
     served = await serve()
     reader, writer = await served.connect()
@@ -299,7 +305,6 @@ async def test_a_huge_request_head_gets_431(serve: Serve) -> None:
     writer.close()
 
 
-@HEAD_TOO_LARGE_BUG
 async def test_a_huge_request_target_gets_431(serve: Serve) -> None:
     served = await serve()
     reader, writer = await served.connect()
@@ -398,11 +403,6 @@ async def test_expect_100_continue_refused_gets_no_continue_and_the_connection_c
     writer.close()
 
 
-@pytest.mark.xfail(
-    reason="bug: on_request runs from on_headers_complete, before on_message_complete sets "
-    "body_complete, so finishing there closes the connection even for a bodiless GET",
-    strict=True,
-)
 @pytest.mark.parametrize("path", [b"/refuse", b"/now"])
 async def test_a_bodiless_request_answered_from_its_head_keeps_the_connection(
     serve: Serve, path: bytes
@@ -548,21 +548,7 @@ async def test_wait_closed_returns_at_once_without_connections(serve: Serve) -> 
     await asyncio.wait_for(served.state.wait_closed(), 1)
 
 
-@pytest.mark.parametrize(
-    "path",
-    [
-        b"/upgrade",
-        pytest.param(
-            b"/upgrade-now",
-            marks=pytest.mark.xfail(
-                reason="bug: start_tunnel inside on_request clears _current before llhttp "
-                "raises HttpParserUpgrade, so data_received writes a 400 'cannot be pipelined' "
-                "into the tunnel (and the bytes after the head are lost)",
-                strict=True,
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("path", [b"/upgrade", b"/upgrade-now"])
 async def test_an_accepted_upgrade_turns_the_connection_into_a_tunnel(
     serve: Serve, path: bytes
 ) -> None:

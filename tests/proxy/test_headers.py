@@ -1,0 +1,165 @@
+"""What the proxy changes in relayed headers (both paths share these functions)."""
+
+from __future__ import annotations
+
+from ferryman.proxy.headers import (
+    HOP_BY_HOP,
+    NO_RULES,
+    HeaderRules,
+    downstream_headers,
+    upstream_headers,
+)
+
+HOST = b"upstream.test:8080"
+
+
+def up(raw: list[tuple[bytes, bytes]], **options: object) -> list[tuple[bytes, bytes]]:
+    arguments: dict[str, object] = {"host": HOST, "client_ip": "192.0.2.1", "scheme": "http"}
+    arguments.update(options)
+    headers, _ = upstream_headers(raw, **arguments)  # type: ignore[arg-type]
+    return headers
+
+
+def named(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+    return [value for key, value in headers if key.lower() == name.lower()]
+
+
+def test_a_plain_request_gets_host_and_forwarding_headers() -> None:
+    headers, client_host = upstream_headers(
+        [(b"Host", b"proxy.test"), (b"Accept", b"*/*")],
+        host=HOST,
+        client_ip="192.0.2.1",
+        scheme="https",
+    )
+    assert client_host == b"proxy.test"
+    assert headers == [
+        (b"Host", HOST),
+        (b"Accept", b"*/*"),
+        (b"X-Forwarded-For", b"192.0.2.1"),
+        (b"X-Forwarded-Proto", b"https"),
+        (b"X-Forwarded-Host", b"proxy.test"),
+        (b"Via", b"1.1 ferryman"),
+    ]
+
+
+def test_preserve_host_keeps_the_client_host_in_place() -> None:
+    headers = up([(b"host", b"proxy.test"), (b"A", b"1")], host=None)
+    assert headers[0] == (b"host", b"proxy.test")
+    assert named(headers, b"host") == [b"proxy.test"]
+
+
+def test_no_client_host_means_no_x_forwarded_host() -> None:
+    headers, client_host = upstream_headers([], host=HOST, client_ip=None, scheme="http")
+    assert client_host is None
+    assert named(headers, b"x-forwarded-host") == []
+    assert named(headers, b"x-forwarded-for") == []
+
+
+def test_hop_by_hop_and_connection_named_headers_are_removed_upstream() -> None:
+    raw = [
+        (b"Connection", b"keep-alive, X-Secret"),
+        (b"connection", b"X-Other"),
+        (b"X-Secret", b"1"),
+        (b"X-Other", b"2"),
+        (b"Keep-Alive", b"timeout=5"),
+        (b"TE", b"trailers"),
+        (b"Trailer", b"X-Sum"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Content-Length", b"10"),
+        (b"Upgrade", b"h2c"),
+        (b"Proxy-Authorization", b"Basic x"),
+        (b"PROXY-CONNECTION", b"keep-alive"),
+        (b"X-Kept", b"yes"),
+    ]
+    headers = up(raw)
+    lowered = {name.lower() for name, _ in headers}
+    assert lowered.isdisjoint(HOP_BY_HOP)
+    assert not {b"x-secret", b"x-other", b"content-length"} & lowered
+    assert not any(name.startswith(b"proxy-") for name in lowered)
+    assert named(headers, b"x-kept") == [b"yes"]
+
+
+def test_forwarding_headers_are_appended_to_earlier_ones() -> None:
+    headers = up(
+        [
+            (b"X-Forwarded-For", b"203.0.113.9"),
+            (b"x-forwarded-for", b"10.0.0.1, 10.0.0.2"),
+            (b"Via", b"1.0 edge"),
+            (b"X-Forwarded-Proto", b"https"),
+            (b"X-Forwarded-Host", b"spoofed"),
+            (b"Host", b"proxy.test"),
+        ]
+    )
+    assert named(headers, b"x-forwarded-for") == [b"203.0.113.9, 10.0.0.1, 10.0.0.2, 192.0.2.1"]
+    assert named(headers, b"via") == [b"1.0 edge, 1.1 ferryman"]
+    assert named(headers, b"x-forwarded-proto") == [b"http"]
+    assert named(headers, b"x-forwarded-host") == [b"proxy.test"]
+
+
+def test_rules_remove_any_case_and_add_replaces() -> None:
+    rules = HeaderRules(add=[("X-Team", "core")], remove=["Cookie"])
+    headers = up([(b"COOKIE", b"a=1"), (b"x-team", b"client"), (b"X-Other", b"1")], rules=rules)
+    assert named(headers, b"cookie") == []
+    assert named(headers, b"x-team") == [b"core"]
+    assert headers[-1] == (b"X-Team", b"core")
+
+
+def test_an_upgrade_is_kept_when_asked() -> None:
+    headers = up(
+        [(b"Connection", b"Upgrade"), (b"Upgrade", b"websocket"), (b"Sec-WebSocket-Key", b"k")],
+        upgrade=b"websocket",
+    )
+    assert named(headers, b"connection") == [b"upgrade"]
+    assert named(headers, b"upgrade") == [b"websocket"]
+    assert named(headers, b"sec-websocket-key") == [b"k"]
+
+
+def test_names_keep_their_case_and_order() -> None:
+    headers = up([(b"x-b", b"1"), (b"X-A", b"2"), (b"x-b", b"3")])
+    assert [pair for pair in headers if pair[0].lower() in (b"x-a", b"x-b")] == [
+        (b"x-b", b"1"),
+        (b"X-A", b"2"),
+        (b"x-b", b"3"),
+    ]
+
+
+def test_downstream_removes_hop_by_hop_and_appends_via() -> None:
+    headers = downstream_headers(
+        [
+            (b"Connection", b"close, X-Internal"),
+            (b"X-Internal", b"1"),
+            (b"Keep-Alive", b"timeout=5"),
+            (b"Transfer-Encoding", b"chunked"),
+            (b"Proxy-Authenticate", b"Basic"),
+            (b"Trailer", b"X-Sum"),
+            (b"Upgrade", b"h2c"),
+            (b"Via", b"1.1 cache"),
+            (b"Content-Length", b"12"),
+            (b"Set-Cookie", b"a=1"),
+            (b"Set-Cookie", b"b=2"),
+        ]
+    )
+    assert headers == [
+        (b"Content-Length", b"12"),
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+        (b"Via", b"1.1 cache, 1.1 ferryman"),
+    ]
+
+
+def test_downstream_can_drop_the_length() -> None:
+    headers = downstream_headers([(b"Content-Length", b"12")], keep_length=False)
+    assert headers == [(b"Via", b"1.1 ferryman")]
+
+
+def test_downstream_rules() -> None:
+    rules = HeaderRules(add=[("X-Served-By", "ferryman")], remove=["server"])
+    headers = downstream_headers([(b"Server", b"nginx"), (b"X-Served-By", b"up")], rules=rules)
+    assert headers == [(b"Via", b"1.1 ferryman"), (b"X-Served-By", b"ferryman")]
+
+
+def test_header_rules_are_falsy_when_empty() -> None:
+    assert not NO_RULES and not HeaderRules()
+    assert HeaderRules(remove=["a"]) and HeaderRules(add=[("a", "b")])
+    assert b"x-team" in HeaderRules(add=[("X-Team", "1")]).remove
+    assert "x-team" in repr(HeaderRules(add=[("X-Team", "1")]))

@@ -1,0 +1,135 @@
+"""The ``proxy`` configuration: defaults, conversions, and errors that name the problem."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from ferryman.proxy.rewrite import Rewrite
+from ferryman.proxy.settings import DEFAULT_PORT, EndpointSettings, ProxySettings
+
+
+def endpoint(**values: Any) -> dict[str, Any]:
+    return {"name": "api", "port": 4000, "url": "http://127.0.0.1:9000", **values}
+
+
+def error_text(exc: pytest.ExceptionInfo[ValidationError]) -> str:
+    return str(exc.value)
+
+
+def test_defaults() -> None:
+    settings = ProxySettings()
+    assert (settings.host, settings.port, settings.endpoints) == ("127.0.0.1", DEFAULT_PORT, [])
+    assert settings.grace_period == 10.0
+
+
+def test_a_full_endpoint() -> None:
+    settings = ProxySettings.model_validate(
+        {
+            "port": 5000,
+            "endpoints": [
+                endpoint(
+                    url=["http://a.test", "https://b.test:8443/v1"],
+                    timeout={"connect": 1, "read": 30},
+                    request_headers={"add": {"X-Team": "core"}, "remove": ["Cookie"]},
+                    response_headers={"remove": ["Server"]},
+                    rewrite={"from": "/api", "to": "/"},
+                    preserve_host=True,
+                    state={"tier": "gold"},
+                ),
+                {"name": "maps", "path": "/maps", "url": "http://127.0.0.1:9001"},
+            ],
+        }
+    )
+    api, maps = settings.endpoints
+    assert [str(url) for url in api.upstreams] == ["http://a.test", "https://b.test:8443/v1"]
+    timeout = api.timeout.to_timeout()
+    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (1, 30, 60, 5)
+    rules = api.request_headers.to_rules()
+    assert rules.add == ((b"X-Team", b"core"),) and b"cookie" in rules.remove
+    assert b"server" in api.response_headers.to_rules().remove
+    assert api.rewrite is not None and api.rewrite.to_rewrite() == Rewrite("/api", "/")
+    assert api.preserve_host and api.state == {"tier": "gold"}
+    assert (maps.port, maps.path) == (None, "/maps")
+
+
+def test_one_url_or_a_list() -> None:
+    assert EndpointSettings.model_validate(endpoint()).url == ["http://127.0.0.1:9000"]
+
+
+def test_a_number_timeout_applies_to_every_phase() -> None:
+    timeout = EndpointSettings.model_validate(endpoint(timeout=2.5)).timeout
+    assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (2.5,) * 4
+
+
+def test_a_null_timeout_waits_forever() -> None:
+    timeout = EndpointSettings.model_validate(endpoint(timeout={"read": None})).timeout
+    assert timeout.read is None and timeout.to_timeout().read is None
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"url": []}, "at least one upstream URL"),
+        ({"url": "ftp://files.test"}, "must be an absolute http:// or https:// URL"),
+        ({"url": "/relative"}, "must be an absolute http:// or https:// URL"),
+        ({"url": "http://a.test/?q=1"}, "must not have a query or a fragment"),
+        ({"url": "http://a.test/#top"}, "must not have a query or a fragment"),
+        ({"port": None}, "one of them"),
+        ({"path": "/x"}, "one of them"),
+        ({"port": None, "path": "x"}, "path must start with '/'"),
+        ({"port": None, "path": "/"}, "not be '/' alone"),
+        ({"port": 70000}, "less than or equal to 65535"),
+        ({"timeout": {"read": 0}}, "greater than 0"),
+        ({"timeout": {"reed": 1}}, "reed"),
+        ({"rewrite": {"from": "api", "to": "/"}}, "start with '/'"),
+        ({"rewrite": {"from": "/api"}}, "to"),
+        ({"name": ""}, "at least 1 character"),
+        ({"unknown": 1}, "unknown"),
+        ({"request_headers": {"add": {"X": 1}}}, "request_headers"),
+    ],
+)
+def test_endpoint_errors_name_the_problem(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        EndpointSettings.model_validate(endpoint(**values))
+    assert message in error_text(exc)
+
+
+def test_a_bad_url_is_quoted_in_the_error() -> None:
+    with pytest.raises(ValidationError) as exc:
+        EndpointSettings.model_validate(endpoint(url=["http://ok.test", "gopher://x"]))
+    assert "'gopher://x'" in error_text(exc)
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "message"),
+    [
+        ([endpoint(), endpoint(port=4001)], "two endpoints are named 'api'"),
+        ([endpoint(), endpoint(name="b")], "endpoints 'api' and 'b' both use port 4000"),
+        ([endpoint(port=DEFAULT_PORT)], "which is proxy.port"),
+        (
+            [endpoint(port=None, path="/x"), endpoint(name="b", port=None, path="/x/")],
+            "two endpoints use the path '/x/'",
+        ),
+    ],
+)
+def test_proxy_errors_name_the_conflict(endpoints: list[dict[str, Any]], message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        ProxySettings.model_validate({"endpoints": endpoints})
+    assert message in error_text(exc)
+
+
+def test_several_endpoints_may_ask_for_port_zero() -> None:
+    settings = ProxySettings.model_validate(
+        {"endpoints": [endpoint(port=0), endpoint(name="b", port=0)]}
+    )
+    assert [e.port for e in settings.endpoints] == [0, 0]
+
+
+@pytest.mark.parametrize(("key", "value"), [("grace_period", -1), ("port", -1), ("hots", "x")])
+def test_proxy_level_errors(key: str, value: object) -> None:
+    with pytest.raises(ValidationError) as exc:
+        ProxySettings.model_validate({key: value})
+    assert key in error_text(exc)
