@@ -220,6 +220,8 @@ class ProxyServer:
             server.close()
         self.state.start_closing()
         bridge = self._bridge
+        if bridge is not None:
+            bridge.close_websockets(1012)  # "service restart": clients may reconnect
         try:
             async with asyncio.timeout(grace_period):
                 await self.state.wait_closed()

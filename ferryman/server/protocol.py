@@ -414,7 +414,13 @@ class ServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.discard(self)
+        tunnel = self._tunnel
+        if tunnel is not None and tunnel._consumer is not None:
+            # A tunnel's exchange is finished as HTTP, but its consumer relays on.
+            tunnel._consumer.on_client_lost()
         for exchange in self._open_exchanges():
+            if exchange is tunnel:
+                continue
             exchange.finished = True
             consumer = exchange._consumer
             if consumer is not None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from ferryman.events import Event
 from ferryman.proxy.application import build_kernel
@@ -20,7 +21,9 @@ from tests.servers.ws_echo import CLOSE_4001_REASON, WsEchoServer
 
 
 @pytest.fixture(params=[True, False], ids=["listener", "fast"])
-async def proxy(request: pytest.FixtureRequest, ws_echo: WsEchoServer) -> AsyncIterator[ProxyServer]:
+async def proxy(
+    request: pytest.FixtureRequest, ws_echo: WsEchoServer
+) -> AsyncIterator[ProxyServer]:
     """A proxy with an endpoint on its own port and one under /ws of the kernel port, both to
     the echo server; with a core.request listener (the slow path) or without (the fast path)."""
     upstream = ws_echo.url.replace("ws://", "http://")
@@ -101,7 +104,7 @@ async def test_path_prefix_endpoint_on_the_kernel_port(
 
 async def test_subprotocol_and_close_codes(proxy: ProxyServer, ws_echo: WsEchoServer) -> None:
     base = endpoint_url(proxy, "echo")
-    async with connect(f"{base}/subprotocol", subprotocols=["chat.v1"]) as ws:
+    async with connect(f"{base}/subprotocol", subprotocols=[Subprotocol("chat.v1")]) as ws:
         assert ws.subprotocol == "chat.v1"
         assert await ws.recv() == "chat.v1"
     async with connect(f"{base}/close-4001") as ws:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.typing import Subprotocol
 
 from ferryman.server.bridge import ASGIBridge
-from ferryman.server.controllers import ASGIApplication, Receive, Scope, Send
+from ferryman.server.controllers import ASGIApplication, Message, Receive, Scope, Send
 from ferryman.server.protocol import ServerProtocol, ServerState
 from tests.servers.slow_upstream import roundtrip, wait_until
 
@@ -50,7 +50,7 @@ class EchoApp:
     """Echoes messages; each path is one behaviour. What the app received last is kept."""
 
     def __init__(self) -> None:
-        self.disconnects: list[dict[str, Any]] = []
+        self.disconnects: list[Message] = []
         self.release = asyncio.Event()
         self.errors: list[BaseException] = []
 
@@ -155,7 +155,9 @@ async def test_compression_is_negotiated(url: str) -> None:
 
 async def test_the_scope(url: str) -> None:
     async with connect(
-        f"{url}/sc%6Fpe?x=1&y=%2F", subprotocols=["chat.v1"], additional_headers={"X-Mine": "1"}
+        f"{url}/sc%6Fpe?x=1&y=%2F",
+        subprotocols=[Subprotocol("chat.v1")],
+        additional_headers={"X-Mine": "1"},
     ) as ws:
         shown = json.loads(await ws.recv())
     # %6F is "o": the app was routed on the decoded path; raw_path keeps the bytes as sent.
@@ -174,7 +176,9 @@ async def test_the_scope(url: str) -> None:
 
 
 async def test_subprotocol_chosen_by_the_app(url: str) -> None:
-    async with connect(f"{url}/echo", subprotocols=["other", "chat.v2"]) as ws:
+    async with connect(
+        f"{url}/echo", subprotocols=[Subprotocol("other"), Subprotocol("chat.v2")]
+    ) as ws:
         assert ws.subprotocol == "chat.v2"
     async with connect(f"{url}/echo") as ws:
         assert ws.subprotocol is None
@@ -292,8 +296,9 @@ async def test_reading_pauses_while_the_app_does_not_receive(url: str, app: Echo
 async def test_other_upgrades_get_501_and_bad_handshakes_4xx(url: str) -> None:
     port = int(url.rsplit(":", 1)[1])
     response = await roundtrip(
-        port, b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+        port,
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
     )
     assert response.status == 501
     assert "h2c" in response.json()["message"]  # type: ignore[index]
