@@ -30,6 +30,7 @@ from tests.servers.slow_upstream import (
     pattern,
     read_response,
     roundtrip,
+    wait_until,
 )
 from tests.servers.uvicorn_server import UvicornServer
 from tests.servers.ws_echo import WsEchoServer
@@ -735,6 +736,22 @@ async def test_a_101_switches_the_connection_to_a_tunnel_both_ways(
         expected = b"echo:" + message
         assert await asyncio.wait_for(reader.readexactly(len(expected)), 5) == expected
     writer.close()
+
+
+async def test_a_client_leaving_a_tunnel_closes_the_upstream_side(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url)
+    reader, writer = await relay.connect()
+    writer.write(
+        b"GET /upgrade HTTP/1.1\r\nHost: p\r\nConnection: Upgrade\r\nUpgrade: raw-echo\r\n\r\n"
+    )
+    assert (await read_response(reader)).status == 101
+    writer.write(b"ping")
+    assert await asyncio.wait_for(reader.readexactly(9), 5) == b"echo:ping"
+    assert upstream.open_connections() == 1
+    writer.transport.abort()  # no close handshake: the tunnel just loses its client
+    assert await wait_until(lambda: upstream.open_connections() == 0)
 
 
 async def test_a_101_nobody_asked_for_is_a_502(
