@@ -28,7 +28,7 @@ from ferryman.server.bridge_ws import (
     refuse_upgrade,
 )
 from ferryman.server.controllers import ASGIApplication, Message
-from ferryman.server.protocol import ServerExchange, response_head
+from ferryman.server.protocol import ServerExchange, WriteGate, response_head
 
 __all__ = ["ASGIBridge", "Lifespan"]
 
@@ -101,11 +101,10 @@ class _Cycle:
         "_buffered",
         "_chunked",
         "_closes",
-        "_drained",
         "_ended",
+        "_gate",
         "_lost",
         "_more_waiter",
-        "_paused_writing",
         "_start",
         "exchange",
         "task",
@@ -118,8 +117,7 @@ class _Cycle:
         self._ended = False
         self._lost = False
         self._more_waiter: asyncio.Future[None] | None = None
-        self._paused_writing = False
-        self._drained: asyncio.Future[None] | None = None
+        self._gate = WriteGate()
         self._start: Message | None = None
         self.task: asyncio.Task[None] | None = None
         self._chunked = False
@@ -147,21 +145,16 @@ class _Cycle:
         task = self.task
         if task is not None and not task.done():
             task.cancel()
-        drained = self._drained
-        if drained is not None and not drained.done():
-            drained.set_result(None)
+        self._gate.release()
 
     def pause_producing(self) -> None:
-        self._paused_writing = True
+        self._gate.pause()
 
     def resume_producing(self) -> None:
-        self._paused_writing = False
-        drained = self._drained
-        if drained is not None and not drained.done():
-            drained.set_result(None)
+        self._gate.resume()
 
     def on_tunnel_data(self, data: bytes) -> None:
-        pass
+        """Never called: an HTTP cycle never starts a tunnel (WebSockets have their own)."""
 
     def _wake(self) -> None:
         waiter = self._more_waiter
@@ -264,10 +257,7 @@ class _Cycle:
                 exchange.write(_CHUNK_END)
             exchange.finish(keep_alive=not self._closes)
             return
-        if self._paused_writing:
-            self._drained = asyncio.get_running_loop().create_future()
-            await self._drained
-            self._drained = None
+        await self._gate.wait()
 
     def _write_head(self, start: Message, body: bytes, more: bool) -> None:
         exchange = self.exchange

@@ -35,7 +35,7 @@ from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
 from ferryman.server.controllers import ASGIApplication, Message
-from ferryman.server.protocol import ServerExchange, response_head
+from ferryman.server.protocol import ServerExchange, WriteGate, response_head
 
 __all__ = [
     "ClientDisconnected",
@@ -131,14 +131,13 @@ class WebSocketCycle:
     __slots__ = (
         "_chunked",
         "_close_timer",
-        "_drained",
         "_final",
         "_fragments",
+        "_gate",
         "_inbox",
         "_lost",
         "_message_size",
         "_paused_reading",
-        "_paused_writing",
         "_text",
         "_waiter",
         "conn",
@@ -158,9 +157,8 @@ class WebSocketCycle:
         #: The ``websocket.disconnect`` every receive returns once the inbox is empty.
         self._final: Message | None = None
         self._waiter: asyncio.Future[None] | None = None
-        self._drained: asyncio.Future[None] | None = None
+        self._gate = WriteGate()
         self._paused_reading = False
-        self._paused_writing = False
         self._lost = False
         self._fragments: list[Any] = []
         self._message_size = 0
@@ -171,28 +169,23 @@ class WebSocketCycle:
     # -- consumer callbacks (from the protocol) -----------------------------------------------
 
     def on_body(self, data: bytes) -> None:
-        pass  # a handshake has no body worth reading
+        """Never called with data: an upgrade request's bytes after its head are tunnel data."""
 
     def on_body_end(self) -> None:
-        pass
+        """Nothing to do: the handshake is whole once its head is parsed."""
 
     def on_client_lost(self) -> None:
         self._lost = True
         self.state = _CLOSED
         self._cancel_close_timer()
         self._disconnected(1006)
-        drained = self._drained
-        if drained is not None and not drained.done():
-            drained.set_result(None)
+        self._gate.release()
 
     def pause_producing(self) -> None:
-        self._paused_writing = True
+        self._gate.pause()
 
     def resume_producing(self) -> None:
-        self._paused_writing = False
-        drained = self._drained
-        if drained is not None and not drained.done():
-            drained.set_result(None)
+        self._gate.resume()
 
     def on_tunnel_data(self, data: bytes) -> None:
         conn = self.conn
@@ -339,12 +332,8 @@ class WebSocketCycle:
                 if data is None:
                     raise RuntimeError("websocket.send carries neither text nor bytes")
                 self._write(conn.send(BytesMessage(data=bytes(data))))
-            if self._paused_writing and not self._lost:
-                drained = self._drained = self.loop.create_future()
-                try:
-                    await drained
-                finally:
-                    self._drained = None
+            if not self._lost:
+                await self._gate.wait()
             return
         if kind == "websocket.close":
             if state == _OPEN:

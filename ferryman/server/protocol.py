@@ -32,6 +32,7 @@ __all__ = [
     "ServerExchange",
     "ServerProtocol",
     "ServerState",
+    "WriteGate",
     "response_head",
 ]
 
@@ -88,6 +89,39 @@ class BodyConsumer(Protocol):
 
     def on_tunnel_data(self, data: bytes) -> None:
         """After an upgrade was accepted (:meth:`ServerExchange.start_tunnel`): raw client bytes."""
+
+
+class WriteGate:
+    """Lets a coroutine that produces a response wait while the client's socket buffer is full
+    (the consumer's ``pause_producing``/``resume_producing`` drive it)."""
+
+    __slots__ = ("_waiter", "paused")
+
+    def __init__(self) -> None:
+        self.paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def pause(self) -> None:
+        self.paused = True
+
+    def resume(self) -> None:
+        self.paused = False
+        self.release()
+
+    def release(self) -> None:
+        """Wake a waiting producer without resuming (the client left: its next write fails)."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def wait(self) -> None:
+        if not self.paused:
+            return
+        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
 
 
 class RequestHandler(Protocol):

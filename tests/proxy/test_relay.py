@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 import ferryman
-from ferryman.http.url import URL
 from ferryman.proxy.headers import HeaderRules
-from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.rewrite import Rewrite
-from ferryman.proxy.upstream import UpstreamPool
-from ferryman.server.protocol import ServerProtocol, ServerState
 from tests.servers.httpbin_server import HttpbinServer
+from tests.servers.relay_harness import StartRelay, relay_starter
 from tests.servers.slow_upstream import (
     RawResponse,
     ScriptedUpstream,
@@ -34,31 +30,6 @@ from tests.servers.slow_upstream import (
 )
 from tests.servers.uvicorn_server import UvicornServer
 from tests.servers.ws_echo import WsEchoServer
-
-
-@dataclass
-class RelayServer:
-    port: int
-    relay: EndpointRelay
-    state: ServerState
-    server: asyncio.Server
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection("127.0.0.1", self.port)
-
-    async def get(self, target: bytes, headers: bytes = b"", **options: Any) -> RawResponse:
-        return await roundtrip(
-            self.port,
-            b"GET %s HTTP/1.1\r\nHost: proxy.test\r\n%s\r\n" % (target, headers),
-            **options,
-        )
-
-
-StartRelay = Callable[..., Awaitable[RelayServer]]
 
 
 @pytest.fixture(scope="module")
@@ -77,27 +48,8 @@ def ws_server() -> Iterator[WsEchoServer]:
 
 @pytest.fixture
 async def start_relay() -> AsyncIterator[StartRelay]:
-    """``await start_relay(url, *more_urls, max_connections=..., **EndpointRelay options)``."""
-    loop = asyncio.get_running_loop()
-    started: list[RelayServer] = []
-
-    async def start(*urls: str, max_connections: int = 512, **options: Any) -> RelayServer:
-        pools = [UpstreamPool(URL(url), loop, max_connections=max_connections) for url in urls]
-        relay = EndpointRelay("test", pools, **options)
-        state = ServerState()
-        server = await loop.create_server(
-            lambda: ServerProtocol(relay, state, loop), "127.0.0.1", 0
-        )
-        served = RelayServer(server.sockets[0].getsockname()[1], relay, state, server)
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        served.server.close()
-        served.state.abort_all()
-        served.relay.close()
-        await served.server.wait_closed()
+    async for start in relay_starter():
+        yield start
 
 
 def upstream_saw(response: RawResponse) -> dict[str, Any]:

@@ -13,17 +13,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ferryman.http.url import URL
-from ferryman.proxy.relay import EndpointRelay
-from ferryman.proxy.upstream import UpstreamPool
-from ferryman.server.protocol import ServerProtocol, ServerState
+from tests.servers.relay_harness import StartRelay, relay_starter
 from tests.servers.slow_upstream import (
     RawResponse,
     ScriptedUpstream,
@@ -36,25 +32,6 @@ from tests.servers.slow_upstream import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@dataclass
-class RelayServer:
-    port: int
-    relay: EndpointRelay
-    state: ServerState
-    server: asyncio.Server
-
-    async def connect(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        return await asyncio.open_connection("127.0.0.1", self.port)
-
-    async def get(self, target: bytes, **options: Any) -> RawResponse:
-        return await roundtrip(
-            self.port, b"GET %s HTTP/1.1\r\nHost: proxy.test\r\n\r\n" % target, **options
-        )
-
-
-StartRelay = Callable[..., Awaitable[RelayServer]]
-
-
 @pytest.fixture(scope="module")
 def upstream() -> Iterator[ScriptedUpstream]:
     server = ScriptedUpstream().start()
@@ -64,26 +41,8 @@ def upstream() -> Iterator[ScriptedUpstream]:
 
 @pytest.fixture
 async def start_relay() -> AsyncIterator[StartRelay]:
-    loop = asyncio.get_running_loop()
-    started: list[RelayServer] = []
-
-    async def start(*urls: str, max_connections: int = 512, **options: Any) -> RelayServer:
-        pools = [UpstreamPool(URL(url), loop, max_connections=max_connections) for url in urls]
-        relay = EndpointRelay("test", pools, **options)
-        state = ServerState()
-        server = await loop.create_server(
-            lambda: ServerProtocol(relay, state, loop), "127.0.0.1", 0
-        )
-        served = RelayServer(server.sockets[0].getsockname()[1], relay, state, server)
-        started.append(served)
-        return served
-
-    yield start
-    for served in started:
-        served.server.close()
-        served.state.abort_all()
-        served.relay.close()
-        await served.server.wait_closed()
+    async for start in relay_starter():
+        yield start
 
 
 def refused_port() -> int:
