@@ -41,14 +41,25 @@ _UPSTREAM_SPECIAL: Final = HOP_BY_HOP | {
 _DOWNSTREAM_SPECIAL: Final = HOP_BY_HOP | {b"via", b"content-length"}
 
 
+#: How a header name is relayed (see ``_classify``).
+_COPY, _DROP, _HOST, _FORWARDED_FOR, _VIA, _CONNECTION, _LENGTH = range(7)
+#: Names remembered per rules and direction; beyond this, names are classified every time, so
+#: a client sending endless made-up names cannot grow the memory.
+_MAX_KNOWN_NAMES: Final = 1024
+
+
 class HeaderRules:
     """Headers an endpoint adds to, or removes from, what it relays in one direction.
 
     ``remove`` names are matched without regard to case; ``add`` replaces any header of the same
     name the message carried, so a configured value is never doubled by the client's own.
+
+    Each rules object remembers how it relays the raw names it has seen (in either direction),
+    so a header whose name came before costs one dict look-up, not a lower-casing and a few set
+    look-ups: the same few dozen names come in almost every message.
     """
 
-    __slots__ = ("add", "remove")
+    __slots__ = ("add", "downstream_kinds", "remove", "upstream_kinds")
 
     def __init__(self, add: Iterable[tuple[str, str]] = (), remove: Iterable[str] = ()) -> None:
         self.add: tuple[tuple[bytes, bytes], ...] = tuple(
@@ -57,12 +68,44 @@ class HeaderRules:
         self.remove: frozenset[bytes] = frozenset(
             name.lower().encode("latin-1") for name in remove
         ) | frozenset(name.lower() for name, _ in self.add)
+        self.upstream_kinds: dict[bytes, int] = {}
+        self.downstream_kinds: dict[bytes, int] = {}
 
     def __bool__(self) -> bool:
         return bool(self.add or self.remove)
 
     def __repr__(self) -> str:
         return f"HeaderRules(add={self.add!r}, remove={sorted(self.remove)!r})"
+
+
+#: The special names with a treatment of their own, by direction; the other special ones drop.
+_UPSTREAM_KINDS: Final = {
+    b"host": _HOST,
+    b"x-forwarded-for": _FORWARDED_FOR,
+    b"via": _VIA,
+    b"connection": _CONNECTION,
+}
+_DOWNSTREAM_KINDS: Final = {b"via": _VIA, b"connection": _CONNECTION, b"content-length": _LENGTH}
+
+
+def _classify(
+    name: bytes,
+    rules: HeaderRules,
+    special: frozenset[bytes],
+    kinds: dict[bytes, int],
+    known: dict[bytes, int],
+) -> int:
+    """How ``name`` is relayed in one direction, remembered in ``known`` for next time."""
+    lower = name.lower()
+    if lower in special:
+        kind = kinds.get(lower, _DROP)  # hop-by-hop, framing, or a header this hop sets
+    elif lower[:6] == b"proxy-" or lower in rules.remove:
+        kind = _DROP
+    else:
+        kind = _COPY
+    if len(known) < _MAX_KNOWN_NAMES:
+        known[name] = kind
+    return kind
 
 
 NO_RULES: Final = HeaderRules()
@@ -76,8 +119,7 @@ def _named_by_connection(values: list[bytes]) -> frozenset[bytes]:
     """The header names ``Connection`` lists, beyond keep-alive/close/upgrade."""
     tokens: set[bytes] = set()
     for value in values:
-        if value.lower() not in _PLAIN_CONNECTION:
-            tokens.update(token.strip().lower() for token in value.split(b","))
+        tokens.update(token.strip().lower() for token in value.split(b","))
     tokens -= {b"", b"keep-alive", b"close", b"upgrade"}
     return frozenset(tokens)
 
@@ -102,30 +144,28 @@ def upstream_headers(
     ``Upgrade`` handshake (a WebSocket) going through: the caller passes the client's Upgrade
     value and gets ``Connection: upgrade`` and that ``Upgrade`` back in the list.
     """
-    remove = rules.remove
+    kinds = rules.upstream_kinds
     headers: RawHeaders = []
     client_host: bytes | None = None
     forwarded_for: bytes | None = None
     via: bytes | None = None
     connection: list[bytes] | None = None
     for name, value in raw:
-        lower = name.lower()
-        if lower in _UPSTREAM_SPECIAL:
-            if lower == b"host":
-                client_host = value
-                if host is None:
-                    headers.append((name, value))
-            elif lower == b"x-forwarded-for":
-                forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
-            elif lower == b"via":
-                via = value if via is None else via + b", " + value
-            elif lower == b"connection":
-                connection = [value] if connection is None else [*connection, value]
-            # the rest: hop-by-hop, framing, and X-Forwarded-Proto/-Host, which this hop sets
-            continue
-        if lower[:6] == b"proxy-" or lower in remove:
-            continue
-        headers.append((name, value))
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _classify(name, rules, _UPSTREAM_SPECIAL, _UPSTREAM_KINDS, kinds)
+        if kind == _COPY:
+            headers.append((name, value))
+        elif kind == _HOST:
+            client_host = value
+            if host is None:
+                headers.append((name, value))
+        elif kind == _FORWARDED_FOR:
+            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+        elif kind == _VIA:
+            via = value if via is None else via + b", " + value
+        elif kind == _CONNECTION and value.lower() not in _PLAIN_CONNECTION:
+            connection = [value] if connection is None else [*connection, value]
     if connection is not None:
         named = _named_by_connection(connection)
         if named:
@@ -162,23 +202,20 @@ def downstream_headers(
     ``keep_length`` keeps ``Content-Length``, which the caller passes when it relays the body
     unchanged (a HEAD or 304 answer keeps the length of the body it does not carry, too).
     """
-    remove = rules.remove
+    kinds = rules.downstream_kinds
     headers: RawHeaders = []
     via: bytes | None = None
     connection: list[bytes] | None = None
     for name, value in raw:
-        lower = name.lower()
-        if lower in _DOWNSTREAM_SPECIAL:
-            if lower == b"via":
-                via = value if via is None else via + b", " + value
-            elif lower == b"connection":
-                connection = [value] if connection is None else [*connection, value]
-            elif lower == b"content-length" and keep_length:
-                headers.append((name, value))
-            continue
-        if lower[:6] == b"proxy-" or lower in remove:
-            continue
-        headers.append((name, value))
+        kind = kinds.get(name)
+        if kind is None:
+            kind = _classify(name, rules, _DOWNSTREAM_SPECIAL, _DOWNSTREAM_KINDS, kinds)
+        if kind == _COPY or (kind == _LENGTH and keep_length):
+            headers.append((name, value))
+        elif kind == _VIA:
+            via = value if via is None else via + b", " + value
+        elif kind == _CONNECTION and value.lower() not in _PLAIN_CONNECTION:
+            connection = [value] if connection is None else [*connection, value]
     if connection is not None:
         named = _named_by_connection(connection)
         if named:

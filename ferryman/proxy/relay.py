@@ -114,12 +114,13 @@ class EndpointRelay:
             upgrade = next(
                 (value for name, value in exchange.headers if name.lower() == b"upgrade"), None
             )
-        client = exchange.client
+        protocol = exchange.protocol
+        client = protocol.client
         headers, _ = upstream_headers(
             exchange.headers,
             host=None if self.preserve_host else pool.host_header,
             client_ip=None if client is None else client[0],
-            scheme=exchange.scheme,
+            scheme=protocol.scheme,
             rules=self.request_rules,
             upgrade=upgrade,
         )
@@ -127,10 +128,15 @@ class EndpointRelay:
             headers.append((b"Content-Length", b"%d" % exchange.content_length))
         elif exchange.chunked:
             headers.append(_CHUNKED)
-        return (
-            b"%s %s HTTP/1.1\r\n" % (exchange.method, target)
-            + b"\r\n".join([b": ".join(pair) for pair in headers])
-            + b"\r\n\r\n"
+        return b"".join(
+            (
+                exchange.method,
+                b" ",
+                target,
+                b" HTTP/1.1\r\n",
+                b"\r\n".join(map(b": ".join, headers)),
+                b"\r\n\r\n",
+            )
         )
 
     def close(self) -> None:
@@ -167,6 +173,7 @@ class Relay:
         "head_only",
         "keep_client",
         "pending_head",
+        "pool",
         "pool_index",
         "request_sent",
         "response_started",
@@ -180,6 +187,8 @@ class Relay:
         self.endpoint = endpoint
         self.exchange = exchange
         self.pool_index = pool_index
+        #: The upstream's pool (``endpoint.pools[pool_index]``; another one after a refusal).
+        self.pool = endpoint.pools[pool_index]
         self.tried = 1
         self.connection: UpstreamConnection | None = None
         self.cancelled = False
@@ -195,10 +204,6 @@ class Relay:
         self.head_only = exchange.method == b"HEAD"
         #: The response head, held back to leave in one write with the first body bytes.
         self.pending_head: bytes | None = None
-
-    @property
-    def pool(self) -> UpstreamPool:
-        return self.endpoint.pools[self.pool_index]
 
     @property
     def connect_timeout(self) -> float | None:
@@ -219,8 +224,8 @@ class Relay:
         self.connection = connection
         self.reused = reused
         connection.relay = self
-        connection.arm(self.endpoint.read_timeout)
         connection.write(self.endpoint.request_head(exchange, self.pool))
+        connection.arm(self.endpoint.read_timeout)
         exchange.set_consumer(self)
 
     def connect_failed(self, error: BaseException) -> None:
@@ -234,6 +239,7 @@ class Relay:
             # Round robin: the next upstream gets its chance, each one once.
             self.tried += 1
             self.pool_index = (self.pool_index + 1) % len(endpoint.pools)
+            self.pool = endpoint.pools[self.pool_index]
             self.start()
             return
         origin = self.pool.origin

@@ -38,7 +38,9 @@ __all__ = [
 
 logger = logging.getLogger("ferryman.server")
 
-_STATUS_LINES: dict[int, bytes] = {}
+#: Status lines by status (the standard reason) or by (status, reason).
+_STATUS_LINES: dict[int | tuple[int, bytes], bytes] = {}
+_MAX_STATUS_LINES: Final = 512
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: A request line plus headers larger than this is refused (nginx's large_client_header_buffers).
 MAX_HEAD_SIZE: Final = 64 * 1024
@@ -48,18 +50,24 @@ MAX_PIPELINED: Final = 16
 
 def response_head(status: int, reason: bytes | None, headers: list[tuple[bytes, bytes]]) -> bytes:
     """``HTTP/1.1 <status> <reason>`` and the headers, ending with the blank line."""
-    if reason is None:
-        line = _STATUS_LINES.get(status)
-        if line is None:
-            line = _STATUS_LINES[status] = b"HTTP/1.1 %d %s\r\n" % (
-                status,
-                reason_phrase(status).encode("ascii"),
-            )
-    else:
-        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+    line = _STATUS_LINES.get(status if reason is None else (status, reason))
+    if line is None:
+        line = _status_line(status, reason)
     if not headers:
         return line + b"\r\n"
-    return line + b"\r\n".join([b": ".join(pair) for pair in headers]) + b"\r\n\r\n"
+    return line + b"\r\n".join(map(b": ".join, headers)) + b"\r\n\r\n"
+
+
+def _status_line(status: int, reason: bytes | None) -> bytes:
+    """Formats a status line and remembers it: the same few answer every request."""
+    if reason is None:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason_phrase(status).encode("ascii"))
+        _STATUS_LINES[status] = line
+    else:
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        if len(_STATUS_LINES) < _MAX_STATUS_LINES:  # reasons come from upstreams: bounded
+            _STATUS_LINES[status, reason] = line
+    return line
 
 
 def _error_head(status: int, body: bytes, close: bool = True) -> bytes:
@@ -277,8 +285,6 @@ class ServerExchange:
             self._buffered.append(data)
 
     def _end(self) -> None:
-        if self.body_complete and not self.has_body:
-            return  # a bodiless request was complete from its head on: said already
         self.body_complete = True
         consumer = self._consumer
         if consumer is not None:
@@ -297,7 +303,9 @@ class ServerExchange:
         if self.finished:
             return
         self.started = True
-        self.protocol.transport_write(data)
+        transport = self.protocol.transport
+        if transport is not None:
+            transport.write(data)
 
     def writelines(self, chunks: list[bytes]) -> None:
         if self.finished:
@@ -313,6 +321,10 @@ class ServerExchange:
             return
         self.started = True
         self.finished = True
+        # The consumer (a relay, a bridge cycle) holds this exchange: dropping the reference
+        # back lets reference counting free both now, so a request leaves no cycle for the
+        # garbage collector (whose pauses would otherwise show in the tail latency).
+        self._consumer = None
         self.protocol.exchange_finished(self, keep_alive and self.keep_alive)
 
     def abort(self) -> None:
@@ -448,6 +460,7 @@ class ServerProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.discard(self)
+        self.transport = None
         tunnel = self._tunnel
         if tunnel is not None and tunnel._consumer is not None:
             # A tunnel's exchange is finished as HTTP, but its consumer relays on.
@@ -476,11 +489,6 @@ class ServerProtocol(asyncio.Protocol):
 
     # -- httptools callbacks ------------------------------------------------------------------
 
-    def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._head_size = 0
-
     def on_url(self, url: bytes) -> None:
         self._url += url
         self._head_size += len(url)
@@ -495,21 +503,27 @@ class ServerProtocol(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        headers = self._headers
         exchange = ServerExchange(
             self,
             parser.get_method(),
             self._url,
-            self._headers,
+            headers,
             parser.get_http_version(),
             parser.should_keep_alive() and not self.state.closing,
             parser.should_upgrade(),
         )
-        for name, value in self._headers:
-            if len(name) == 14 and name.lower() == b"content-length":
+        # The next request's head starts empty (here, not in on_message_begin: a callback less).
+        self._url = b""
+        self._headers = []
+        self._head_size = 0
+        for name, value in headers:
+            size = len(name)
+            if size == 14 and name.lower() == b"content-length":
                 exchange.content_length = int(value)  # llhttp has refused malformed ones
-            elif len(name) == 17 and name.lower() == b"transfer-encoding":
+            elif size == 17 and name.lower() == b"transfer-encoding":
                 exchange.chunked = True
-            elif len(name) == 6 and name.lower() == b"expect":
+            elif size == 6 and name.lower() == b"expect":
                 exchange.expect_continue = value.lower() == b"100-continue"
         if not exchange.chunked and not exchange.content_length:
             # No body follows (RFC 9112 section 6.3): the request is whole now, so a handler
@@ -541,7 +555,8 @@ class ServerProtocol(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         exchange = self._parsing
-        if exchange is not None:
+        # A bodiless request was complete from its head on, and said so then.
+        if exchange is not None and not exchange.body_complete:
             try:
                 exchange._end()
             except Exception:

@@ -120,7 +120,10 @@ async def test_subprotocol_and_close_codes(proxy: ProxyServer, ws_echo: WsEchoSe
     # other tests') possibly after this one started: look for this one's among them.
     seen = []
     for _ in range(10):
-        path, code, _ = ws_echo.closes.get(timeout=5)
+        try:
+            path, code, _ = ws_echo.closes.get(timeout=5)
+        except queue.Empty:
+            raise AssertionError(seen) from None
         seen.append((path, code))
         if (path, code) == ("/echo", 4003):
             break
