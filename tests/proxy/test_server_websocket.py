@@ -4,6 +4,7 @@ endpoint's HTTPProxyHandler through the kernel."""
 
 from __future__ import annotations
 
+import asyncio
 import queue
 from collections.abc import AsyncIterator
 
@@ -118,10 +119,13 @@ async def test_subprotocol_and_close_codes(proxy: ProxyServer, ws_echo: WsEchoSe
         await ws.close(4003, "client done")
     # The echo server records closes from its own thread, earlier connections' (this test's,
     # other tests') possibly after this one started: look for this one's among them.
+    # The proxy runs in this test's event loop, and the echo server records a close only once
+    # the proxy has closed its upstream TCP connection, which happens after the client's
+    # closing handshake (the proxy answers that one itself): the wait must leave the loop free.
     seen = []
     for _ in range(10):
         try:
-            path, code, _ = ws_echo.closes.get(timeout=5)
+            path, code, _ = await asyncio.to_thread(ws_echo.closes.get, timeout=5)
         except queue.Empty:
             raise AssertionError(seen) from None
         seen.append((path, code))
