@@ -321,9 +321,10 @@ class UpstreamConnection(asyncio.BufferedProtocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers.append((name, value))
-        if len(name) == 14 and name.lower() == b"content-length":
+        size = len(name)
+        if size == 14 and name.lower() == b"content-length":
             self.content_length = int(value)  # llhttp has refused malformed ones
-        elif len(name) == 17 and name.lower() == b"transfer-encoding":
+        elif size == 17 and name.lower() == b"transfer-encoding":
             self.chunked = True
 
     def on_headers_complete(self) -> None:
