@@ -34,6 +34,12 @@ MAX_IDLE: Final = 256
 #: Each connection's read buffer: big enough for a syscall to move a lot, small enough that
 #: hundreds of connections cost a few MiB.
 READ_BUFFER_SIZE: Final = 64 * 1024
+#: The read buffer while a long Content-Length body streams through: a quarter as many reads
+#: and writes per MiB, which measured 20% less CPU per 1 MiB body than 64 KiB. Taken from, and
+#: given back to, the pool's spares, so only connections busy with a long body hold one.
+LARGE_READ_BUFFER_SIZE: Final = 256 * 1024
+#: Large buffers a pool keeps for its next long body.
+MAX_SPARE_BUFFERS: Final = 16
 
 
 class UpstreamPool:
@@ -52,6 +58,7 @@ class UpstreamPool:
         "origin",
         "port",
         "server_hostname",
+        "spare_buffers",
         "ssl_context",
     )
 
@@ -75,6 +82,7 @@ class UpstreamPool:
         self._connecting = 0
         self._idle: deque[UpstreamConnection] = deque()
         self._waiters: deque[Relay] = deque()
+        self.spare_buffers: list[memoryview] = []
 
     def acquire(self, relay: Relay, connect_timeout: float | None) -> None:
         """Give ``relay`` a connection now (idle one) or later (``relay.attach`` / ``failed``)."""
@@ -194,7 +202,9 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         "_headers",
         "_informational",
         "_keep_alive",
+        "_large",
         "_reason",
+        "_small_buffer",
         "_timer",
         "chunked",
         "closed",
@@ -229,6 +239,9 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._reason = b""
         self._informational = False
         self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+        #: Reading into a large buffer (a long body), the usual one put aside meanwhile.
+        self._large = False
+        self._small_buffer = self._buffer
         #: Body bytes still to come; >= 0 while a Content-Length body is being received.
         self._body_left = -1
         #: The parser is done with this message's head; the rest of its body skips it.
@@ -266,6 +279,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 return
             self._forward(relay, data[:left])
             self._bypass = False
+            if self._large:
+                self._small_buffer_again()
             self._next_message()
             self.parser = httptools.HttpResponseParser(self)
             relay.response_end(self._keep_alive)
@@ -293,11 +308,27 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 relay.flush_head()
             if self._body_left > 0:
                 self._bypass = True
+                if self._body_left > READ_BUFFER_SIZE:
+                    self._large_buffer()
 
     def _forward(self, relay: Relay, data: memoryview) -> None:
         """Hand a view of the read buffer to the client; keep it there if it had to queue it."""
         if relay.forward_raw(data):
-            self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
+            # The client's transport holds a view of this buffer: read into another one.
+            self._buffer = memoryview(bytearray(len(self._buffer)))
+
+    def _large_buffer(self) -> None:
+        spares = self.pool.spare_buffers
+        self._small_buffer = self._buffer  # ours: a buffer lent to a transport was replaced
+        self._buffer = spares.pop() if spares else memoryview(bytearray(LARGE_READ_BUFFER_SIZE))
+        self._large = True
+
+    def _small_buffer_again(self) -> None:
+        spares = self.pool.spare_buffers
+        if len(spares) < MAX_SPARE_BUFFERS:
+            spares.append(self._buffer)
+        self._buffer = self._small_buffer
+        self._large = False
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True

@@ -381,6 +381,26 @@ async def test_a_50_mib_download_streams_through(
     writer.close()
 
 
+async def test_long_and_short_bodies_alternate_on_one_connection_byte_exact(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """A long body is read into a large buffer from the pool's spares, and the buffer goes back
+    when the body ends: the bodies after it, long or short, must come out whole and unmixed."""
+    relay = await start_relay(upstream.url)
+    reader, writer = await relay.connect()
+    sizes = [3 << 20, 100, (1 << 20) + 7, 65 * 1024, 0, 5 << 20, 1]
+    for size in sizes:
+        writer.write(b"GET /big?size=%d HTTP/1.1\r\nHost: p\r\n\r\n" % size)
+        response = await read_response(reader, timeout=10)
+        assert response.status == 200
+        assert response.body == pattern(size), size
+    writer.close()
+    # One upstream connection served them all, and its large buffer is back among the spares.
+    (pool,) = relay.relay.pools
+    assert len(pool.spare_buffers) == 1
+    assert upstream_saw(await relay.get(b"/echo"))
+
+
 async def test_a_50_mib_upload_streams_through(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
