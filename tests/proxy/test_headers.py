@@ -163,3 +163,17 @@ def test_header_rules_are_falsy_when_empty() -> None:
     assert HeaderRules(remove=["a"]) and HeaderRules(add=[("a", "b")])
     assert b"x-team" in HeaderRules(add=[("X-Team", "1")]).remove
     assert "x-team" in repr(HeaderRules(add=[("X-Team", "1")]))
+
+
+def test_names_seen_before_are_treated_the_same_and_the_memory_of_names_is_bounded() -> None:
+    """Each rules object remembers how it relays a raw name; a client inventing names cannot
+    grow that memory, and names past the bound are still treated by the rules."""
+    rules = HeaderRules(remove=["X-Secret"])
+    many = [(b"X-Made-Up-%d" % number, b"v") for number in range(1500)]
+    for _ in range(2):  # the second pass answers from what the first remembered
+        headers = up([*many, (b"Connection", b"keep-alive"), (b"X-SECRET", b"s")], rules=rules)
+        assert named(headers, b"x-secret") == [] and named(headers, b"connection") == []
+        assert headers[1:1501] == many
+        response = downstream_headers([*many, (b"x-secret", b"s")], rules=rules)
+        assert response[:1500] == many and named(response, b"x-secret") == []
+    assert len(rules.upstream_kinds) == len(rules.downstream_kinds) == 1024
