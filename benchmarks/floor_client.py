@@ -95,9 +95,13 @@ async def main(kind: str, n: int, concurrency: int) -> None:
     r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     await asyncio.gather(*(worker(c) for c in conns))
     seconds, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF)
-    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
+    user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
     rate = f"{n / seconds:.0f} req/s" if kind == "small" else f"{n * MIB / 1e6 / seconds:.0f} MB/s"
-    print(f"floor {kind} c={concurrency}: {rate}, {1e6 * cpu / n:.1f} CPU us/req")
+    print(
+        f"floor {kind} c={concurrency}: {rate}, {1e6 * (user + system) / n:.1f} CPU us/req"
+        f" (user {1e6 * user / n:.1f}, system {1e6 * system / n:.1f};"
+        f" {(r1.ru_nvcsw - r0.ru_nvcsw) / n:.2f} sleeps/req)"
+    )
 
 
 if __name__ == "__main__":

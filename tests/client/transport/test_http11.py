@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -256,6 +257,41 @@ async def test_read_timeout_on_slow_head(edge: EdgeServer) -> None:
         )
         with pytest.raises(ReadTimeout):
             await pool.handle_async_request(request)
+
+
+def _timed(url: str, read: float | None) -> Request:
+    return Request("GET", url, extensions={"timeout": {"read": read}})
+
+
+async def test_a_short_read_timeout_after_a_long_one_on_the_same_connection(
+    edge: EdgeServer,
+) -> None:
+    # The connection keeps one read timer; a later, shorter timeout must not wait for it.
+    async with AsyncConnectionPool() as pool:
+        first = await pool.handle_async_request(_timed(edge.url + "/echo", 30.0))
+        await first.aread()
+        started = time.monotonic()
+        with pytest.raises(ReadTimeout):
+            await pool.handle_async_request(_timed(edge.url + "/slow-head?delay=5", 0.2))
+        assert time.monotonic() - started < 2.0
+
+
+async def test_an_earlier_requests_read_timer_does_not_cut_a_later_wait_short(
+    edge: EdgeServer,
+) -> None:
+    async with AsyncConnectionPool() as pool:
+        first = await pool.handle_async_request(_timed(edge.url + "/echo", 1.0))
+        await first.aread()  # its timer stays set for t=1.0
+        await asyncio.sleep(0.5)
+        # Waits from t=0.5 to t=1.3: past the first timer, within its own 1 s.
+        second = await pool.handle_async_request(_timed(edge.url + "/slow-head?delay=0.8", 1.0))
+        assert second.status_code == 200
+        await second.aread()
+        # No timeout at all: the timer left by the request above must not fire on it.
+        third = await pool.handle_async_request(_timed(edge.url + "/slow-head?delay=1.2", None))
+        assert third.status_code == 200
+        await third.aread()
+        assert len(pool.connections) == 1
 
 
 async def test_write_timeout_when_the_server_stops_reading(edge: EdgeServer) -> None:
