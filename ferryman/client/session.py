@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -180,32 +180,29 @@ class AsyncClient:
 
     # -- verbs --------------------------------------------------------------------------------
 
-    async def get(self, url: URL | str, **kwargs: Any) -> Any:
-        return await self.request("GET", url, **kwargs)
+    # The verbs are plain functions returning ``request()``'s coroutine: ``await client.get()``
+    # works as with coroutine functions, without a second coroutine for every request.
 
-    async def options(self, url: URL | str, **kwargs: Any) -> Response:
-        response: Response = await self.request("OPTIONS", url, **kwargs)
-        return response
+    def get(self, url: URL | str, **kwargs: Any) -> Coroutine[Any, Any, Any]:
+        return self.request("GET", url, **kwargs)
 
-    async def head(self, url: URL | str, **kwargs: Any) -> Response:
-        response: Response = await self.request("HEAD", url, **kwargs)
-        return response
+    def options(self, url: URL | str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.request("OPTIONS", url, **kwargs)
 
-    async def post(self, url: URL | str, **kwargs: Any) -> Response:
-        response: Response = await self.request("POST", url, **kwargs)
-        return response
+    def head(self, url: URL | str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.request("HEAD", url, **kwargs)
 
-    async def put(self, url: URL | str, **kwargs: Any) -> Response:
-        response: Response = await self.request("PUT", url, **kwargs)
-        return response
+    def post(self, url: URL | str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.request("POST", url, **kwargs)
 
-    async def patch(self, url: URL | str, **kwargs: Any) -> Response:
-        response: Response = await self.request("PATCH", url, **kwargs)
-        return response
+    def put(self, url: URL | str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.request("PUT", url, **kwargs)
 
-    async def delete(self, url: URL | str, **kwargs: Any) -> Response:
-        response: Response = await self.request("DELETE", url, **kwargs)
-        return response
+    def patch(self, url: URL | str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.request("PATCH", url, **kwargs)
+
+    def delete(self, url: URL | str, **kwargs: Any) -> Coroutine[Any, Any, Response]:
+        return self.request("DELETE", url, **kwargs)
 
     async def request(
         self,
@@ -285,9 +282,12 @@ class AsyncClient:
         if allow_redirects is None:
             allow_redirects = method != "HEAD" and method != "head"
         if auth_flow is None:
-            return await self._send_following_redirects(
-                request, exchange, allow_redirects, max_redirects
-            )
+            response = await self._send_single(request, exchange, False)
+            if allow_redirects and response.status_code in REDIRECT_STATUS_CODES:
+                return await self._follow_redirects(
+                    request, response, exchange, max_redirects, None, False
+                )
+            return response
         return await self._send_with_auth(
             request, exchange, auth_flow, allow_redirects, max_redirects
         )
@@ -411,7 +411,7 @@ class AsyncClient:
                 if name_b.decode("latin-1") not in merged:
                     merged.add(name_b, value_b)
         timeouts = self.timeout if timeout is _UNSET else to_timeout(timeout)
-        request_extensions: dict[str, Any] = {"timeout": timeouts.as_dict()}
+        request_extensions: dict[str, Any] = {"timeout": timeouts._as_dict}
         if extensions:
             request_extensions.update(extensions)
         request = Request.from_parts(method, url, merged, stream, length, request_extensions)
@@ -500,14 +500,28 @@ class AsyncClient:
         history: list[Response] | None = None,
         read: bool = False,
     ) -> Response:
+        response = await self._send_single(request, exchange, read)
+        if allow_redirects and response.status_code in REDIRECT_STATUS_CODES:
+            return await self._follow_redirects(
+                request, response, exchange, max_redirects, history, read
+            )
+        if history:
+            response.history = [*history]
+        return response
+
+    async def _follow_redirects(
+        self,
+        request: Request,
+        response: Response,
+        exchange: _Exchange,
+        max_redirects: int | None,
+        history: list[Response] | None,
+        read: bool,
+    ) -> Response:
+        """Follow the redirect ``response`` answered to ``request``, and the ones after it."""
         limit = self.max_redirects if max_redirects is None else max_redirects
         chain: list[Response] = []
-        while True:
-            response = await self._send_single(request, exchange, read)
-            if not allow_redirects or response.status_code not in REDIRECT_STATUS_CODES:
-                break
-            if not response.has_header(b"location"):
-                break
+        while response.has_header(b"location"):
             if len(chain) >= limit:
                 await response.aclose()
                 raise TooManyRedirects(
@@ -524,6 +538,9 @@ class AsyncClient:
                 self.cookies.set_cookie_header(next_request)
             chain.append(response)
             request = next_request
+            response = await self._send_single(request, exchange, read)
+            if response.status_code not in REDIRECT_STATUS_CODES:
+                break
         if chain or history:
             response.history = [*(history or ()), *chain]
         return response
@@ -563,7 +580,7 @@ class AsyncClient:
             read_now = not exchange.stream or read
             if handlers is not None or (encoded and exchange.decompress):
                 self._wrap_body(response, exchange, read_now, encoded)
-            if read_now:
+            if read_now and response._read_if_complete() is None:
                 await response.aread()
                 if handlers is not None and handlers["post_request"]:
                     await fire(handlers["post_request"], response, "exc", None)

@@ -346,9 +346,26 @@ class Response:
 
     # -- async side -------------------------------------------------------------------------
 
+    def _read_if_complete(self) -> bytes | None:
+        """The body, taken without waiting when it has all arrived (usual for small bodies);
+        ``None`` when ``aread()`` has to wait for it. Saves a client a coroutine per response."""
+        if self._content is not None:
+            return self._content
+        if self._iterated or self._closed:
+            return None  # aread() raises the right error
+        stream = self.stream
+        if not isinstance(stream, AsyncByteStream):
+            return None
+        ready = stream.read_if_complete()
+        if ready is not None:
+            self._content = ready
+            self._closed = True
+        return ready
+
     async def aread(self) -> bytes:
         """Read the whole body (once), then release the connection."""
-        if self._content is None:
+        content = self._read_if_complete()
+        if content is None:
             if self._iterated:
                 raise StreamConsumedError()
             if self._closed:
@@ -356,16 +373,11 @@ class Response:
             stream = self.stream
             if not isinstance(stream, AsyncByteStream):
                 raise TypeError("this response's stream can only be read synchronously; use read()")
-            ready = stream.read_if_complete()
-            if ready is not None:
-                self._content = ready
-                self._closed = True
-                return ready
             try:
-                self._content = await stream.aread()
+                content = self._content = await stream.aread()
             finally:
                 await self.aclose()
-        return self._content
+        return content
 
     async def aiter_bytes(self) -> AsyncIterator[bytes]:
         """The body in chunks as they arrive; memory stays flat whatever the body's size."""
