@@ -580,8 +580,9 @@ class AsyncClient:
             read_now = not exchange.stream or read
             if handlers is not None or (encoded and exchange.decompress):
                 self._wrap_body(response, exchange, read_now, encoded)
-            if read_now and response._read_if_complete() is None:
-                await response.aread()
+            if read_now:
+                if response._read_if_complete() is None:
+                    await response.aread()
                 if handlers is not None and handlers["post_request"]:
                     await fire(handlers["post_request"], response, "exc", None)
         except BaseException:

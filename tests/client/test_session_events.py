@@ -8,6 +8,7 @@ import pytest
 
 import ferryman
 from tests.servers.asgi_app import sample_body
+from tests.servers.edge import EdgeServer
 from tests.servers.httpbin_server import HttpbinServer
 from tests.servers.uvicorn_server import UvicornServer
 
@@ -37,6 +38,18 @@ async def test_one_time_events_at_session_level_fire_in_order(httpbin: HttpbinSe
         ("on_headers", 200),
         ("post_request", len(response.content)),
     ]
+
+
+async def test_post_request_fires_when_the_body_came_with_the_head(edge: EdgeServer) -> None:
+    # The edge server writes head and body in one piece: the body is taken without waiting,
+    # and post_request must still fire.
+    seen: list[int] = []
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        for _ in range(3):
+            response = await client.get(
+                f"{edge.url}/echo", post_request=lambda response: seen.append(len(response.content))
+            )
+    assert seen == [len(response.content)] * 3
 
 
 async def test_request_level_handlers_add_to_session_ones(httpbin: HttpbinServer) -> None:

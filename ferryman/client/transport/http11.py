@@ -108,6 +108,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._status = 0
         self._response_bytes = 0
         self._raw_head = b""
+        self._reason = b""
         self._raw_headers: list[tuple[bytes, bytes]] | None = None
         self._interim_heads = 0
         self._head_complete = False
@@ -158,7 +159,15 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 self._feed(self._view[:nbytes])
             else:
                 self._feed_head(nbytes)
-            self._after_feed()
+            # _after_feed(), inlined: the parser callbacks only record; one wake-up per read
+            # tells the waiting reader.
+            waiter = self._waiter
+            if waiter is not None:
+                self._waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            if self._head_complete and not self._message_complete and self._mode == PARSE:
+                self._consider_bypass()
         elif mode == BYPASS:
             self._bypass(bytes(self._view[:nbytes]))
         else:
@@ -177,7 +186,8 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         """
         self._feed(self._view[:nbytes])
         if self._head_complete:
-            self._capture_head(nbytes)
+            if not self._raw_head:  # (an upgrade captured it already)
+                self._capture_head(nbytes)
         elif self._error is None:
             self._head_parts.append(bytes(self._view[:nbytes]))
 
@@ -193,7 +203,15 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         for _ in range(self._interim_heads):  # 1xx heads come first; the final one is ours
             start = block.find(b"\r\n\r\n", start, limit) + 4
         end = block.find(b"\r\n\r\n", start, limit)
-        self._raw_head = bytes(block[start:end])
+        head = self._raw_head = bytes(block[start:end])
+        # The reason phrase follows "HTTP/1.1 200 " (the parser checked the status line).
+        line_end = head.find(b"\r\n")
+        if line_end < 0:
+            line_end = len(head)
+        if line_end > 12 and head[12] == 32:
+            self._reason = head[13:line_end]
+        else:
+            self._reason = b""
 
     def _feed(self, data: memoryview | bytes) -> None:
         try:
@@ -212,12 +230,6 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         except httptools.HttpParserError as exc:
             self._fail(RemoteProtocolError(f"the server sent malformed HTTP: {exc}"))
             return
-
-    def _after_feed(self) -> None:
-        # The parser callbacks only record; one wake-up per read tells the waiting reader.
-        self._wake()
-        if self._head_complete and not self._message_complete and self._mode == PARSE:
-            self._consider_bypass()
 
     def _consider_bypass(self) -> None:
         """A long Content-Length body is counted, not parsed, from now on."""
@@ -254,6 +266,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 
     def eof_received(self) -> bool | None:
         self._eof = True
+        self._must_close = True
         return None  # let the transport close; connection_lost follows
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -317,12 +330,6 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         if fields is None:
             fields = self._raw_headers = parse_header_block(self._raw_head)
         return fields
-
-    def reason(self) -> bytes:
-        line_end = self._raw_head.find(b"\r\n")
-        status_line = self._raw_head if line_end < 0 else self._raw_head[:line_end]
-        parts = status_line.split(b" ", 2)
-        return parts[2] if len(parts) == 3 else b""
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -491,15 +498,14 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
     # -- state seen by the pool ------------------------------------------------------------
 
     def is_reusable(self) -> bool:
-        """True when an idle connection can take a request: open, quiet, not closing."""
-        transport = self._transport
-        return (
-            self.state == IDLE
-            and not self._must_close
-            and not self._eof
-            and transport is not None
-            and not transport.is_closing()
-        )
+        """True when an idle connection can take a request: open, quiet, not closing.
+
+        The end of the connection (EOF, a close of ours, a stray byte from the server) sets
+        ``state`` or ``_must_close`` as it happens, so this is two reads; the pool inlines it.
+        A socket error that asyncio reports a moment later is caught by the write, and the
+        pool then retries the request on another connection, as nothing was sent.
+        """
+        return self.state == IDLE and not self._must_close
 
     @property
     def is_closed(self) -> bool:
@@ -649,7 +655,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 
         async def receive_head() -> tuple[bytes, int, bytes, list[tuple[bytes, bytes]]]:
             await self._receive_head(read_timeout)
-            return self._http_version, self._status, self.reason(), self.header_fields()
+            return self._http_version, self._status, self._reason, self.header_fields()
 
         await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_HEADERS, kwargs, send_head)
         await _trace.traced(trace, _trace.HTTP11_SEND_REQUEST_BODY, kwargs, send_body)
@@ -669,7 +675,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             HTTP11ResponseStream(self, request, read_timeout, trace),
             {
                 "http_version": self._http_version,
-                "reason_phrase": self.reason(),
+                "reason_phrase": self._reason,
                 "network_stream": self._network_stream or self.network_stream(),
             },
             request,

@@ -185,7 +185,7 @@ class AsyncConnectionPool:
         idle = origin.idle
         while idle:
             conn = idle.pop()
-            if conn.is_reusable():
+            if conn.state == IDLE and not conn._must_close:  # is_reusable(), inlined
                 expiry = self._keepalive_expiry
                 if expiry is None or conn._loop.time() - conn.idle_since < expiry:
                     return conn
@@ -455,11 +455,12 @@ class AsyncConnectionPool:
     def _release(self, conn: AsyncHTTP11Connection) -> None:
         """A response is done with ``conn`` (or ``conn`` died): reuse it, or free its slot."""
         if conn.state == IDLE and not self._closed:
-            for index, (key, waiter) in enumerate(self._waiters):
-                if key == conn.origin and not waiter.done():
-                    del self._waiters[index]
-                    waiter.set_result(conn)
-                    return
+            if self._waiters:
+                for index, (key, waiter) in enumerate(self._waiters):
+                    if key == conn.origin and not waiter.done():
+                        del self._waiters[index]
+                        waiter.set_result(conn)
+                        return
             origin = self._origins.get(conn.origin)
             if origin is not None:
                 origin.idle.append(conn)
@@ -618,7 +619,6 @@ def _can_resend(conn: AsyncHTTP11Connection, request: Request, exc: Exception) -
     That is when nothing of it left this process, or when it is idempotent (RFC 9110 9.2.2)
     and its body can be sent again unchanged.
     """
-    replayable = isinstance(request.stream, ByteStream)
     if not conn._sent_anything:
-        return replayable
-    return replayable and request.method in _IDEMPOTENT
+        return True  # not even the head went, and a streamed body starts after the head
+    return isinstance(request.stream, ByteStream) and request.method in _IDEMPOTENT
