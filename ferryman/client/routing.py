@@ -67,6 +67,7 @@ class TransportRouter:
             self._no_proxy = get_environment_no_proxy()
         if proxies:
             self._proxies.update(_check_proxies(proxies))
+        self.proxies = self._proxies  # read-only for callers: the table requests are routed by
         self._transports: dict[Any, AsyncTransport] = {}
         if transport is None:
             self.default = self._build((verify, cert, http2, None, pool_size))

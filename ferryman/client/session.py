@@ -242,27 +242,44 @@ class AsyncClient:
         """
         if self._closed:
             raise RuntimeError("this client has been closed")
-        request = self.build_request(
-            method,
-            url,
-            params=params,
-            headers=headers,
-            cookies=cookies,
-            content=content,
-            data=data,
-            files=files,
-            json=json,
-            timeout=timeout,
-            extensions=extensions,
+        request = self._build_request(
+            method, url, params, headers, cookies, content, data, files, json, timeout, extensions
         )
-        transport = self._router.select(request.url, verify, cert, proxies, http2, pool_size)
+        router = self._router
+        if (
+            verify is _UNSET
+            and cert is _UNSET
+            and proxies is _UNSET
+            and http2 is None
+            and pool_size is None
+            and not router.proxies
+        ):
+            transport = router.default  # what select() answers, without the call
+        else:
+            transport = router.select(request.url, verify, cert, proxies, http2, pool_size)
         if websocket_handler is not None or request.url.scheme in ("ws", "wss"):
             # An upgrade needs HTTP/1.1: an h2 pool would strip its Upgrade headers.
             transport = self._router.select(request.url, verify, cert, proxies, False, pool_size)
             return await self._connect_websocket(transport, request, websocket_handler)
-        handlers = self._handlers_for(
-            pre_request, on_headers, post_request, data_received, data_processed
-        )
+        if (
+            pre_request is None
+            and on_headers is None
+            and post_request is None
+            and data_received is None
+            and data_processed is None
+            and not (
+                self._pre_request._handlers
+                or self._on_headers._handlers
+                or self._post_request._handlers
+                or self._data_received._handlers
+                or self._data_processed._handlers
+            )
+        ):
+            handlers = None
+        else:
+            handlers = self._handlers_for(
+                pre_request, on_headers, post_request, data_received, data_processed
+            )
         exchange = _Exchange(
             transport,
             self.cookies if self.store_cookies else None,
@@ -389,6 +406,26 @@ class AsyncClient:
         extensions: dict[str, Any] | None = None,
     ) -> Request:
         """The request ``request()`` would send first, with the session's defaults applied."""
+        return self._build_request(
+            method, url, params, headers, cookies, content, data, files, json, timeout, extensions
+        )
+
+    def _build_request(
+        self,
+        method: str,
+        url: URL | str,
+        params: QueryParamsTypes | None,
+        headers: HeadersTypes | None,
+        cookies: Cookies | Mapping[str, str] | None,
+        content: Any,
+        data: Any,
+        files: Any,
+        json: Any,
+        timeout: TimeoutTypes,
+        extensions: dict[str, Any] | None,
+    ) -> Request:
+        # build_request() with positional parameters: matching eleven keywords costs more
+        # than the rest of a GET's preparation.
         url = self._merge_url(url)
         if self.params:
             url = url.copy_merge_params(self.params)

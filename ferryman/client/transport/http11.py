@@ -850,11 +850,11 @@ def _serialize_head(method: bytes, request: Request) -> bytes:
             raise LocalProtocolError(f"invalid HTTP method {method!r}")
         if len(_VALID_METHODS) < 64:
             _VALID_METHODS.add(method)
-    parts = [method, b" ", target, b" HTTP/1.1\r\n"]
-    for name, value in request.headers.raw:
-        parts += (name, b": ", value, b"\r\n")
-    parts.append(b"\r\n")
-    return b"".join(parts)
+    fields = request.headers._raw  # (name, value) pairs, checked by Headers
+    if not fields:
+        return b"%s %s HTTP/1.1\r\n\r\n" % (method, target)
+    lines = b"\r\n".join(map(b": ".join, fields))  # no Python-level loop per header
+    return b"%s %s HTTP/1.1\r\n%s\r\n\r\n" % (method, target, lines)
 
 
 class HTTP11ResponseStream(AsyncByteStream):
