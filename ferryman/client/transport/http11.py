@@ -102,6 +102,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._raw_chunks: deque[bytes] = deque()  # bytes after the head of a tunnel / upgrade
         self._head_parts: list[bytes] = []  # reads of a head that spans several
         self._reset_message_state()
+        self._progress_wanted = False  # a streaming reader wants a wake-up for every read
         self._method = b"GET"
 
     def _reset_message_state(self) -> None:
@@ -123,8 +124,14 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._interim = False  # a 1xx response is being parsed
         self._got_continue = False
         self._parser_spent = False  # the parser's state no longer matches the stream
-        self._into: memoryview | None = None  # aread()'s pre-sized destination
+        # A Content-Length body received straight into one buffer (see _receive_into):
+        # where reads land (None once the body is complete), the whole body's buffer,
+        # how much has arrived, and how much a streaming reader has taken.
+        self._into: memoryview | None = None
+        self._into_body: memoryview | None = None
         self._into_pos = 0
+        self._into_taken = 0
+        self._reading_whole = False  # aread() wants the whole body: no flow control
         self._must_close = False
 
     # -- asyncio protocol callbacks ----------------------------------------------------------
@@ -135,7 +142,11 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         into = self._into
         if into is not None:
-            return into[self._into_pos :]
+            if self._reading_whole:
+                return into[self._into_pos :]
+            # Until aread() asks for the whole body, reads stay chunk-sized, so that a
+            # streaming reader gets chunks and flow control as with parsed bodies.
+            return into[self._into_pos : self._into_pos + BODY_HIGH_WATER]
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -147,6 +158,10 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             if self._remaining == 0:
                 self._into = None
                 self._finish_bypassed_body()
+            elif self._progress_wanted:
+                self._wake()
+            elif self._into_pos - self._into_taken > BODY_HIGH_WATER and not self._reading_whole:
+                self._pause_reading()  # flow control, as for parsed bodies
             return
         if mode == PARSE:
             if self.state != ACTIVE:
@@ -247,6 +262,32 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         if self._remaining >= BYPASS_THRESHOLD and not self._skip_body:
             self._mode = BYPASS
             self._parser_spent = True
+            size = self._buffered + self._remaining
+            if size <= REUSED_BODY_BUFFER_MAX:
+                # The rest goes straight into the body's buffer from the next read on. Left
+                # to aread(), it would start a few reads late: the event loop reads a socket
+                # again and again while reads fill the buffer, before any task runs.
+                self._receive_into(size)
+
+    def _receive_into(self, size: int) -> None:
+        """Receive the rest of a ``size``-byte body (buffered bytes included) into one buffer."""
+        target = self._receive_buffer(size)
+        position = 0
+        for chunk in self._chunks:
+            target[position : position + len(chunk)] = chunk
+            position += len(chunk)
+        self._chunks.clear()
+        self._buffered = 0
+        self._into = self._into_body = target
+        self._into_pos = position
+        self._into_taken = 0
+
+    def _stop_receiving_into(self) -> None:
+        """Back to reads of the shared buffer, what arrived in the body's buffer as a chunk."""
+        if self._into_body is not None and self._into_pos > self._into_taken:
+            self._chunks.append(bytes(self._into_body[self._into_taken : self._into_pos]))
+        self._into = self._into_body = None
+        self._into_pos = self._into_taken = 0
 
     def _bypass(self, data: bytes) -> None:
         remaining = self._remaining
@@ -746,7 +787,20 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
     # -- the response body, driven by HTTP11ResponseStream -----------------------------------
 
     def _take_body(self) -> bytes:
+        """The body bytes received and not yet taken."""
+        body = self._into_body
+        if body is not None:
+            end = self._into_pos
+            data = bytes(body[self._into_taken : end])
+            if self._into is None:  # complete: the buffer goes back to the connection
+                self._into_body = None
+                self._into_pos = self._into_taken = 0
+            else:
+                self._into_taken = end
+            return data
         chunks = self._chunks
+        if not chunks:
+            return b""
         if len(chunks) == 1:
             data = chunks.popleft()
         else:
@@ -757,27 +811,16 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 
     async def _read_body(self, read_timeout: float | None) -> bytes:
         """The whole remaining body, received into one buffer when its size is known."""
+        self._reading_whole = True
         while not self._message_complete:
             if self._mode == BYPASS and self._into is None and self._remaining > 0:
-                head = self._take_body() if self._chunks else b""
-                size = len(head) + self._remaining
-                target = self._receive_buffer(size)
-                target[: len(head)] = head
-                self._into = target
-                self._into_pos = len(head)
-                try:
-                    while not self._body_complete():
-                        await self._wait(read_timeout)
-                except BaseException:
-                    self._into = None
-                    raise
-                return bytes(target)
+                # Longer than the buffer a connection keeps: received into its own buffer.
+                self._receive_into(self._buffered + self._remaining)
             await self._wait(read_timeout)
-        return self._take_body() if self._chunks else b""
+        return self._take_body()
 
-    def _body_complete(self) -> bool:
-        # A method, not the attribute: the protocol callbacks change it between awaits.
-        return self._message_complete
+    def _has_body_data(self) -> bool:
+        return bool(self._chunks) or self._into_pos > self._into_taken
 
     def _receive_buffer(self, size: int) -> memoryview:
         """Where ``aread()`` receives a body of known size.
@@ -890,7 +933,7 @@ class HTTP11ResponseStream(AsyncByteStream):
         if conn.state != ACTIVE:
             return None
         self._started = self._closed = True
-        data = conn._take_body() if conn._chunks else b""
+        data = conn._take_body()
         conn._response_closed()
         return data
 
@@ -902,7 +945,7 @@ class HTTP11ResponseStream(AsyncByteStream):
         trace = self._trace
         if trace is None:
             if conn._message_complete:
-                data = conn._take_body() if conn._chunks else b""
+                data = conn._take_body()
             else:
                 data = await conn._read_body(self._read_timeout)
         else:
@@ -928,12 +971,16 @@ class HTTP11ResponseStream(AsyncByteStream):
             )
         try:
             while True:
-                if conn._chunks:
+                if conn._has_body_data():
                     yield conn._take_body()
                 elif conn._message_complete:
                     break
                 else:
-                    await conn._wait(self._read_timeout)
+                    conn._progress_wanted = True
+                    try:
+                        await conn._wait(self._read_timeout)
+                    finally:
+                        conn._progress_wanted = False
         except BaseException as exc:
             if trace is not None:
                 await _trace.emit(

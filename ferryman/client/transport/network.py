@@ -32,6 +32,7 @@ class AsyncNetworkStream:
         if conn._mode != RAW:
             conn._mode = RAW
             # Body bytes the HTTP layer already buffered are the first raw bytes.
+            conn._stop_receiving_into()
             if conn._chunks:
                 conn._raw_chunks.extend(conn._chunks)
                 conn._chunks.clear()

@@ -128,7 +128,9 @@ async def test_chunked_response_body(edge: EdgeServer) -> None:
     assert body == b"".join(f"chunk{i};".encode() for i in range(50))
 
 
-@pytest.mark.parametrize("size", [0, 1, 1000, 32 * 1024 - 1, 32 * 1024 + 1, 3 * 1024 * 1024 + 7])
+@pytest.mark.parametrize(
+    "size", [0, 1, 1000, 32 * 1024 - 1, 32 * 1024 + 1, 3 * 1024 * 1024 + 7, 9 * 1024 * 1024 + 3]
+)
 async def test_content_length_bodies_of_every_size(edge: EdgeServer, size: int) -> None:
     async with AsyncConnectionPool() as pool:
         for _ in range(2):  # the second exchange checks the connection's state after the first
@@ -149,6 +151,42 @@ async def test_streamed_large_body_arrives_in_chunks(edge: EdgeServer) -> None:
             received += chunk
         assert bytes(received) == pattern(size)
         assert biggest <= 512 * 1024  # never the whole body at once
+
+
+async def test_large_bodies_alternate_with_small_ones_and_streams_on_one_connection(
+    edge: EdgeServer,
+) -> None:
+    # Bodies up to 8 MiB are received straight into a buffer the connection keeps: it must
+    # never leak one response's bytes into the next, whichever way each is read.
+    sizes = [1024 * 1024, 10, 5 * 1024 * 1024 + 1, 33 * 1024, 0, 2 * 1024 * 1024, 7]
+    async with AsyncConnectionPool() as pool:
+        for index, size in enumerate(sizes):
+            response = await pool.handle_async_request(
+                Request("GET", f"{edge.url}/big?size={size}")
+            )
+            if index % 2:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                assert bytes(body) == pattern(size)
+            else:
+                assert await response.aread() == pattern(size)
+        assert len(pool.connections) == 1
+
+
+async def test_network_stream_taken_in_the_middle_of_a_large_body(edge: EdgeServer) -> None:
+    size = 2 * 1024 * 1024
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", f"{edge.url}/big?size={size}"))
+        await asyncio.sleep(0.05)  # part of the body has arrived in the body's buffer
+        stream = response.extensions["network_stream"]
+        received = bytearray()
+        while len(received) < size:
+            chunk = await stream.read(65536, timeout=5)
+            assert chunk, f"EOF after {len(received)} bytes"
+            received += chunk
+        assert bytes(received) == pattern(size)
+        await stream.aclose()
 
 
 async def test_body_read_twice_raises(edge: EdgeServer) -> None:
