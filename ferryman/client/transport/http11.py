@@ -131,7 +131,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._into_body: memoryview | None = None
         self._into_pos = 0
         self._into_taken = 0
-        self._reading_whole = False  # aread() wants the whole body: no flow control
+        self._streaming = False  # a reader iterates over the body (flow control applies)
         self._must_close = False
 
     # -- asyncio protocol callbacks ----------------------------------------------------------
@@ -142,11 +142,9 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
     def get_buffer(self, sizehint: int) -> memoryview:
         into = self._into
         if into is not None:
-            if self._reading_whole:
-                return into[self._into_pos :]
-            # Until aread() asks for the whole body, reads stay chunk-sized, so that a
-            # streaming reader gets chunks and flow control as with parsed bodies.
-            return into[self._into_pos : self._into_pos + BODY_HIGH_WATER]
+            if self._streaming:  # reads of a normal size, so that flow control can bite
+                return into[self._into_pos : self._into_pos + READ_BUFFER_SIZE]
+            return into[self._into_pos :]
         return self._view
 
     def buffer_updated(self, nbytes: int) -> None:
@@ -160,8 +158,8 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 self._finish_bypassed_body()
             elif self._progress_wanted:
                 self._wake()
-            elif self._into_pos - self._into_taken > BODY_HIGH_WATER and not self._reading_whole:
-                self._pause_reading()  # flow control, as for parsed bodies
+            elif self._streaming and self._into_pos - self._into_taken > BODY_HIGH_WATER:
+                self._pause_reading()  # flow control for a streaming reader, as when parsing
             return
         if mode == PARSE:
             if self.state != ACTIVE:
@@ -811,12 +809,21 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 
     async def _read_body(self, read_timeout: float | None) -> bytes:
         """The whole remaining body, received into one buffer when its size is known."""
-        self._reading_whole = True
         while not self._message_complete:
             if self._mode == BYPASS and self._into is None and self._remaining > 0:
                 # Longer than the buffer a connection keeps: received into its own buffer.
                 self._receive_into(self._buffered + self._remaining)
             await self._wait(read_timeout)
+        return self._take_body()
+
+    def _take_chunk(self) -> bytes:
+        """What a streaming reader gets next: what arrived, in pieces of at most
+        ``BODY_HIGH_WATER`` bytes when it sits in the body's buffer."""
+        body = self._into_body
+        if body is not None and self._into_pos - self._into_taken > BODY_HIGH_WATER:
+            start = self._into_taken
+            self._into_taken = end = start + BODY_HIGH_WATER
+            return bytes(body[start:end])
         return self._take_body()
 
     def _has_body_data(self) -> bool:
@@ -970,9 +977,10 @@ class HTTP11ResponseStream(AsyncByteStream):
                 {"request": self._request},
             )
         try:
+            conn._streaming = True
             while True:
                 if conn._has_body_data():
-                    yield conn._take_body()
+                    yield conn._take_chunk()
                 elif conn._message_complete:
                     break
                 else:

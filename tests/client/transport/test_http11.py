@@ -189,6 +189,23 @@ async def test_network_stream_taken_in_the_middle_of_a_large_body(edge: EdgeServ
         await stream.aclose()
 
 
+async def test_a_slow_streaming_reader_stops_the_socket_being_read(edge: EdgeServer) -> None:
+    # Flow control has no other visible effect on a body that fits the connection's buffer
+    # than on the server's sends, so this looks at what the connection has received.
+    size = 6 * 1024 * 1024
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(Request("GET", f"{edge.url}/big?size={size}"))
+        chunks = response.aiter_bytes()
+        received = bytearray(await chunks.__anext__())
+        (conn,) = pool.connections
+        before = conn._body_received
+        await asyncio.sleep(0.3)  # the reader dawdles; the server has sent everything
+        assert conn._body_received - before <= 512 * 1024  # the high water mark and a read
+        async for chunk in chunks:
+            received += chunk
+        assert bytes(received) == pattern(size)
+
+
 async def test_body_read_twice_raises(edge: EdgeServer) -> None:
     async with AsyncConnectionPool() as pool:
         response = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
