@@ -213,8 +213,9 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         else:
             block, limit = self._buffer, nbytes
         start = 0
-        for _ in range(self._interim_heads):  # 1xx heads come first; the final one is ours
-            start = block.find(b"\r\n\r\n", start, limit) + 4
+        if self._interim_heads:
+            for _ in range(self._interim_heads):  # 1xx heads come first; the last one is ours
+                start = block.find(b"\r\n\r\n", start, limit) + 4
         end = block.find(b"\r\n\r\n", start, limit)
         head = self._raw_head = bytes(block[start:end])
         # The reason phrase follows "HTTP/1.1 200 " (the parser checked the status line).
@@ -846,13 +847,8 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
     def _response_closed(self) -> None:
         """The response is done with: back to the pool if the exchange ended cleanly."""
         if self.state == ACTIVE:
-            if (
-                self._message_complete
-                and self._keep_alive
-                and not self._must_close
-                and not self._eof
-                and self._error is None
-            ):
+            # (EOF and failures set _must_close as they happen.)
+            if self._message_complete and self._keep_alive and not self._must_close:
                 self.state = IDLE
                 self.idle_since = self._loop.time()
                 if self._reading_paused:
