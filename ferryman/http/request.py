@@ -27,6 +27,11 @@ from ferryman.http.url import URL
 __all__ = ["Request", "reason_phrase"]
 
 _METHODS_WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+# Methods already in their canonical form: taken as given, since ``upper()`` makes a new
+# string (whose hash is then computed again wherever it is looked up) on every request.
+_CANONICAL_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"}
+)
 
 
 class Request:
@@ -45,7 +50,10 @@ class Request:
         stream: SyncByteStream | AsyncByteStream | None = None,
         extensions: MutableMapping[str, Any] | None = None,
     ) -> None:
-        self.method = method.decode("ascii") if isinstance(method, bytes) else method.upper()
+        if isinstance(method, bytes):
+            self.method = method.decode("ascii")
+        else:
+            self.method = method if method in _CANONICAL_METHODS else method.upper()
         self.url = url if isinstance(url, URL) else URL(url)
         self.extensions: MutableMapping[str, Any] = {} if extensions is None else extensions
         length: int | None
@@ -60,9 +68,10 @@ class Request:
         if headers is None:
             # The common case, built without a single look-up: it runs for every request.
             raw = [(b"Host", self.url.host_header)]
-            framing = _framing_header(self.method, length)
-            if framing is not None:
-                raw.append(framing)
+            if length != 0 or self.method in _METHODS_WITH_BODY:
+                framing = _framing_header(self.method, length)
+                if framing is not None:
+                    raw.append(framing)
             self.headers = Headers.from_raw(raw)
         else:
             # A copy: framing headers are added, and a caller's Headers may serve many requests.
@@ -82,7 +91,7 @@ class Request:
         """Build a request from parts a client already prepared (hot path): ``headers`` is taken
         over, not copied, and must hold ``Host``; framing headers are added when missing."""
         request = cls.__new__(cls)
-        request.method = method.upper()
+        request.method = method if method in _CANONICAL_METHODS else method.upper()
         request.url = url
         request.headers = headers
         request.stream = stream

@@ -101,29 +101,9 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._chunks: deque[bytes] = deque()
         self._raw_chunks: deque[bytes] = deque()  # bytes after the head of a tunnel / upgrade
         self._head_parts: list[bytes] = []  # reads of a head that spans several
-        self._reset_message_state()
-        self._progress_wanted = False  # a streaming reader wants a wake-up for every read
-        self._method = b"GET"
-
-    def _reset_message_state(self) -> None:
-        self._status = 0
-        self._response_bytes = 0
-        self._raw_head = b""
-        self._reason = b""
-        self._raw_headers: list[tuple[bytes, bytes]] | None = None
         self._interim_heads = 0
-        self._head_complete = False
-        self._message_complete = False
-        self._keep_alive = False
-        self._http_version = b"HTTP/1.1"
-        self._chunks.clear()
-        self._buffered = 0
-        self._body_received = 0
-        self._remaining = -1  # bytes left of a Content-Length body, when known
-        self._skip_body = False  # HEAD: a Content-Length describes a body that never comes
-        self._interim = False  # a 1xx response is being parsed
+        self._interim = False
         self._got_continue = False
-        self._parser_spent = False  # the parser's state no longer matches the stream
         # A Content-Length body received straight into one buffer (see _receive_into):
         # where reads land (None once the body is complete), the whole body's buffer,
         # how much has arrived, and how much a streaming reader has taken.
@@ -131,8 +111,40 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._into_body: memoryview | None = None
         self._into_pos = 0
         self._into_taken = 0
-        self._streaming = False  # a reader iterates over the body (flow control applies)
+        # Set when the connection cannot take another request; never cleared (a connection
+        # with it set is not reused).
         self._must_close = False
+        self._reset_message_state()
+        self._progress_wanted = False  # a streaming reader wants a wake-up for every read
+        self._method = b"GET"
+
+    def _reset_message_state(self) -> None:
+        # Runs for every request: the state only rare responses touch (1xx, bodies received
+        # into the body buffer) is reset only when it was touched.
+        self._status = 0
+        self._response_bytes = 0
+        self._raw_head = b""
+        self._reason = b""
+        self._raw_headers: list[tuple[bytes, bytes]] | None = None
+        self._head_complete = False
+        self._message_complete = False
+        self._keep_alive = False
+        self._http_version = b"HTTP/1.1"
+        if self._chunks:
+            self._chunks.clear()
+        self._buffered = 0
+        self._body_received = 0
+        self._remaining = -1  # bytes left of a Content-Length body, when known
+        self._skip_body = False  # HEAD: a Content-Length describes a body that never comes
+        self._parser_spent = False  # the parser's state no longer matches the stream
+        self._streaming = False  # a reader iterates over the body (flow control applies)
+        if self._interim_heads:
+            self._interim_heads = 0
+            self._interim = False  # a 1xx response is being parsed
+            self._got_continue = False
+        if self._into_body is not None:
+            self._into = self._into_body = None
+            self._into_pos = self._into_taken = 0
 
     # -- asyncio protocol callbacks ----------------------------------------------------------
 
@@ -667,7 +679,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             self._parser = httptools.HttpResponseParser(self)
         self._reset_message_state()
         self._sent_anything = False
-        method = request.method.encode("ascii")
+        method = _METHOD_BYTES.get(request.method) or request.method.encode("ascii")
         self._method = method
         return _serialize_head(method, request)
 
@@ -880,6 +892,8 @@ _TOKEN_FORBIDDEN = frozenset(b' \t\r\n\x00()<>@,;:\\"/[]?={}')
 
 
 _VALID_METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS", b"CONNECT"}
+# The same bytes objects every time (their hash is kept), not a new encoding per request.
+_METHOD_BYTES = {method.decode(): method for method in _VALID_METHODS}
 
 
 def _serialize_head(method: bytes, request: Request) -> bytes:
