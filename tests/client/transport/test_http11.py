@@ -67,6 +67,27 @@ async def test_stale_connection_detected_only_on_write_is_retried(edge: EdgeServ
             await second.aread()
 
 
+async def test_a_streamed_body_goes_on_another_connection_when_the_idle_one_is_closing(
+    edge: EdgeServer,
+) -> None:
+    # A socket can be closing before asyncio reports it lost: the request's head cannot be
+    # written, nothing of the body was taken, so the request goes again on a new connection.
+    async def parts() -> AsyncIterator[bytes]:
+        yield b"streamed "
+        yield b"body"
+
+    async with AsyncConnectionPool() as pool:
+        first = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
+        await first.aread()
+        (idle,) = pool.connections
+        idle._transport.close()  # type: ignore[union-attr]  # connection_lost comes later
+        response = await pool.handle_async_request(
+            Request("POST", edge.url + "/echo", content=parts())
+        )
+        body = json.loads(await response.aread())
+    assert body["body"] == "streamed body"
+
+
 async def test_post_bytes_sets_content_length(edge: EdgeServer) -> None:
     async with AsyncConnectionPool() as pool:
         response = await pool.handle_async_request(
