@@ -604,8 +604,10 @@ class AsyncClient:
         # than building Headers for every response (false positives only cost the exact check).
         if response._headers is None:
             head = response._raw_head.lower()
-            has_cookies = b"\nset-cookie:" in head
-            encoded = b"\ncontent-encoding:" in head
+            # find(), not ``in``: ``bytes in bytes`` first tries the needle as an int and
+            # raises and clears a TypeError inside, every time.
+            has_cookies = head.find(b"\nset-cookie:") >= 0
+            encoded = head.find(b"\ncontent-encoding:") >= 0
         else:
             has_cookies = "set-cookie" in response._headers
             encoded = "content-encoding" in response._headers
