@@ -394,7 +394,10 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             return
         self._status = status
         self._keep_alive = parser.should_keep_alive()
-        self._http_version = _HTTP_VERSIONS.get(parser.get_http_version(), b"HTTP/1.1")
+        version = parser.get_http_version()  # a new str: compared, not hashed, when it is 1.1
+        self._http_version = (
+            b"HTTP/1.1" if version == "1.1" else _HTTP_VERSIONS.get(version, b"HTTP/1.1")
+        )
         self._head_complete = True
         method = self._method
         if method == b"HEAD":
