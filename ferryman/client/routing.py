@@ -67,13 +67,18 @@ class TransportRouter:
             self._no_proxy = get_environment_no_proxy()
         if proxies:
             self._proxies.update(_check_proxies(proxies))
-        self.proxies = self._proxies  # read-only for callers: the table requests are routed by
         self._transports: dict[Any, AsyncTransport] = {}
         if transport is None:
             self.default = self._build((verify, cert, http2, None, pool_size))
         else:
             self.default = self._wrap(transport)
             self._transports[None] = self.default
+        # What select() answers for a request that overrides nothing, when that does not
+        # depend on its URL (None when proxies route by URL): the client's hot path reads it
+        # instead of calling select().
+        self.unrouted: AsyncTransport | None = (
+            self.default if not self._proxies or not self._own_transport else None
+        )
 
     def select(
         self,
@@ -91,8 +96,8 @@ class TransportRouter:
             and http2 is None
             and pool_size is None
         )
-        if not overridden and not self._proxies:
-            return self.default
+        if not overridden and self.unrouted is not None:
+            return self.unrouted
         if not self._own_transport:
             if overridden:
                 raise ValueError(

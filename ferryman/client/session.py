@@ -245,41 +245,22 @@ class AsyncClient:
         request = self._build_request(
             method, url, params, headers, cookies, content, data, files, json, timeout, extensions
         )
-        router = self._router
-        if (
+        transport = self._router.unrouted
+        if transport is None or not (
             verify is _UNSET
             and cert is _UNSET
             and proxies is _UNSET
             and http2 is None
             and pool_size is None
-            and not router.proxies
         ):
-            transport = router.default  # what select() answers, without the call
-        else:
-            transport = router.select(request.url, verify, cert, proxies, http2, pool_size)
+            transport = self._router.select(request.url, verify, cert, proxies, http2, pool_size)
         if websocket_handler is not None or request.url.scheme in ("ws", "wss"):
             # An upgrade needs HTTP/1.1: an h2 pool would strip its Upgrade headers.
             transport = self._router.select(request.url, verify, cert, proxies, False, pool_size)
             return await self._connect_websocket(transport, request, websocket_handler)
-        if (
-            pre_request is None
-            and on_headers is None
-            and post_request is None
-            and data_received is None
-            and data_processed is None
-            and not (
-                self._pre_request._handlers
-                or self._on_headers._handlers
-                or self._post_request._handlers
-                or self._data_received._handlers
-                or self._data_processed._handlers
-            )
-        ):
-            handlers = None
-        else:
-            handlers = self._handlers_for(
-                pre_request, on_headers, post_request, data_received, data_processed
-            )
+        handlers = self._handlers_for(
+            pre_request, on_headers, post_request, data_received, data_processed
+        )
         exchange = _Exchange(
             transport,
             self.cookies if self.store_cookies else None,
@@ -620,8 +601,7 @@ class AsyncClient:
             if handlers is not None or (encoded and exchange.decompress):
                 self._wrap_body(response, exchange, read_now, encoded)
             if read_now:
-                if response._read_if_complete() is None:
-                    await response.aread()
+                await response.aread()
                 if handlers is not None and handlers["post_request"]:
                     await fire(handlers["post_request"], response, "exc", None)
         except BaseException:

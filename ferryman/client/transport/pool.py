@@ -154,20 +154,7 @@ class AsyncConnectionPool:
         sni = extensions.get("sni_hostname") if extensions else None
         key = url.origin if sni is None else (url.origin, sni)
         while True:
-            # _take_idle(), inlined for the common case: the newest idle connection is fine.
-            origin = self._origins.get(key)
-            conn = None
-            if origin is not None and origin.idle:
-                newest = origin.idle[-1]
-                expiry = self._keepalive_expiry
-                if (
-                    newest.state == IDLE
-                    and not newest._must_close
-                    and (expiry is None or newest._loop.time() - newest.idle_since < expiry)
-                ):
-                    conn = origin.idle.pop()
-                else:
-                    conn = self._take_idle(key)
+            conn = self._take_idle(key)
             if conn is None:
                 opened = await self._open_or_wait(key, request)
                 if not isinstance(opened, AsyncHTTP11Connection):
@@ -198,7 +185,7 @@ class AsyncConnectionPool:
         idle = origin.idle
         while idle:
             conn = idle.pop()
-            if conn.state == IDLE and not conn._must_close:  # is_reusable(), inlined
+            if conn.is_reusable():
                 expiry = self._keepalive_expiry
                 if expiry is None or conn._loop.time() - conn.idle_since < expiry:
                     return conn
