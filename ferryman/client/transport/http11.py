@@ -664,10 +664,8 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 raise self._error
             if self.state == ACTIVE:
                 self._wait_timeout = read_timeout
-                if read_timeout is not None:  # _arm(), inlined
-                    self._deadline = deadline = self._loop.time() + read_timeout
-                    if deadline < self._timer_at:
-                        self._set_timer(deadline)
+                if read_timeout is not None:
+                    self._arm(read_timeout)
                 waiter = self._waiter = self._loop.create_future()
                 await waiter
             else:
