@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
-import threading
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
+
+from tests.servers.threaded import ThreadedStreamServer
 
 Handler = Callable[["Exchange"], "asyncio.Future[None] | None"]
 
@@ -248,58 +248,19 @@ ROUTES: dict[str, Handler] = {
 }
 
 
-class EdgeServer:
+class EdgeServer(ThreadedStreamServer):
     """Runs the routes above on 127.0.0.1 (optionally over TLS) in a background thread."""
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.ssl_context = ssl_context
-        self.loop = asyncio.new_event_loop()
+        super().__init__(ssl_context)
         self.connections = 0
         self.requests: list[tuple[str, str]] = []
         self.server_names: list[str | None] = []
         if ssl_context is not None:
             ssl_context.sni_callback = self._record_sni
-        self._server: asyncio.base_events.Server | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._sock = sock
-        self.port = sock.getsockname()[1]
 
     def _record_sni(self, ssl_object: ssl.SSLObject, name: str | None, ctx: object) -> None:
         self.server_names.append(name)
-
-    @property
-    def url(self) -> str:
-        scheme = "https" if self.ssl_context else "http"
-        return f"{scheme}://127.0.0.1:{self.port}"
-
-    def start(self) -> EdgeServer:
-        self._thread.start()
-        fut = asyncio.run_coroutine_threadsafe(self._start(), self.loop)
-        fut.result(timeout=10)
-        return self
-
-    async def _start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, sock=self._sock, ssl=self.ssl_context
-        )
-
-    def stop(self) -> None:
-        async def _stop() -> None:
-            if self._server is not None:
-                self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self.loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import socket
 import ssl
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import urlsplit
+
+from tests.servers.threaded import ThreadedStreamServer
 
 ALLOWED_HOSTS = frozenset({"127.0.0.1", "localhost"})
 # Hop-by-hop fields meant for the proxy, not for the origin.
@@ -112,7 +112,7 @@ def answer(
     writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
 
-class ForwardProxy:
+class ForwardProxy(ThreadedStreamServer):
     """The proxy, on 127.0.0.1 and a free port, in a background thread."""
 
     def __init__(
@@ -122,53 +122,16 @@ class ForwardProxy:
         connect_status: int | None = None,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        super().__init__(ssl_context)
         self.auth = auth
         self.connect_status = connect_status
-        self.ssl_context = ssl_context
         self.requests: list[SeenRequest] = []
         self.connections = 0  # client connections accepted
         self.upstream_connections = 0  # connections opened to origins (forwarding and tunnels)
-        self.loop = asyncio.new_event_loop()
-        self._server: asyncio.base_events.Server | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self._sock = sock
-        self.port: int = sock.getsockname()[1]
-
-    @property
-    def url(self) -> str:
-        return f"{'https' if self.ssl_context else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def connect_targets(self) -> list[str]:
         return [seen.target for seen in self.requests if seen.method == "CONNECT"]
-
-    def start(self) -> ForwardProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=10)
-        return self
-
-    async def _start(self) -> None:
-        self._server = await asyncio.start_server(
-            self._serve, sock=self._sock, ssl=self.ssl_context
-        )
-
-    def stop(self) -> None:
-        async def _stop() -> None:
-            if self._server is not None:
-                self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self.loop.close()
 
     def _authorized(self, head: Head) -> bool:
         if self.auth is None:

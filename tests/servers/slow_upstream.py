@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlsplit
+
+from tests.servers.threaded import ThreadedStreamServer
 
 __all__ = [
     "RawResponse",
@@ -108,23 +108,17 @@ class _Ctx:
 Route = Callable[[_Ctx], Awaitable[None]]
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(ThreadedStreamServer):
     """``start()`` returns once it listens; see the module documentation for the routes."""
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        super().__init__()
         #: Connections accepted so far, and the indexes of those that have closed.
         self.connections = 0
         self.closed: list[int] = []
         #: Connections whose peer (the proxy) closed while a route was still answering.
         self.abandoned: list[int] = []
         self.requests: list[SeenRequest] = []
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
-        self.port: int = self._sock.getsockname()[1]
-        self._server: asyncio.Server | None = None
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._routes: dict[str, Route] = {
             "slow": self._slow,
             "slow-body": self._slow_body,
@@ -145,33 +139,6 @@ class ScriptedUpstream:
             "close": self._close,
             "hangup": self._hangup,
         }
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> ScriptedUpstream:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(timeout=10)
-        return self
-
-    async def _start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, sock=self._sock)
-
-    def stop(self) -> None:
-        async def _stop() -> None:
-            if self._server is not None:
-                self._server.close()
-            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self.loop.close()
 
     def reset(self) -> None:
         """Forget what was seen (connections stay open and keep their indexes)."""
