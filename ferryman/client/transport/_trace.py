@@ -30,6 +30,7 @@ __all__ = [
     "START_TLS",
     "TraceCallback",
     "emit",
+    "start_tls",
     "traced",
 ]
 
@@ -74,3 +75,22 @@ async def traced(
         raise
     await emit(callback, f"{name}.complete", {"return_value": value})
     return value
+
+
+async def start_tls(
+    callback: TraceCallback | None,
+    phase: Callable[[], Awaitable[Any]],
+    ssl_context: Any,
+    server_hostname: str | None,
+    timeout: float | None,
+) -> None:
+    """The ``connection.start_tls`` phase, of a direct connection or of a proxy tunnel."""
+    if callback is None:
+        await phase()
+        return
+    await traced(
+        callback,
+        START_TLS,
+        {"ssl_context": ssl_context, "server_hostname": server_hostname, "timeout": timeout},
+        phase,
+    )

@@ -110,19 +110,7 @@ async def open_http11_connection(
                     conn._must_close = True
             return conn.network_stream()
 
-        if trace is None:
-            await start_tls()
-        else:
-            await _trace.traced(
-                trace,
-                _trace.START_TLS,
-                {
-                    "ssl_context": ssl_context,
-                    "server_hostname": server_hostname,
-                    "timeout": connect_timeout,
-                },
-                start_tls,
-            )
+        await _trace.start_tls(trace, start_tls, ssl_context, server_hostname, connect_timeout)
     return conn
 
 

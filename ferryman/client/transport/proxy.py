@@ -215,19 +215,7 @@ class AsyncHTTPProxy(AsyncConnectionPool):
         async def start_tls() -> Any:
             return await stream.start_tls(ssl_context, server_hostname, connect_timeout)
 
-        if trace is None:
-            await start_tls()
-        else:
-            await _trace.traced(
-                trace,
-                _trace.START_TLS,
-                {
-                    "ssl_context": ssl_context,
-                    "server_hostname": server_hostname,
-                    "timeout": connect_timeout,
-                },
-                start_tls,
-            )
+        await _trace.start_tls(trace, start_tls, ssl_context, server_hostname, connect_timeout)
         conn.resume_after_tunnel()
 
     def _get_proxy_ssl_context(self) -> ssl.SSLContext:
