@@ -19,6 +19,8 @@ import uvicorn
 
 import ferryman
 from tests.server.helpers import ASGICall
+from tests.servers.relay_harness import StartRelay, relay_starter
+from tests.servers.slow_upstream import ScriptedUpstream
 from tests.servers.ws_echo import WsEchoServer
 
 
@@ -126,3 +128,17 @@ class LiveCall(ASGICall):
 
     def disconnect(self) -> None:
         self._gone.set()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ScriptedUpstream]:
+    """The scripted upstream the relay tests send to (one per test module)."""
+    server = ScriptedUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def start_relay() -> AsyncIterator[StartRelay]:
+    async for start in relay_starter():
+        yield start

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +19,7 @@ import ferryman
 from ferryman.proxy.headers import HeaderRules
 from ferryman.proxy.rewrite import Rewrite
 from tests.servers.httpbin_server import HttpbinServer
-from tests.servers.relay_harness import StartRelay, relay_starter
+from tests.servers.relay_harness import StartRelay
 from tests.servers.slow_upstream import (
     RawResponse,
     ScriptedUpstream,
@@ -33,23 +33,10 @@ from tests.servers.ws_echo import WsEchoServer
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    server = ScriptedUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def ws_server() -> Iterator[WsEchoServer]:
     server = WsEchoServer().start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-async def start_relay() -> AsyncIterator[StartRelay]:
-    async for start in relay_starter():
-        yield start
 
 
 def upstream_saw(response: RawResponse) -> dict[str, Any]:

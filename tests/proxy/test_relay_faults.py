@@ -13,13 +13,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.servers.relay_harness import StartRelay, relay_starter
+from tests.servers.relay_harness import StartRelay
 from tests.servers.slow_upstream import (
     RawResponse,
     ScriptedUpstream,
@@ -30,19 +29,6 @@ from tests.servers.slow_upstream import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    server = ScriptedUpstream().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-async def start_relay() -> AsyncIterator[StartRelay]:
-    async for start in relay_starter():
-        yield start
 
 
 def refused_port() -> int:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import uvicorn
@@ -21,7 +23,39 @@ from ferryman.server import (
     EVENT_CORE_VIEW,
     ASGIKernel,
 )
+from ferryman.server.bridge import ASGIBridge
 from ferryman.server.controllers import ASGIApplication, Message, Scope
+from ferryman.server.protocol import ServerProtocol, ServerState
+
+BridgeServe = Callable[[ASGIApplication], Awaitable[int]]
+
+
+@contextlib.asynccontextmanager
+async def bridge_servers() -> AsyncIterator[BridgeServe]:
+    """Serve ASGI apps on 127.0.0.1 through ferryman's own server and the bridge: ``start(app)``
+    returns the port; every server started is closed, with its apps' tasks, at the end."""
+    loop = asyncio.get_running_loop()
+    started: list[tuple[asyncio.Server, ServerState, ASGIBridge]] = []
+
+    async def start(app: ASGIApplication) -> int:
+        bridge = ASGIBridge(app, loop)
+        state = ServerState()
+        server = await loop.create_server(
+            lambda: ServerProtocol(bridge, state, loop), "127.0.0.1", 0
+        )
+        started.append((server, state, bridge))
+        return int(server.sockets[0].getsockname()[1])
+
+    try:
+        yield start
+    finally:
+        for server, state, bridge in started:
+            server.close()
+            state.abort_all()
+            for task in list(bridge.tasks):
+                task.cancel()
+            await asyncio.gather(*bridge.tasks, return_exceptions=True)
+            await server.wait_closed()
 
 
 class UvicornApp:

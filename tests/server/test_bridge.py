@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -18,37 +18,19 @@ from ferryman.server import (
     ASGIKernel,
     PathPrefixResolver,
 )
-from ferryman.server.bridge import ASGIBridge, Lifespan
-from ferryman.server.controllers import ASGIApplication, Receive, Scope, Send
-from ferryman.server.protocol import ServerProtocol, ServerState
+from ferryman.server.bridge import Lifespan
+from ferryman.server.controllers import Receive, Scope, Send
+from tests.server.helpers import BridgeServe, bridge_servers
 from tests.servers.slow_upstream import read_response, roundtrip, wait_until
 
-Serve = Callable[[ASGIApplication], Awaitable[int]]
+Serve = BridgeServe
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     """Serve an ASGI app on 127.0.0.1 through the bridge; returns the port."""
-    loop = asyncio.get_running_loop()
-    started: list[tuple[asyncio.Server, ServerState, ASGIBridge]] = []
-
-    async def start(app: ASGIApplication) -> int:
-        bridge = ASGIBridge(app, loop)
-        state = ServerState()
-        server = await loop.create_server(
-            lambda: ServerProtocol(bridge, state, loop), "127.0.0.1", 0
-        )
-        started.append((server, state, bridge))
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server, state, bridge in started:
-        server.close()
-        state.abort_all()
-        for task in list(bridge.tasks):
-            task.cancel()
-        await asyncio.gather(*bridge.tasks, return_exceptions=True)
-        await server.wait_closed()
+    async with bridge_servers() as start:
+        yield start
 
 
 async def read_all(receive: Receive) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from websockets.asyncio.client import connect
@@ -13,37 +13,20 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
 from ferryman.server.bridge import ASGIBridge
-from ferryman.server.controllers import ASGIApplication, Message, Receive, Scope, Send
+from ferryman.server.controllers import Message, Receive, Scope, Send
 from ferryman.server.protocol import ServerProtocol, ServerState
+from tests.server.helpers import BridgeServe, bridge_servers
 from tests.servers.slow_upstream import roundtrip, wait_until
 
-Serve = Callable[[ASGIApplication], Awaitable[int]]
+Serve = BridgeServe
 KEY = b"dGhlIHNhbXBsZSBub25jZQ=="
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     """Serve an ASGI app on 127.0.0.1 through the bridge; returns the port."""
-    loop = asyncio.get_running_loop()
-    started: list[tuple[asyncio.Server, ServerState, ASGIBridge]] = []
-
-    async def start(app: ASGIApplication) -> int:
-        bridge = ASGIBridge(app, loop)
-        state = ServerState()
-        server = await loop.create_server(
-            lambda: ServerProtocol(bridge, state, loop), "127.0.0.1", 0
-        )
-        started.append((server, state, bridge))
-        return int(server.sockets[0].getsockname()[1])
-
-    yield start
-    for server, state, bridge in started:
-        server.close()
-        state.abort_all()
-        for task in list(bridge.tasks):
-            task.cancel()
-        await asyncio.gather(*bridge.tasks, return_exceptions=True)
-        await server.wait_closed()
+    async with bridge_servers() as start:
+        yield start
 
 
 class EchoApp:
