@@ -40,6 +40,9 @@ READ_BUFFER_SIZE: Final = 64 * 1024
 LARGE_READ_BUFFER_SIZE: Final = 256 * 1024
 #: Large buffers a pool keeps for its next long body.
 MAX_SPARE_BUFFERS: Final = 16
+#: The most response head taken from an upstream (nginx's proxy_buffer_size is 4-8 KiB): an
+#: upstream whose head goes on past it gets its request a 502, not the proxy's memory.
+MAX_HEAD_SIZE: Final = 64 * 1024
 
 
 class UpstreamPool:
@@ -199,6 +202,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         "_body_left",
         "_buffer",
         "_bypass",
+        "_head_bytes",
         "_headers",
         "_informational",
         "_keep_alive",
@@ -210,11 +214,13 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         "closed",
         "content_length",
         "deadline",
+        "feeding",
         "loop",
         "parser",
         "pool",
         "received",
         "relay",
+        "release_after_feed",
         "timeout",
         "transport",
         "tunnel",
@@ -237,6 +243,11 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._timer: asyncio.TimerHandle | None = None
         self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
+        #: Bytes read while the exchange's final head is not parsed yet.
+        self._head_bytes = 0
+        #: The parser is going through a read; a release asked meanwhile waits for its end.
+        self.feeding = False
+        self.release_after_feed = False
         self._informational = False
         self._buffer = memoryview(bytearray(READ_BUFFER_SIZE))
         #: Reading into a large buffer (a long body), the usual one put aside meanwhile.
@@ -283,25 +294,40 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 self._small_buffer_again()
             self._next_message()
             self.parser = httptools.HttpResponseParser(self)
-            relay.response_end(self._keep_alive)
             if nbytes == left:
-                return
-            data = data[left:]  # the upstream said more than its Content-Length: malformed
-            relay = self.relay
-            if relay is None:
+                relay.response_end(self._keep_alive)
+            else:
+                # More than its Content-Length said: whatever follows is an answer to no
+                # request, and the connection is of no further use.
+                relay.response_end(False)
                 self.close()
-                return
+            return
+        self.feeding = True
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
+            self.feeding = False
+            if self._after_answer():
+                return
             self.tunnel = True
             rest = data[upgrade.args[0] :]
             if rest and self.relay is not None:
                 self._forward(self.relay, rest)
             return
         except httptools.HttpParserError as exc:
+            self.feeding = False
+            if self._after_answer():
+                return
             if self.relay is not None:
                 self.relay.upstream_failed(f"sent a malformed response ({exc})")
+            return
+        self.feeding = False
+        if self.release_after_feed:
+            self.release_after_feed = False
+            if self.closed:  # it went on after the answer (see on_headers_complete)
+                self.pool.discard(self)
+            else:
+                self.pool.release(self)
             return
         if self.relay is relay:
             if relay.pending_head is not None:
@@ -310,6 +336,19 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 self._bypass = True
                 if self._body_left > READ_BUFFER_SIZE:
                     self._large_buffer()
+            elif not relay.response_started:
+                self._head_bytes += nbytes
+                if self._head_bytes > MAX_HEAD_SIZE:
+                    relay.upstream_failed(f"sent a response head larger than {MAX_HEAD_SIZE} bytes")
+
+    def _after_answer(self) -> bool:
+        """The parser failed on bytes that came after a whole answer: drop the connection
+        (nobody is waiting for them). False when they were the answer being waited for."""
+        if not self.release_after_feed:
+            return False
+        self.release_after_feed = False
+        self.pool.discard(self)
+        return True
 
     def _forward(self, relay: Relay, data: memoryview) -> None:
         """Hand a view of the read buffer to the client; keep it there if it had to queue it."""
@@ -359,6 +398,10 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             self.chunked = True
 
     def on_headers_complete(self) -> None:
+        if self.release_after_feed:
+            # A second answer in the read that ended the first: nobody asked for it.
+            self.close()
+            return
         status = self.parser.get_status_code()
         # 1xx answers (103 Early Hints, a stray 100) are not the answer: wait for the next head.
         self._informational = status < 200 and status != 101
@@ -396,6 +439,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         """Forget the message that ended (instead of an ``on_message_begin`` callback: the
         parser's callbacks are the relay's biggest per-request cost)."""
         self._body_left = -1
+        self._head_bytes = 0
         self._headers = []
         self._reason = b""
         self.content_length = None

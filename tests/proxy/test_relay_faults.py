@@ -103,6 +103,34 @@ async def test_a_malformed_upstream_answer_is_a_502(
     assert "malformed response" in error_of(response)["message"]
 
 
+async def test_an_upstream_head_without_end_is_a_502_at_64_kib(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url)
+    response = await relay.get(b"/endless-head", timeout=10)
+    assert response.status == 502
+    assert "head larger than 65536 bytes" in error_of(response)["message"]
+    await wait_until(lambda: upstream.open_connections() == 0)
+
+
+@pytest.mark.parametrize("size", [40, 70000], ids=["parsed body", "counted body"])
+async def test_bytes_past_an_answer_reach_no_other_request(
+    start_relay: StartRelay, upstream: ScriptedUpstream, size: int
+) -> None:
+    """An upstream that sends more than its Content-Length: the surplus, shaped like an answer,
+    must not become the answer of the request that waits for the connection next."""
+    relay = await start_relay(upstream.url, max_connections=1)
+    first = asyncio.create_task(relay.get(b"/overlong?size=%d" % size, timeout=5))
+    await asyncio.sleep(0.05)  # the second request waits for the only connection
+    second = asyncio.create_task(relay.get(b"/echo?second", timeout=5))
+    answer = await first
+    assert answer.status == 200 and answer.body == b"a" * size
+    response = await second
+    assert response.body != b"smuggled"
+    assert response.status == 200
+    assert response.json()["target"] == "/echo?second"  # type: ignore[index]
+
+
 # -- timeouts --------------------------------------------------------------------------------
 
 

@@ -128,6 +128,16 @@ async def bad_status(ex: Exchange) -> None:
     ex.keep_alive = False
 
 
+async def overlong(ex: Exchange) -> None:
+    """A body longer than its Content-Length, the surplus shaped like a second answer, in one
+    write (``size`` bytes announced; 100 KiB and more go through the client's bypass)."""
+    size = int(ex.arg("size", "2"))
+    ex.writer.write(
+        b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (size, b"o" * size)
+        + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled"
+    )
+
+
 async def chunked(ex: Exchange) -> None:
     count = int(ex.arg("n", "5"))
     ex.writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
@@ -237,6 +247,7 @@ ROUTES: dict[str, Handler] = {
     "/slow-body": slow_body,
     "/slow-head": slow_head,
     "/bad-status": bad_status,
+    "/overlong": overlong,
     "/chunked": chunked,
     "/big": big,
     "/until-close": until_close,

@@ -136,6 +136,8 @@ class ScriptedUpstream(ThreadedStreamServer):
             "switch-unasked": self._switch_unasked,
             "garbage": self._garbage,
             "early-hints": self._early_hints,
+            "endless-head": self._endless_head,
+            "overlong": self._overlong,
             "close": self._close,
             "hangup": self._hangup,
         }
@@ -417,6 +419,29 @@ class ScriptedUpstream(ThreadedStreamServer):
         await self._read_body(ctx)
         ctx.write(b"HTTP/1.1 abc Nope\r\nContent-Length: 0\r\n\r\n")
         ctx.keep_alive = False
+
+    async def _endless_head(self, ctx: _Ctx) -> None:
+        """A head that never ends: header lines until the proxy goes away (at most ``kib``)."""
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 200 OK\r\n")
+        for number in range(int(ctx.arg("kib", "1024"))):
+            try:
+                ctx.write(b"X-Pad-%06d: %s\r\n" % (number, b"p" * 1006))
+                await ctx.drain()
+            except ConnectionError:
+                break
+        ctx.keep_alive = False
+
+    async def _overlong(self, ctx: _Ctx) -> None:
+        """An answer with more bytes than its Content-Length says, the surplus looking like an
+        answer of its own, sent after ``delay`` s in one write with the end of the body."""
+        await self._read_body(ctx)
+        size = int(ctx.arg("size", "70000"))
+        ctx.send(200, b"", [("Content-Length", str(size))], length=False)
+        await ctx.drain()
+        await asyncio.sleep(float(ctx.arg("delay", "0.2")))
+        ctx.write(b"a" * size + b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled")
+        await ctx.drain()
 
     async def _early_hints(self, ctx: _Ctx) -> None:
         await self._read_body(ctx)

@@ -165,7 +165,12 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             self._into_pos += nbytes
             self._remaining -= nbytes
             self._body_received += nbytes
-            if self._remaining == 0:
+            if self._remaining <= 0:
+                if self._remaining < 0:  # into the spare byte: more than the body announced
+                    self._into_pos += self._remaining
+                    self._body_received += self._remaining
+                    self._remaining = 0
+                    self._answer_after_answer()
                 self._into = None
                 self._finish_bypassed_body()
             elif self._progress_wanted:
@@ -281,8 +286,12 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 self._receive_into(size)
 
     def _receive_into(self, size: int) -> None:
-        """Receive the rest of a ``size``-byte body (buffered bytes included) into one buffer."""
-        target = self._receive_buffer(size)
+        """Receive the rest of a ``size``-byte body (buffered bytes included) into one buffer.
+
+        The buffer has one byte more than the body: a read that fills it too says the server
+        sent more than it announced, in time to keep the connection from being reused.
+        """
+        target = self._receive_buffer(size + 1)
         position = 0
         for chunk in self._chunks:
             target[position : position + len(chunk)] = chunk
@@ -384,6 +393,9 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         return fields
 
     def on_headers_complete(self) -> None:
+        if self._message_complete:
+            self._answer_after_answer()
+            return
         parser = self._parser
         status = parser.get_status_code()
         if 100 <= status < 200 and status != 101:
@@ -422,6 +434,9 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         return True
 
     def on_body(self, body: bytes) -> None:
+        if self._message_complete:
+            self._answer_after_answer()
+            return
         if self._mode == PARSE:
             if not self._skip_body:
                 self._chunks.append(body)
@@ -440,6 +455,11 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         if self._mode == RAW:
             return
         self._message_complete = True
+
+    def _answer_after_answer(self) -> None:
+        """Bytes after the whole response, in the same read: we never pipeline, so nobody asked
+        for them. They are not this response's, and the connection cannot be trusted again."""
+        self._must_close = True
 
     # -- plumbing ------------------------------------------------------------------------------
 

@@ -316,6 +316,23 @@ async def test_bad_status_line_raises_remote_protocol_error(edge: EdgeServer) ->
         assert pool.connections == []
 
 
+@pytest.mark.parametrize("size", [2, 200_000], ids=["parsed body", "counted body"])
+async def test_bytes_past_the_announced_length_are_not_the_body(
+    edge: EdgeServer, size: int
+) -> None:
+    """More than Content-Length, shaped like another answer: the body is what was announced,
+    and the connection, which cannot be trusted, is not used again."""
+    async with AsyncConnectionPool() as pool:
+        response = await pool.handle_async_request(
+            Request("GET", edge.url + f"/overlong?size={size}")
+        )
+        assert await response.aread() == b"o" * size
+        after = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
+        assert after.status_code == 200
+        assert await after.aread() != b"smuggled"
+        assert len(pool.connections) == 1
+
+
 async def test_read_timeout_on_slow_body(edge: EdgeServer) -> None:
     async with AsyncConnectionPool() as pool:
         request = Request(
