@@ -135,7 +135,12 @@ class UpstreamPool:
         relay.attach(connection, reused=False)
 
     def release(self, connection: UpstreamConnection) -> None:
-        """A relayed exchange completed cleanly and the upstream keeps the connection alive."""
+        """A relayed exchange completed cleanly and the upstream keeps the connection alive.
+
+        Not while the connection's parser is inside a read (``connection.feeding``): the rest
+        of that read must be known to be empty first. The relay then sets
+        ``release_after_feed`` and the connection comes back here once the read is parsed.
+        """
         self.busy -= 1
         connection.relay = None
         connection.timeout = None  # disarmed (inlined: this runs for every request)
