@@ -579,13 +579,18 @@ class AsyncConnectionPool:
         # A plain socket closes on the next loop iteration; a TLS one first sends close_notify
         # and waits for the peer's. Give them a moment, then drop the sockets that are still
         # open: a pool closed just before its event loop stops must not leak file descriptors.
-        deadline = asyncio.get_running_loop().time() + CLOSE_GRACE
+        # The first look comes after one iteration, the later ones less and less often: a
+        # fixed 5 ms step made every short-lived pool (a script's one request) 5 ms slower.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_GRACE
+        pause = 0.0
         while any(not conn.is_lost for conn in closing):
-            if asyncio.get_running_loop().time() >= deadline:
+            if loop.time() >= deadline:
                 for conn in closing:
                     conn.abort()
                 break
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(pause)
+            pause = min(max(2 * pause, 0.001), 0.02)
 
     async def __aenter__(self) -> AsyncConnectionPool:
         return self

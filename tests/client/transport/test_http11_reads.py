@@ -1,5 +1,10 @@
 """The HTTP/1.1 connection fed by hand: however a response is cut into reads, the same
-response comes out. No sockets: a recording transport stands in for the network."""
+response comes out. No sockets: a recording transport stands in for the network.
+
+The connections of one event loop share their read buffer, so ``deliver`` scribbles over it
+after every read, as the next read of another connection would: a connection that kept a view
+of the buffer instead of a copy gets garbage here.
+"""
 
 from __future__ import annotations
 
@@ -40,12 +45,14 @@ class RecordingTransport(asyncio.Transport):
 
 
 def deliver(conn: AsyncHTTP11Connection, data: bytes) -> None:
-    """What the event loop does with bytes from the socket: fill get_buffer, report the count."""
+    """What the event loop does with bytes from the socket: fill get_buffer, report the count;
+    then another connection's read lands in the same buffer."""
     while data:
         buffer = conn.get_buffer(-1)
         n = min(len(buffer), len(data))
         buffer[:n] = data[:n]
         conn.buffer_updated(n)
+        buffer[:n] = b"\xff" * n
         data = data[n:]
 
 
@@ -104,3 +111,47 @@ def test_parse_header_block_keeps_case_order_and_trims_whitespace() -> None:
         (b"A", b"again"),
     ]
     assert parse_header_block(b"HTTP/1.1 204 No Content") == []
+
+
+CHUNKED = (
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Who: second\r\n\r\n"
+    b"5\r\nchunk\r\n7\r\ned body\r\n0\r\n\r\n"
+)
+
+
+async def interleaved(cuts: list[int]) -> tuple[bytes, bytes, bytes | None, bytes | None]:
+    """Two connections of one loop, their responses' reads alternating."""
+    loop = asyncio.get_running_loop()
+    first = AsyncHTTP11Connection(("http", b"example.test", 80), loop)
+    second = AsyncHTTP11Connection(("http", b"example.test", 80), loop)
+    assert first.get_buffer(-1).obj is second.get_buffer(-1).obj  # one buffer per loop
+    pending = []
+    for conn in (first, second):
+        conn.connection_made(RecordingTransport())
+        pending.append(
+            asyncio.ensure_future(conn.handle_async_request(Request("GET", "http://example.test/")))
+        )
+    await asyncio.sleep(0)
+    positions = [0, 0]
+    responses = [RESPONSE, CHUNKED]
+    for cut in cuts:
+        index = cut % 2
+        conn, data = (first, second)[index], responses[index]
+        end = min(len(data), positions[index] + cut // 2 + 1)
+        deliver(conn, data[positions[index] : end])
+        positions[index] = end
+    deliver(first, RESPONSE[positions[0] :])
+    deliver(second, CHUNKED[positions[1] :])
+    one, two = [await future for future in pending]
+    return (
+        await one.aread(),
+        await two.aread(),
+        one.headers.get("x-multi"),
+        two.headers.get("x-who"),
+    )
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=40), max_size=20))
+def test_connections_sharing_the_read_buffer_keep_their_own_bytes(cuts: list[int]) -> None:
+    assert asyncio.run(interleaved(cuts)) == (b"hello world", b"chunked body", "a, b", "second")
