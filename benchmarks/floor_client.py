@@ -10,6 +10,13 @@ copy of a 1 MiB body into ``bytes``. Compare its figures with the harness's in t
     taskset -c 1 /tmp/ferryman-bench-venv/bin/python benchmarks/floor_client.py 1m 300 1
 
 (nginx from ``shared/bench`` must be serving on 127.0.0.1:18080, pinned to CPU 0.)
+
+``run`` follows the client harness's interface, so the floor can stand in the harness's own
+table next to aiohttp, measured the way the candidates are (connections opened and closed
+inside the timed call):
+
+    ../shared/bench/client_bench.sh --clients aiohttp \
+        --candidate benchmarks/floor_client.py:run --candidate-name floor
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import resource
 import sys
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httptools
 import uvloop
@@ -30,7 +38,9 @@ MIB = 1 << 20
 class SmallGet(asyncio.Protocol):
     request = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1:18080\r\n\r\n"
 
-    def __init__(self) -> None:
+    def __init__(self, request: bytes | None = None) -> None:
+        if request is not None:
+            self.request = request
         self.parser = httptools.HttpResponseParser(self)
         self.waiter: asyncio.Future[int] | None = None
         self.body: list[bytes] = []
@@ -53,7 +63,9 @@ class SmallGet(asyncio.Protocol):
 class LargeGet(asyncio.BufferedProtocol):
     request = b"GET /1m HTTP/1.1\r\nHost: 127.0.0.1:18080\r\n\r\n"
 
-    def __init__(self) -> None:
+    def __init__(self, request: bytes | None = None) -> None:
+        if request is not None:
+            self.request = request
         self.buffer = bytearray(MIB + 4096)
         self.view = memoryview(self.buffer)
         self.filled = 0
@@ -102,6 +114,38 @@ async def main(kind: str, n: int, concurrency: int) -> None:
         f" (user {1e6 * user / n:.1f}, system {1e6 * system / n:.1f};"
         f" {(r1.ru_nvcsw - r0.ru_nvcsw) / n:.2f} sleeps/req)"
     )
+
+
+async def run(url: str, n: int, concurrency: int) -> int:
+    """The harness's interface: ``n`` GETs of ``url`` (``/1m`` is read as a 1 MiB body),
+    ``concurrency`` connections; returns the body bytes read."""
+    loop = asyncio.get_running_loop()
+    parts = urlsplit(url)
+    host, port = parts.hostname or HOST, parts.port or 80
+    request = b"GET %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (
+        (parts.path or "/").encode(),
+        parts.netloc.encode(),
+    )
+    factory = LargeGet if parts.path == "/1m" else SmallGet
+    conns = [
+        (await loop.create_connection(lambda: factory(request), host, port))[1]
+        for _ in range(max(1, min(concurrency, n)))
+    ]
+    remaining, total = n, 0
+
+    async def worker(conn: Any) -> None:
+        nonlocal remaining, total
+        while remaining > 0:
+            remaining -= 1
+            conn.waiter = loop.create_future()
+            conn.transport.write(conn.request)
+            size = await conn.waiter  # (``total += await`` would read total before waiting)
+            total += size
+
+    await asyncio.gather(*(worker(c) for c in conns))
+    for conn in conns:
+        conn.transport.close()
+    return total
 
 
 if __name__ == "__main__":
