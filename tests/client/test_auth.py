@@ -9,7 +9,6 @@ import hashlib
 import hmac
 import json
 import re
-import socket
 import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -36,6 +35,7 @@ from ferryman.exceptions import StreamConsumedError, StreamError
 from ferryman.http import IteratorByteStream
 from tests.servers.edge import EdgeServer
 from tests.servers.httpbin_server import HttpbinServer
+from tests.servers.threaded import ThreadedStreamServer
 
 # -- drivers: the client's auth loop, over the real transport ------------------------------------
 
@@ -429,38 +429,14 @@ def test_digest_sync_through_the_sync_pool(httpbin: HttpbinServer) -> None:
 # -- OAuth2 -----------------------------------------------------------------------------------
 
 
-class TokenServer:
+class TokenServer(ThreadedStreamServer):
     """Accepts only ``Bearer <valid>``; records every token it was shown and echoes the body
     length, so retries can be checked to carry their body."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.valid = "good"
         self.seen: list[str] = []
-        self.loop = asyncio.new_event_loop()
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-
-    def start(self) -> TokenServer:
-        self._thread.start()
-        future = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, sock=self._sock), self.loop
-        )
-        self._server = future.result(timeout=10)
-        return self
-
-    def stop(self) -> None:
-        async def close() -> None:
-            self._server.close()
-            tasks = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-        asyncio.run_coroutine_threadsafe(close(), self.loop).result(timeout=10)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(timeout=10)
-        self.loop.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
