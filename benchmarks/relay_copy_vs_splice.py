@@ -11,8 +11,9 @@ It answers whether a zero-copy relay is worth its complexity (taking the sockets
 the event loop's transports while a body streams). Measured here (2026-11-21), pinned with
 ``taskset -c 1`` and nginx on CPU 0, 1,000 MiB a run: copy 415-438 system µs per MiB (user
 59-75), splice 343-358 (user 27-60); an hour later, the machine busier, copy 584 (user
-88-121), splice 520-530 (user 74-78). Most of the kernel's cost is TCP, not the copies:
-splice would save 10-15% of a 1 MiB relay's CPU.
+88-121), splice 520-530 (user 74-78); later still (300 MiB), copy 500 (user 121), splice 500
+(user 50). Most of the kernel's cost is TCP, not the copies: splice would save 0-15% of a
+1 MiB relay's CPU.
 """
 
 from __future__ import annotations
@@ -55,6 +56,8 @@ def relay_copy(upstream: socket.socket, sink: socket.socket, view: memoryview) -
     left = MIB
     while left:
         n = upstream.recv_into(view[: min(left, len(view))])
+        if n == 0:
+            raise SystemExit("the upstream closed the connection mid-body")
         sink.sendall(view[:n])
         left -= n
 
@@ -66,6 +69,8 @@ def relay_splice(upstream: socket.socket, sink: socket.socket, pipe: tuple[int, 
     while left or in_pipe:
         if left:
             n = os.splice(upstream.fileno(), write_end, left, flags=flags)
+            if n == 0:
+                raise SystemExit("the upstream closed the connection mid-body")
             left -= n
             in_pipe += n
         while in_pipe:
