@@ -601,7 +601,8 @@ class AsyncClient:
             if handlers is not None or (encoded and exchange.decompress):
                 self._wrap_body(response, exchange, read_now, encoded)
             if read_now:
-                await response.aread()
+                if response._read_if_complete() is None:  # (no coroutine when it is all there)
+                    await response.aread()
                 if handlers is not None and handlers["post_request"]:
                     await fire(handlers["post_request"], response, "exc", None)
         except BaseException:
