@@ -11,6 +11,7 @@ says what it is: ``Via`` (section 7.6.3) and the de-facto ``X-Forwarded-For/-Pro
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import Final, TypeAlias
 
@@ -19,6 +20,7 @@ __all__ = [
     "HeaderRules",
     "RawHeaders",
     "downstream_headers",
+    "plain_response_lines",
     "upstream_headers",
 ]
 
@@ -224,3 +226,62 @@ def downstream_headers(
     if rules.add:
         headers.extend(rules.add)
     return headers
+
+
+_VIA_LINE: Final = b"Via: " + VIA_VALUE + b"\r\n"
+#: A header line ``downstream_headers`` treats apart from copying, in a lower-cased head: the
+#: line's CRLF-led name and its value.
+_SPECIAL_RESPONSE_LINE: Final = re.compile(
+    rb"\r\n(connection|content-length|keep-alive|proxy-[^:\r]*|te|trailer|transfer-encoding"
+    rb"|upgrade|via)[ \t]*:([^\r]*)"
+)
+
+
+def plain_response_lines(
+    head: bytes, rules: HeaderRules = NO_RULES
+) -> tuple[bytes, bytes, int | None, bool] | None:
+    """The reason, relayed header lines, Content-Length and chunking of an ordinary head.
+
+    ``head`` is a response's status line and header lines, each ending in CRLF, as the upstream
+    sent them. llhttp must accept them before the result is used: it refuses malformed status
+    lines, folded lines, bare CRs and LFs, and a repeated Content-Length, which this relies on.
+    The lines come back as ``downstream_headers`` would relay them, ``Via`` included, each
+    ending in CRLF; the values keep the spacing the upstream gave them.
+
+    ``None`` means the head needs ``downstream_headers``: an interim (1xx) answer, a ``Via`` to
+    extend, a ``Connection`` that names other headers, or rules to apply. Every other head is
+    relayed by cutting its hop-by-hop lines out of the bytes: a few C-level scans, where the
+    general way costs two parser callbacks and a loop turn per header, so the scans pay off
+    from about a dozen headers (see ``PLAIN_HEAD_MIN_SIZE`` in ``ferryman.proxy.upstream``).
+    """
+    if rules or head[9:10] == b"1":  # an interim answer
+        return None
+    line_end = head.find(b"\r\n")
+    lines = head[line_end:]  # from the status line's CRLF: every header line starts with one
+    length: int | None = None
+    chunked = False
+    kept: list[bytes] = []
+    position = 0
+    for match in _SPECIAL_RESPONSE_LINE.finditer(lines.lower()):
+        name = match[1]
+        if name == b"content-length":
+            if length is not None:
+                return None
+            try:
+                length = int(match[2])
+            except ValueError:
+                return None  # llhttp will refuse it; nothing here may raise before it does
+            continue
+        if name == b"via" or (
+            name == b"connection" and match[2].strip(b" \t") not in _PLAIN_CONNECTION
+        ):
+            return None
+        if name == b"transfer-encoding":
+            chunked = True
+        start, end = match.span()  # the line's leading CRLF to its end: cut out whole
+        kept.append(lines[position:start])
+        position = end
+    kept.append(lines[position:])
+    kept.append(_VIA_LINE)
+    # Each kept line still starts with a CRLF: the first one ends the status line.
+    return head[13:line_end], b"".join(kept)[2:], length, chunked

@@ -21,15 +21,16 @@ from ferryman.proxy.errors import error_body
 from ferryman.proxy.headers import NO_RULES, HeaderRules, downstream_headers, upstream_headers
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
-from ferryman.server.protocol import RequestHandler, ServerExchange, response_head
+from ferryman.server.protocol import RequestHandler, ServerExchange, response_head, status_line
 
 __all__ = ["EndpointRelay", "Relay"]
 
 _CHUNK_END: Final = b"0\r\n\r\n"
 _CRLF: Final = b"\r\n"
 _CHUNKED: Final = (b"Transfer-Encoding", b"chunked")
-_CLOSE: Final = (b"Connection", b"close")
-_KEEP_ALIVE: Final = (b"Connection", b"keep-alive")
+_CHUNKED_LINE: Final = b"Transfer-Encoding: chunked\r\n"
+_CLOSE_LINE: Final = b"Connection: close\r\n"
+_KEEP_ALIVE_LINE: Final = b"Connection: keep-alive\r\n"
 
 
 class EndpointRelay:
@@ -305,6 +306,7 @@ class Relay:
     def response_head(
         self, status: int, reason: bytes, raw: list[tuple[bytes, bytes]], keep_alive: bool
     ) -> None:
+        """The upstream's head, as the parser's callbacks gave it (see ``response_lines``)."""
         exchange = self.exchange
         if exchange.finished or self.finished:
             return
@@ -313,9 +315,9 @@ class Relay:
         if status == 101 and not exchange.upgrade:
             self.upstream_failed("switched protocols unasked")
             return
-        self.response_started = True
         headers = downstream_headers(raw, rules=self.endpoint.response_rules)
         if status == 101:
+            self.response_started = True
             upgrade = next((value for name, value in raw if name.lower() == b"upgrade"), None)
             headers.append((b"Connection", b"upgrade"))
             if upgrade is not None:
@@ -325,19 +327,35 @@ class Relay:
             connection.disarm()
             exchange.start_tunnel()
             return
+        lines = b"\r\n".join(map(b": ".join, headers)) + _CRLF  # (Via is always there)
+        self.response_lines(status, reason, lines, keep_alive)
+
+    def response_lines(self, status: int, reason: bytes, lines: bytes, keep_alive: bool) -> None:
+        """A final answer's head, its header lines (CRLF-terminated) already as relayed.
+
+        Ordinary heads come here straight from their bytes (``plain_response_lines``); the
+        others through ``response_head``. What is left is framing the body for the client.
+        """
+        exchange = self.exchange
+        if exchange.finished or self.finished:
+            return
+        connection = self.connection
+        assert connection is not None
+        self.response_started = True
+        framing = b""
         if self.head_only or status == 204 or status == 304:
             pass  # no body; Content-Length (if any) describes the one a GET would get
         elif connection.content_length is None:
             if exchange.http_version == "1.1":
-                headers.append(_CHUNKED)
+                framing += _CHUNKED_LINE
                 self.chunked_out = True
             else:
                 self.keep_client = False  # an HTTP/1.0 body ends where the connection does
         if not exchange.keep_alive or not self.keep_client:
-            headers.append(_CLOSE)
+            framing += _CLOSE_LINE
         elif exchange.http_version == "1.0":
-            headers.append(_KEEP_ALIVE)
-        self.pending_head = response_head(status, reason or None, headers)
+            framing += _KEEP_ALIVE_LINE
+        self.pending_head = status_line(status, reason or None) + lines + framing + _CRLF
         if self.head_only:
             # The parser cannot know a HEAD answer has no body; the next answer needs a new one.
             connection.reset_parser()

@@ -34,6 +34,7 @@ __all__ = [
     "ServerState",
     "WriteGate",
     "response_head",
+    "status_line",
 ]
 
 logger = logging.getLogger("ferryman.server")
@@ -56,6 +57,12 @@ def response_head(status: int, reason: bytes | None, headers: list[tuple[bytes, 
     if not headers:
         return line + b"\r\n"
     return line + b"\r\n".join(map(b": ".join, headers)) + b"\r\n\r\n"
+
+
+def status_line(status: int, reason: bytes | None) -> bytes:
+    """``HTTP/1.1 <status> <reason>`` and its CRLF (the standard reason when ``reason`` is None)."""
+    line = _STATUS_LINES.get(status if reason is None else (status, reason))
+    return _status_line(status, reason) if line is None else line
 
 
 def _status_line(status: int, reason: bytes | None) -> bytes:

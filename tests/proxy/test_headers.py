@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ferryman.proxy.headers import (
     HOP_BY_HOP,
     NO_RULES,
     HeaderRules,
     downstream_headers,
+    plain_response_lines,
     upstream_headers,
 )
 
@@ -177,3 +180,98 @@ def test_names_seen_before_are_treated_the_same_and_the_memory_of_names_is_bound
         response = downstream_headers([*many, (b"x-secret", b"s")], rules=rules)
         assert response[:1500] == many and named(response, b"x-secret") == []
     assert len(rules.upstream_kinds) == len(rules.downstream_kinds) == 1024
+
+
+# -- plain_response_lines: the relay's shortcut for ordinary heads ---------------------------------
+
+
+def head_of(*headers: tuple[bytes, bytes], status: bytes = b"200 OK") -> bytes:
+    return b"HTTP/1.1 " + status + b"\r\n" + b"".join(n + b": " + v + b"\r\n" for n, v in headers)
+
+
+def as_lines(headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+
+
+ORDINARY_HEADS = [
+    # nginx's answer to the benchmark
+    (
+        (b"Server", b"nginx"),
+        (b"Date", b"Sat, 21 Nov 2026 10:00:00 GMT"),
+        (b"Content-Type", b"application/json"),
+        (b"Content-Length", b"213"),
+        (b"Connection", b"keep-alive"),
+        (b"ETag", b'"655f1c00-d5"'),
+    ),
+    # every hop-by-hop header a plain Connection allows, in any case, first and last
+    (
+        (b"connection", b"Keep-Alive"),
+        (b"KEEP-ALIVE", b"timeout=5"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"TE", b"trailers"),
+        (b"Trailer", b"X-Sum"),
+        (b"Upgrade", b"h2c"),
+        (b"Proxy-Authenticate", b"Basic"),
+        (b"X-Kept", b"1"),
+        (b"Proxy-Connection", b"close"),
+    ),
+    # names that only begin like hop-by-hop ones are kept
+    (
+        (b"Connection-Id", b"7"),
+        (b"X-Connection", b"x"),
+        (b"TE-Hint", b"y"),
+        (b"Via-Region", b"eu"),
+        (b"Trailers", b"z"),
+        (b"Content-Length-Hint", b"9"),
+        (b"Connection", b"close"),
+    ),
+    # no headers at all, and only hop-by-hop ones
+    (),
+    ((b"Connection", b"keep-alive"), (b"Keep-Alive", b"timeout=5")),
+]
+
+
+@pytest.mark.parametrize("headers", ORDINARY_HEADS)
+def test_plain_response_lines_relay_what_downstream_headers_would(
+    headers: tuple[tuple[bytes, bytes], ...],
+) -> None:
+    plain = plain_response_lines(head_of(*headers))
+    assert plain is not None
+    reason, lines, length, chunked = plain
+    assert reason == b"OK"
+    assert lines == as_lines(downstream_headers(list(headers)))
+    lengths = [int(v) for n, v in headers if n.lower() == b"content-length"]
+    assert length == (lengths[0] if lengths else None)
+    assert chunked == any(n.lower() == b"transfer-encoding" for n, _ in headers)
+
+
+def test_plain_response_lines_keep_the_upstreams_spacing_and_reason() -> None:
+    head = b"HTTP/1.1 418 I'm a teapot\r\nX-A:no-space\r\nX-B:   padded  \r\nContent-Length:  5\r\n"
+    assert plain_response_lines(head) == (
+        b"I'm a teapot",
+        b"X-A:no-space\r\nX-B:   padded  \r\nContent-Length:  5\r\nVia: 1.1 ferryman\r\n",
+        5,
+        False,
+    )
+    assert plain_response_lines(b"HTTP/1.1 204\r\n") == (b"", b"Via: 1.1 ferryman\r\n", None, False)
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        head_of((b"Link", b"</a.css>"), status=b"103 Early Hints"),
+        head_of((b"Upgrade", b"websocket"), status=b"101 Switching Protocols"),
+        head_of((b"Via", b"1.0 cache"), (b"X-A", b"1")),  # extended, not copied
+        head_of((b"Connection", b"close, X-Internal"), (b"X-Internal", b"1")),
+        head_of((b"Content-Length", b"1"), (b"Content-Length", b"1")),
+        head_of((b"Content-Length", b"abc")),  # llhttp refuses it; nothing may raise first
+    ],
+)
+def test_heads_plain_response_lines_leaves_to_downstream_headers(head: bytes) -> None:
+    assert plain_response_lines(head) is None
+
+
+def test_rules_leave_every_head_to_downstream_headers() -> None:
+    rules = HeaderRules(remove=["server"])
+    assert plain_response_lines(head_of((b"Server", b"nginx")), rules) is None
+    assert plain_response_lines(head_of((b"Server", b"nginx"))) is not None

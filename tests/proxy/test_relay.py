@@ -506,6 +506,56 @@ async def test_early_hints_are_not_mistaken_for_the_answer(
     assert (response.status, response.body) == (200, b"final")
 
 
+async def test_an_interim_answer_and_a_final_head_split_across_reads(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url)
+    response = await relay.get(b"/early-hints-split")
+    assert (response.status, response.body) == (200, b"final")
+    assert response.header("x-after") == "hints"
+
+
+API_HEADERS = [
+    ("Server", "api-gateway"),
+    ("Content-Type", "application/json; charset=utf-8"),
+    ("Cache-Control", "private, max-age=60"),
+    ("X-RateLimit-Limit", "5000"),
+    ("X-RateLimit-Remaining", "4999"),
+    ("Connection-Id", "17"),
+    ("X-Connection", "upstream-only-by-name"),
+    ("TE-Hint", "none"),
+    ("Via-Region", "eu-west"),
+    ("Set-Cookie", "a=1"),
+    ("Set-Cookie", "b=2"),
+    ("X-Spaced", "padded"),
+    ("Strict-Transport-Security", "max-age=31536000; includeSubDomains; preload"),
+    ("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'"),
+    ("X-Request-Id", "7f3c2a9e-5b1d-4c8e-9a2f-0d6e1b3c4a5f"),
+]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_a_long_ordinary_head_keeps_its_headers_in_order_without_hop_by_hop_ones(
+    start_relay: StartRelay, upstream: ScriptedUpstream, chunked: bool
+) -> None:
+    """Long heads like many APIs send: relayed from their bytes (``plain_response_lines``)."""
+    upstream.reset()
+    relay = await start_relay(upstream.url)
+    reader, writer = await relay.connect()
+    for _ in range(3):  # the upstream connection is reused with the parser it used
+        writer.write(b"GET /api?chunked=%d HTTP/1.1\r\nHost: p\r\n\r\n" % chunked)
+        response = await read_response(reader)
+        assert (response.status, response.body) == (200, b'{"id": 4711}')
+        if chunked:  # relayed chunked again: the framing comes after ``Via``
+            expected = [*API_HEADERS, ("Via", "1.1 ferryman"), ("Transfer-Encoding", "chunked")]
+        else:
+            expected = [*API_HEADERS, ("Content-Length", "12"), ("Via", "1.1 ferryman")]
+        assert response.headers == expected
+    writer.close()
+    asked = [seen.connection for seen in upstream.requests if seen.target.startswith("/api")]
+    assert len(asked) == 3 and len(set(asked)) == 1
+
+
 async def test_a_close_delimited_http_1_0_answer_is_chunked_for_an_http_1_1_client(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:

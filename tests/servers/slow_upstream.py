@@ -136,6 +136,8 @@ class ScriptedUpstream(ThreadedStreamServer):
             "switch-unasked": self._switch_unasked,
             "garbage": self._garbage,
             "early-hints": self._early_hints,
+            "early-hints-split": self._early_hints_split,
+            "api": self._api,
             "endless-head": self._endless_head,
             "overlong": self._overlong,
             "close": self._close,
@@ -396,6 +398,40 @@ class ScriptedUpstream(ThreadedStreamServer):
             ],
         )
 
+    async def _api(self, ctx: _Ctx) -> None:
+        """A third-party API's answer: a long head (over 512 bytes, relayed from its bytes),
+        plain hop-by-hop headers among the others, and names that only begin like hop-by-hop
+        ones. ``?chunked=1`` sends the body chunked."""
+        await self._read_body(ctx)
+        body = b'{"id": 4711}'
+        head = (
+            b"HTTP/1.1 200 OK\r\n"
+            b"Server: api-gateway\r\n"
+            b"Content-Type: application/json; charset=utf-8\r\n"
+            b"connection: Keep-Alive\r\n"
+            b"Keep-Alive: timeout=5, max=100\r\n"
+            b"Cache-Control: private, max-age=60\r\n"
+            b"Proxy-Authenticate: Basic realm=upstream\r\n"
+            b"X-RateLimit-Limit: 5000\r\n"
+            b"X-RateLimit-Remaining: 4999\r\n"
+            b"Connection-Id: 17\r\n"
+            b"X-Connection: upstream-only-by-name\r\n"
+            b"TE-Hint: none\r\n"
+            b"Via-Region: eu-west\r\n"
+            b"Upgrade: h2c\r\n"
+            b"Set-Cookie: a=1\r\n"
+            b"Set-Cookie: b=2\r\n"
+            b"X-Spaced:   padded\r\n"
+            b"Strict-Transport-Security: max-age=31536000; includeSubDomains; preload\r\n"
+            b"Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
+            b"X-Request-Id: 7f3c2a9e-5b1d-4c8e-9a2f-0d6e1b3c4a5f\r\n"
+        )
+        if ctx.arg("chunked", "0") == "1":
+            head += b"Transfer-Encoding: chunked\r\n\r\n"
+            ctx.write(head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
+        else:
+            ctx.write(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
     async def _upgrade(self, ctx: _Ctx) -> None:
         """``101 Switching Protocols`` to ``raw-echo``: every byte after it comes back."""
         protocol = ctx.request.header("upgrade") or "raw-echo"
@@ -448,6 +484,16 @@ class ScriptedUpstream(ThreadedStreamServer):
         ctx.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
         await ctx.drain()
         ctx.send(200, b"final")
+
+    async def _early_hints_split(self, ctx: _Ctx) -> None:
+        """An interim answer and the final head in one write, the head's end in the next."""
+        await self._read_body(ctx)
+        ctx.write(
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Le"
+        )
+        await ctx.drain()
+        await asyncio.sleep(0.05)
+        ctx.write(b"ngth: 5\r\nX-After: hints\r\n\r\nfinal")
 
 
 # -- a raw client ------------------------------------------------------------------------------
