@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from ferryman.proxy.headers import (
     HOP_BY_HOP,
@@ -275,3 +277,37 @@ def test_rules_leave_every_head_to_downstream_headers() -> None:
     rules = HeaderRules(remove=["server"])
     assert plain_response_lines(head_of((b"Server", b"nginx")), rules) is None
     assert plain_response_lines(head_of((b"Server", b"nginx"))) is not None
+
+
+_NAMES = [
+    b"Connection", b"Content-Length", b"Keep-Alive", b"Proxy-Authenticate", b"Proxy-X", b"TE",
+    b"Trailer", b"Transfer-Encoding", b"Upgrade", b"Via", b"Server", b"X-Connection",
+    b"Connection-Id", b"TE-Hint", b"Via-Region", b"Set-Cookie", b"Content-Type", b"Trailers",
+]  # fmt: skip
+_VALUES = [b"keep-alive", b"close", b"Upgrade", b"close, X-A", b"12", b"chunked", b"1.0 cdn", b"x"]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_NAMES).flatmap(
+                lambda name: st.sampled_from([name, name.lower(), name.upper()])
+            ),
+            st.sampled_from(_VALUES),
+        ),
+        max_size=12,
+    )
+)
+def test_plain_response_lines_agree_with_downstream_headers_on_any_head(
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """Whenever the shortcut answers, it answers what the general way would."""
+    plain = plain_response_lines(head_of(*headers))
+    if plain is None:
+        return
+    _, lines, length, chunked = plain
+    assert lines == as_lines(downstream_headers(headers))
+    lengths = [value for name, value in headers if name.lower() == b"content-length"]
+    assert length == (int(lengths[0]) if lengths else None) and len(lengths) <= 1
+    assert chunked == any(name.lower() == b"transfer-encoding" for name, _ in headers)
+    assert not any(name.lower() == b"via" for name, _ in headers)
