@@ -230,10 +230,14 @@ def downstream_headers(
 
 _VIA_LINE: Final = b"Via: " + VIA_VALUE + b"\r\n"
 #: A header line ``downstream_headers`` treats apart from copying, in a lower-cased head: the
-#: line's CRLF-led name and its value.
+#: line's CRLF-led name and its value. Built from the names ``downstream_headers`` goes by, so
+#: the two cannot disagree (sorted: the same pattern whatever the hash seed).
 _SPECIAL_RESPONSE_LINE: Final = re.compile(
-    rb"\r\n(connection|content-length|keep-alive|proxy-[^:\r]*|te|trailer|transfer-encoding"
-    rb"|upgrade|via)[ \t]*:([^\r]*)"
+    rb"\r\n("
+    + b"|".join(
+        re.escape(name) for name in sorted(_DOWNSTREAM_SPECIAL, key=lambda name: (-len(name), name))
+    )
+    + rb"|proxy-[^:\r]*)[ \t]*:([^\r]*)"
 )
 
 

@@ -51,9 +51,7 @@ MAX_PIPELINED: Final = 16
 
 def response_head(status: int, reason: bytes | None, headers: list[tuple[bytes, bytes]]) -> bytes:
     """``HTTP/1.1 <status> <reason>`` and the headers, ending with the blank line."""
-    line = _STATUS_LINES.get(status if reason is None else (status, reason))
-    if line is None:
-        line = _status_line(status, reason)
+    line = status_line(status, reason)
     if not headers:
         return line + b"\r\n"
     return line + b"\r\n".join(map(b": ".join, headers)) + b"\r\n\r\n"

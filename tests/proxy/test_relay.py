@@ -498,19 +498,15 @@ async def test_the_reason_phrase_is_relayed(
     )
 
 
+@pytest.mark.parametrize(
+    "path",
+    [b"/early-hints", b"/early-hints-split"],  # split: the final head ends in the next read
+)
 async def test_early_hints_are_not_mistaken_for_the_answer(
-    start_relay: StartRelay, upstream: ScriptedUpstream
+    start_relay: StartRelay, upstream: ScriptedUpstream, path: bytes
 ) -> None:
     relay = await start_relay(upstream.url)
-    response = await relay.get(b"/early-hints")
-    assert (response.status, response.body) == (200, b"final")
-
-
-async def test_an_interim_answer_and_a_final_head_split_across_reads(
-    start_relay: StartRelay, upstream: ScriptedUpstream
-) -> None:
-    relay = await start_relay(upstream.url)
-    response = await relay.get(b"/early-hints-split")
+    response = await relay.get(path)
     assert (response.status, response.body) == (200, b"final")
     assert response.header("x-after") == "hints"
 
@@ -554,6 +550,22 @@ async def test_a_long_ordinary_head_keeps_its_headers_in_order_without_hop_by_ho
     writer.close()
     asked = [seen.connection for seen in upstream.requests if seen.target.startswith("/api")]
     assert len(asked) == 3 and len(set(asked)) == 1
+
+
+async def test_a_long_head_with_via_or_rules_takes_the_general_way(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    relay = await start_relay(upstream.url)
+    response = await relay.get(b"/api?via=1.0%20cdn")
+    assert response.all("via") == ["1.0 cdn, 1.1 ferryman"]  # extended, not doubled
+    assert "keep-alive" not in response.names and response.header("x-spaced") == "padded"
+    ruled = await start_relay(
+        upstream.url,
+        response_rules=HeaderRules(add=[("X-Served-By", "ferryman")], remove=["server"]),
+    )
+    response = await ruled.get(b"/api")
+    assert "server" not in response.names and response.all("x-served-by") == ["ferryman"]
+    assert "proxy-authenticate" not in response.names and response.body == b'{"id": 4711}'
 
 
 async def test_a_close_delimited_http_1_0_answer_is_chunked_for_an_http_1_1_client(

@@ -401,7 +401,7 @@ class ScriptedUpstream(ThreadedStreamServer):
     async def _api(self, ctx: _Ctx) -> None:
         """A third-party API's answer: a long head (over 512 bytes, relayed from its bytes),
         plain hop-by-hop headers among the others, and names that only begin like hop-by-hop
-        ones. ``?chunked=1`` sends the body chunked."""
+        ones. ``?chunked=1`` sends the body chunked; ``?via=...`` adds a ``Via``."""
         await self._read_body(ctx)
         body = b'{"id": 4711}'
         head = (
@@ -426,6 +426,8 @@ class ScriptedUpstream(ThreadedStreamServer):
             b"Content-Security-Policy: default-src 'none'; frame-ancestors 'none'\r\n"
             b"X-Request-Id: 7f3c2a9e-5b1d-4c8e-9a2f-0d6e1b3c4a5f\r\n"
         )
+        if ctx.arg("via", ""):
+            head += b"Via: %s\r\n" % ctx.arg("via", "").encode()
         if ctx.arg("chunked", "0") == "1":
             head += b"Transfer-Encoding: chunked\r\n\r\n"
             ctx.write(head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
@@ -483,17 +485,18 @@ class ScriptedUpstream(ThreadedStreamServer):
         await self._read_body(ctx)
         ctx.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
         await ctx.drain()
-        ctx.send(200, b"final")
+        ctx.send(200, b"final", [("X-After", "hints")])
 
     async def _early_hints_split(self, ctx: _Ctx) -> None:
-        """An interim answer and the final head in one write, the head's end in the next."""
+        """An interim answer and the final head in one write, the head's (long) end in the next."""
         await self._read_body(ctx)
         ctx.write(
             b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Le"
         )
         await ctx.drain()
         await asyncio.sleep(0.05)
-        ctx.write(b"ngth: 5\r\nX-After: hints\r\n\r\nfinal")
+        # Long enough (over 512 bytes) for the relay to look for a head it could take whole.
+        ctx.write(b"ngth: 5\r\nX-Pad: %s\r\nX-After: hints\r\n\r\nfinal" % (b"p" * 600))
 
 
 # -- a raw client ------------------------------------------------------------------------------
