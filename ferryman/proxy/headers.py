@@ -17,11 +17,13 @@ from typing import Final, TypeAlias
 
 __all__ = [
     "HOP_BY_HOP",
+    "DownstreamHead",
     "HeaderRules",
     "RawHeaders",
     "downstream_headers",
     "plain_response_lines",
     "upstream_headers",
+    "upstream_pieces",
 ]
 
 RawHeaders: TypeAlias = list[tuple[bytes, bytes]]
@@ -31,6 +33,9 @@ HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
 VIA_VALUE: Final = b"1.1 ferryman"
+#: What a header line is made of besides its name and value.
+_SEPARATOR: Final = b": "
+_CRLF: Final = b"\r\n"
 #: Names each pass treats apart from plain copying, so plain headers cost one set look-up.
 _UPSTREAM_SPECIAL: Final = HOP_BY_HOP | {
     b"host",
@@ -44,7 +49,9 @@ _DOWNSTREAM_SPECIAL: Final = HOP_BY_HOP | {b"via", b"content-length"}
 
 
 #: How a header name is relayed (see ``_classify``).
-_COPY, _DROP, _HOST, _FORWARDED_FOR, _VIA, _CONNECTION, _LENGTH = range(7)
+(_COPY, _DROP, _HOST, _FORWARDED_FOR, _VIA, _CONNECTION, _LENGTH, _TRANSFER_ENCODING, _UPGRADE) = (
+    range(9)
+)
 #: Names remembered per rules and direction; beyond this, names are classified every time, so
 #: a client sending endless made-up names cannot grow the memory.
 _MAX_KNOWN_NAMES: Final = 1024
@@ -87,7 +94,13 @@ _UPSTREAM_KINDS: Final = {
     b"via": _VIA,
     b"connection": _CONNECTION,
 }
-_DOWNSTREAM_KINDS: Final = {b"via": _VIA, b"connection": _CONNECTION, b"content-length": _LENGTH}
+_DOWNSTREAM_KINDS: Final = {
+    b"via": _VIA,
+    b"connection": _CONNECTION,
+    b"content-length": _LENGTH,
+    b"transfer-encoding": _TRANSFER_ENCODING,  # dropped, but the relay frames by it
+    b"upgrade": _UPGRADE,  # dropped, but a 101 relays it
+}
 
 
 def _classify(
@@ -126,8 +139,19 @@ def _named_by_connection(values: list[bytes]) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
-def _drop_named(headers: RawHeaders, named: frozenset[bytes]) -> RawHeaders:
-    return [(name, value) for name, value in headers if name.lower() not in named]
+def _pairs(pieces: list[bytes]) -> RawHeaders:
+    """``(name, value)`` pairs of a list of header line pieces (name, ": ", value, CRLF)."""
+    return list(zip(pieces[0::4], pieces[2::4], strict=True))
+
+
+def _drop_named(pieces: list[bytes], named: frozenset[bytes]) -> list[bytes]:
+    """The header line pieces without the headers ``named`` (by ``Connection``)."""
+    return [
+        piece
+        for start in range(0, len(pieces), 4)
+        if pieces[start].lower() not in named
+        for piece in pieces[start : start + 4]
+    ]
 
 
 def upstream_headers(
@@ -146,8 +170,25 @@ def upstream_headers(
     ``Upgrade`` handshake (a WebSocket) going through: the caller passes the client's Upgrade
     value and gets ``Connection: upgrade`` and that ``Upgrade`` back in the list.
     """
+    pieces, client_host = upstream_pieces(
+        raw, host=host, client_ip=client_ip, scheme=scheme, rules=rules, upgrade=upgrade
+    )
+    return _pairs(pieces), client_host
+
+
+def upstream_pieces(
+    raw: Sequence[tuple[bytes, bytes]],
+    *,
+    host: bytes | None,
+    client_ip: str | None,
+    scheme: str,
+    rules: HeaderRules = NO_RULES,
+    upgrade: bytes | None = None,
+) -> tuple[list[bytes], bytes | None]:
+    """``upstream_headers`` as the pieces of their lines: name, ``": "``, value and CRLF for
+    each, which the fast relay joins into the head it sends, with no pair made or joined."""
     kinds = rules.upstream_kinds
-    headers: RawHeaders = []
+    pieces: list[bytes] = []
     client_host: bytes | None = None
     forwarded_for: bytes | None = None
     via: bytes | None = None
@@ -157,11 +198,11 @@ def upstream_headers(
         if kind is None:
             kind = _classify(name, rules, _UPSTREAM_SPECIAL, _UPSTREAM_KINDS, kinds)
         if kind == _COPY:
-            headers.append((name, value))
+            pieces += (name, _SEPARATOR, value, _CRLF)
         elif kind == _HOST:
             client_host = value
             if host is None:
-                headers.append((name, value))
+                pieces += (name, _SEPARATOR, value, _CRLF)
         elif kind == _FORWARDED_FOR:
             forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
         elif kind == _VIA:
@@ -171,26 +212,29 @@ def upstream_headers(
     if connection is not None:
         named = _named_by_connection(connection)
         if named:
-            headers = _drop_named(headers, named)
+            pieces = _drop_named(pieces, named)
     if host is not None:
-        headers.insert(0, (b"Host", host))
+        pieces[0:0] = (b"Host", _SEPARATOR, host, _CRLF)
     if client_ip is not None:
         ip = client_ip.encode("ascii")
-        headers.append(
-            (b"X-Forwarded-For", ip if forwarded_for is None else forwarded_for + b", " + ip)
+        pieces += (
+            b"X-Forwarded-For",
+            _SEPARATOR,
+            ip if forwarded_for is None else forwarded_for + b", " + ip,
+            _CRLF,
         )
     elif forwarded_for is not None:
-        headers.append((b"X-Forwarded-For", forwarded_for))
-    headers.append((b"X-Forwarded-Proto", b"https" if scheme == "https" else b"http"))
+        pieces += (b"X-Forwarded-For", _SEPARATOR, forwarded_for, _CRLF)
+    pieces += (b"X-Forwarded-Proto", _SEPARATOR, b"https" if scheme == "https" else b"http", _CRLF)
     if client_host is not None:
-        headers.append((b"X-Forwarded-Host", client_host))
-    headers.append((b"Via", VIA_VALUE if via is None else via + b", " + VIA_VALUE))
-    if rules.add:
-        headers.extend(rules.add)
+        pieces += (b"X-Forwarded-Host", _SEPARATOR, client_host, _CRLF)
+    pieces += (b"Via", _SEPARATOR, VIA_VALUE if via is None else via + b", " + VIA_VALUE, _CRLF)
+    for name, value in rules.add:
+        pieces += (name, _SEPARATOR, value, _CRLF)
     if upgrade is not None:
-        headers.append((b"Connection", b"upgrade"))
-        headers.append((b"Upgrade", upgrade))
-    return headers, client_host
+        pieces += (b"Connection", _SEPARATOR, b"upgrade", _CRLF)
+        pieces += (b"Upgrade", _SEPARATOR, upgrade, _CRLF)
+    return pieces, client_host
 
 
 def downstream_headers(
@@ -204,31 +248,113 @@ def downstream_headers(
     ``keep_length`` keeps ``Content-Length``, which the caller passes when it relays the body
     unchanged (a HEAD or 304 answer keeps the length of the body it does not carry, too).
     """
-    kinds = rules.downstream_kinds
-    headers: RawHeaders = []
-    via: bytes | None = None
-    connection: list[bytes] | None = None
+    head = DownstreamHead(rules)
+    add = head.add
     for name, value in raw:
-        kind = kinds.get(name)
-        if kind is None:
-            kind = _classify(name, rules, _DOWNSTREAM_SPECIAL, _DOWNSTREAM_KINDS, kinds)
-        if kind == _COPY or (kind == _LENGTH and keep_length):
-            headers.append((name, value))
-        elif kind == _VIA:
-            via = value if via is None else via + b", " + value
-        elif kind == _CONNECTION and value.lower() not in _PLAIN_CONNECTION:
-            connection = [value] if connection is None else [*connection, value]
-    if connection is not None:
-        named = _named_by_connection(connection)
-        if named:
-            headers = _drop_named(headers, named)
-    headers.append((b"Via", VIA_VALUE if via is None else via + b", " + VIA_VALUE))
-    if rules.add:
-        headers.extend(rules.add)
+        add(name, value)
+    headers = head.pairs()
+    if not keep_length:
+        headers = [(name, value) for name, value in headers if name.lower() != b"content-length"]
     return headers
 
 
-_VIA_LINE: Final = b"Via: " + VIA_VALUE + b"\r\n"
+_VIA_LINE: Final = b"Via: " + VIA_VALUE + _CRLF
+
+
+class DownstreamHead:
+    """An upstream answer's header lines as the client gets them, built header by header.
+
+    The fast relay makes :meth:`add` its response parser's ``on_header`` callback, so a relayed
+    header costs that call, one dict look-up and one list extend, and the head is ready to
+    write when the parser reaches its end: no list of pairs to walk again, no pair to join.
+    ``downstream_headers`` runs the same steps over a list, so the two ways cannot disagree.
+    One per upstream connection, :meth:`reset` for each answer.
+    """
+
+    __slots__ = (
+        "_connection",
+        "_kinds",
+        "_pieces",
+        "_rules",
+        "_via",
+        "chunked",
+        "content_length",
+        "upgrade",
+    )
+
+    def __init__(self, rules: HeaderRules = NO_RULES) -> None:
+        self._rules = rules
+        self._kinds = rules.downstream_kinds
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the answer: the next header begins another (with the same rules)."""
+        #: Name, separator, value and CRLF of each header relayed so far, in order.
+        self._pieces: list[bytes] = []
+        self._via: bytes | None = None
+        #: ``Connection`` values that name other headers (to drop at the end, wherever they are).
+        self._connection: list[bytes] | None = None
+        #: The answer's framing, which the relay needs: the parser does not tell it.
+        self.content_length: int | None = None
+        self.chunked = False
+        #: What a 101 answer upgrades to (``Upgrade`` itself is hop-by-hop).
+        self.upgrade: bytes | None = None
+
+    def add(self, name: bytes, value: bytes) -> None:
+        kind = self._kinds.get(name)
+        if kind == _COPY:
+            self._pieces += (name, _SEPARATOR, value, _CRLF)
+        else:
+            self._add_special(name, value, kind)
+
+    def _add_special(self, name: bytes, value: bytes, kind: int | None) -> None:
+        if kind is None:
+            kind = _classify(name, self._rules, _DOWNSTREAM_SPECIAL, _DOWNSTREAM_KINDS, self._kinds)
+        if kind == _COPY:
+            self._pieces += (name, _SEPARATOR, value, _CRLF)
+        elif kind == _LENGTH:
+            self._pieces += (name, _SEPARATOR, value, _CRLF)
+            try:
+                self.content_length = int(value)
+            except ValueError:  # (llhttp refuses it; other header lists may hold one)
+                self.content_length = None
+        elif kind == _TRANSFER_ENCODING:
+            self.chunked = True
+        elif kind == _VIA:
+            self._via = value if self._via is None else self._via + b", " + value
+        elif kind == _CONNECTION:
+            if value.lower() not in _PLAIN_CONNECTION:
+                connection = self._connection
+                self._connection = [value] if connection is None else [*connection, value]
+        elif kind == _UPGRADE:
+            self.upgrade = value
+
+    def _relayed_pieces(self) -> list[bytes]:
+        """The pieces without the headers ``Connection`` named (they may come before it)."""
+        if self._connection is not None:
+            named = _named_by_connection(self._connection)
+            if named:
+                return _drop_named(self._pieces, named)
+        return self._pieces
+
+    def lines(self) -> bytes:
+        """The relayed header lines, ``Via`` and the rules' own included, each ending in CRLF."""
+        via = self._via
+        tail = _VIA_LINE if via is None else b"Via: " + via + b", " + VIA_VALUE + _CRLF
+        add = self._rules.add
+        if add:
+            tail += b"".join(name + _SEPARATOR + value + _CRLF for name, value in add)
+        return b"".join(self._relayed_pieces()) + tail
+
+    def pairs(self) -> RawHeaders:
+        """The relayed headers as ``(name, value)`` pairs, ``Via`` and the rules' own included."""
+        headers = _pairs(self._relayed_pieces())
+        via = self._via
+        headers.append((b"Via", VIA_VALUE if via is None else via + b", " + VIA_VALUE))
+        headers.extend(self._rules.add)
+        return headers
+
+
 #: A header line ``downstream_headers`` treats apart from copying, in a lower-cased head: the
 #: line's CRLF-led name and its value. Built from the names ``downstream_headers`` goes by, so
 #: the two cannot disagree (sorted: the same pattern whatever the hash seed).

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from ferryman.proxy.errors import error_body
-from ferryman.proxy.headers import NO_RULES, HeaderRules, downstream_headers, upstream_headers
+from ferryman.proxy.headers import NO_RULES, DownstreamHead, HeaderRules, upstream_pieces
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
 from ferryman.server.protocol import RequestHandler, ServerExchange, response_head, status_line
@@ -27,7 +27,6 @@ __all__ = ["EndpointRelay", "Relay"]
 
 _CHUNK_END: Final = b"0\r\n\r\n"
 _CRLF: Final = b"\r\n"
-_CHUNKED: Final = (b"Transfer-Encoding", b"chunked")
 _CHUNKED_LINE: Final = b"Transfer-Encoding: chunked\r\n"
 _CLOSE_LINE: Final = b"Connection: close\r\n"
 _KEEP_ALIVE_LINE: Final = b"Connection: keep-alive\r\n"
@@ -71,6 +70,8 @@ class EndpointRelay:
         self.rewrite = rewrite
         self.request_rules = request_rules
         self.response_rules = response_rules
+        for pool in self.pools:
+            pool.response_rules = response_rules  # (its connections build heads by them)
         self.preserve_host = preserve_host
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -117,7 +118,7 @@ class EndpointRelay:
             )
         protocol = exchange.protocol
         client = protocol.client
-        headers, _ = upstream_headers(
+        pieces, _ = upstream_pieces(
             exchange.headers,
             host=None if self.preserve_host else pool.host_header,
             client_ip=None if client is None else client[0],
@@ -126,19 +127,11 @@ class EndpointRelay:
             upgrade=upgrade,
         )
         if exchange.content_length is not None:
-            headers.append((b"Content-Length", b"%d" % exchange.content_length))
+            pieces.append(b"Content-Length: %d\r\n" % exchange.content_length)
         elif exchange.chunked:
-            headers.append(_CHUNKED)
-        return b"".join(
-            (
-                exchange.method,
-                b" ",
-                target,
-                b" HTTP/1.1\r\n",
-                b"\r\n".join(map(b": ".join, headers)),
-                b"\r\n\r\n",
-            )
-        )
+            pieces.append(_CHUNKED_LINE)
+        pieces.append(_CRLF)
+        return exchange.method + b" " + target + b" HTTP/1.1\r\n" + b"".join(pieces)
 
     def close(self) -> None:
         for pool in self.pools:
@@ -304,9 +297,9 @@ class Relay:
     # -- the upstream's answer (UpstreamConnection callbacks) ---------------------------------
 
     def response_head(
-        self, status: int, reason: bytes, raw: list[tuple[bytes, bytes]], keep_alive: bool
+        self, status: int, reason: bytes, head: DownstreamHead, keep_alive: bool
     ) -> None:
-        """The upstream's head, as the parser's callbacks gave it (see ``response_lines``)."""
+        """The upstream's head, built as the parser read it (see ``response_lines``)."""
         exchange = self.exchange
         if exchange.finished or self.finished:
             return
@@ -315,10 +308,10 @@ class Relay:
         if status == 101 and not exchange.upgrade:
             self.upstream_failed("switched protocols unasked")
             return
-        headers = downstream_headers(raw, rules=self.endpoint.response_rules)
         if status == 101:
             self.response_started = True
-            upgrade = next((value for name, value in raw if name.lower() == b"upgrade"), None)
+            headers = head.pairs()
+            upgrade = head.upgrade
             headers.append((b"Connection", b"upgrade"))
             if upgrade is not None:
                 headers.append((b"Upgrade", upgrade))
@@ -327,8 +320,7 @@ class Relay:
             connection.disarm()
             exchange.start_tunnel()
             return
-        lines = b"\r\n".join(map(b": ".join, headers)) + _CRLF  # (Via is always there)
-        self.response_lines(status, reason, lines, keep_alive)
+        self.response_lines(status, reason, head.lines(), keep_alive)
 
     def response_lines(self, status: int, reason: bytes, lines: bytes, keep_alive: bool) -> None:
         """A final answer's head, its header lines (CRLF-terminated) already as relayed.

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from ferryman.http.url import URL
-from ferryman.proxy.headers import plain_response_lines
+from ferryman.proxy.headers import NO_RULES, DownstreamHead, HeaderRules, plain_response_lines
 
 if TYPE_CHECKING:
     from ferryman.proxy.relay import Relay
@@ -34,9 +34,9 @@ DEFAULT_MAX_CONNECTIONS: Final = 512
 MAX_IDLE: Final = 256
 #: Heads from this size up are relayed from their bytes (``plain_response_lines``), shorter
 #: ones through the parser's per-header callbacks, which cost less below about a dozen headers.
-#: ``benchmarks/relay_cpu.py [N] [api]``: nginx's 8-header, 230-byte head took 12.5 µs per
-#: relayed request the per-header way and 13.6 from its bytes; a 28-header, 1 KiB API head
-#: 22.1 against 17.2.
+#: ``benchmarks/relay_cpu.py [N] [api]``: nginx's 8-header, 230-byte head took 9.1-9.6 µs per
+#: relayed request the per-header way and 10.0-10.4 from its bytes; a 28-header, 1 KiB API head
+#: 14.7-15.7 against 12.3-12.7.
 PLAIN_HEAD_MIN_SIZE: Final = 512
 #: Each connection's read buffer: big enough for a syscall to move a lot, small enough that
 #: hundreds of connections cost a few MiB.
@@ -67,6 +67,7 @@ class UpstreamPool:
         "max_connections",
         "origin",
         "port",
+        "response_rules",
         "server_hostname",
         "spare_buffers",
         "ssl_context",
@@ -93,6 +94,8 @@ class UpstreamPool:
         self._idle: deque[UpstreamConnection] = deque()
         self._waiters: deque[Relay] = deque()
         self.spare_buffers: list[memoryview] = []
+        #: The header rules of the endpoint whose pool this is (``EndpointRelay`` sets them).
+        self.response_rules: HeaderRules = NO_RULES
 
     def acquire(self, relay: Relay, connect_timeout: float | None) -> None:
         """Give ``relay`` a connection now (idle one) or later (``relay.attach`` / ``failed``)."""
@@ -215,9 +218,9 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         "_buffer",
         "_bypass",
         "_full_parser",
+        "_head",
         "_head_bytes",
         "_head_start",
-        "_headers",
         "_informational",
         "_keep_alive",
         "_large",
@@ -233,6 +236,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         "deadline",
         "feeding",
         "loop",
+        "on_header",
         "parser",
         "pool",
         "received",
@@ -247,6 +251,10 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.pool = pool
         self.loop = pool.loop
         self.transport: asyncio.Transport | None = None
+        #: The answer's head as the client gets it, built as the parser reads it: the parser's
+        #: ``on_header`` callback is the builder's (httptools takes it from this attribute).
+        self._head = DownstreamHead(pool.response_rules)
+        self.on_header = self._head.add
         #: Two parsers, one picked as each answer's head begins: the full one calls back for
         #: every header, the plain one, for long heads, only at the head's end
         #: (``_choose_parser``).
@@ -267,7 +275,6 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.deadline = 0.0
         self.timeout: float | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._headers: list[tuple[bytes, bytes]] = []
         self._reason = b""
         #: Bytes read while the exchange's final head is not parsed yet.
         self._head_bytes = 0
@@ -443,14 +450,6 @@ class UpstreamConnection(asyncio.BufferedProtocol):
     def on_status(self, status: bytes) -> None:
         self._reason += status
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name, value))
-        size = len(name)
-        if size == 14 and name.lower() == b"content-length":
-            self.content_length = int(value)  # llhttp has refused malformed ones
-        elif size == 17 and name.lower() == b"transfer-encoding":
-            self.chunked = True
-
     def on_headers_complete(self) -> None:
         if self.release_after_feed:
             # A second answer in the read that ended the first: nobody asked for it.
@@ -461,8 +460,11 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._informational = status < 200 and status != 101
         relay = self.relay
         if relay is not None and not self._informational:
+            head = self._head
+            self.content_length = head.content_length
+            self.chunked = head.chunked
             self._keep_alive = keep_alive = self.parser.should_keep_alive()
-            relay.response_head(status, self._reason, self._headers, keep_alive)
+            relay.response_head(status, self._reason, head, keep_alive)
             self._count_body(relay, status)
 
     def on_plain_headers_complete(self) -> None:
@@ -514,7 +516,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._head_start = True
         self._body_left = -1
         self._head_bytes = 0
-        self._headers = []
+        self._head.reset()
         self._reason = b""
         self.content_length = None
         self.chunked = False

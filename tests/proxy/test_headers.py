@@ -10,10 +10,13 @@ from ferryman.proxy import headers as headers_module
 from ferryman.proxy.headers import (
     HOP_BY_HOP,
     NO_RULES,
+    VIA_VALUE,
+    DownstreamHead,
     HeaderRules,
     downstream_headers,
     plain_response_lines,
     upstream_headers,
+    upstream_pieces,
 )
 
 HOST = b"upstream.test:8080"
@@ -289,17 +292,19 @@ _NAMES = sorted(
 _VALUES = [b"keep-alive", b"close", b"Upgrade", b"close, X-A", b"12", b"chunked", b"1.0 cdn", b"x"]
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(_NAMES).flatmap(
-                lambda name: st.sampled_from([name, name.title(), name.upper()])
-            ),
-            st.sampled_from(_VALUES),
+#: Header lists from hop-by-hop, look-alike and plain names in any case.
+_HEADER_LISTS = st.lists(
+    st.tuples(
+        st.sampled_from(_NAMES).flatmap(
+            lambda name: st.sampled_from([name, name.title(), name.upper()])
         ),
-        max_size=12,
-    )
+        st.sampled_from(_VALUES),
+    ),
+    max_size=12,
 )
+
+
+@given(_HEADER_LISTS)
 def test_plain_response_lines_agree_with_downstream_headers_on_any_head(
     headers: list[tuple[bytes, bytes]],
 ) -> None:
@@ -313,3 +318,62 @@ def test_plain_response_lines_agree_with_downstream_headers_on_any_head(
     assert length == (int(lengths[0]) if lengths else None) and len(lengths) <= 1
     assert chunked == any(name.lower() == b"transfer-encoding" for name, _ in headers)
     assert not any(name.lower() == b"via" for name, _ in headers)
+
+
+# -- DownstreamHead: the response head built header by header, as the fast relay builds it ------
+
+
+def reference_downstream(
+    headers: list[tuple[bytes, bytes]], rules: HeaderRules
+) -> list[tuple[bytes, bytes]]:
+    """RFC 9110 section 7.6.1 written as plainly as it can be: the oracle for the builder."""
+    named = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    } - {b"", b"keep-alive", b"close", b"upgrade"}
+    kept = [
+        (name, value)
+        for name, value in headers
+        if name.lower() not in HOP_BY_HOP | named | rules.remove | {b"via"}
+        and not name.lower().startswith(b"proxy-")
+    ]
+    vias = [value for name, value in headers if name.lower() == b"via"]
+    return [*kept, (b"Via", b", ".join([*vias, VIA_VALUE])), *rules.add]
+
+
+_RULES = [
+    NO_RULES,
+    HeaderRules(remove=["Server", "Set-Cookie"]),
+    HeaderRules(add=[("X-Served-By", "ferryman")], remove=["x-connection"]),
+]
+
+
+@given(_HEADER_LISTS, st.sampled_from(_RULES))
+def test_the_head_built_header_by_header_is_what_rfc_9110_relays(
+    headers: list[tuple[bytes, bytes]], rules: HeaderRules
+) -> None:
+    head = DownstreamHead(rules)
+    for name, value in headers:
+        head.add(name, value)
+    expected = reference_downstream(headers, rules)
+    assert head.pairs() == expected
+    assert head.lines() == as_lines(expected)
+    lengths = [value for name, value in headers if name.lower() == b"content-length"]
+    assert head.content_length == (int(lengths[-1]) if lengths and lengths[-1].isdigit() else None)
+    assert head.chunked == any(name.lower() == b"transfer-encoding" for name, _ in headers)
+    upgrades = [value for name, value in headers if name.lower() == b"upgrade"]
+    assert head.upgrade == (upgrades[-1] if upgrades else None)
+    head.reset()  # the next answer starts from nothing, with the same rules
+    head.add(b"Server", b"nginx")
+    assert head.pairs() == reference_downstream([(b"Server", b"nginx")], rules)
+
+
+def test_upstream_pieces_are_the_lines_of_upstream_headers() -> None:
+    raw = [(b"Host", b"proxy.test"), (b"Connection", b"close, X-A"), (b"X-A", b"1"), (b"B", b"2")]
+    options = {"host": HOST, "client_ip": "192.0.2.1", "scheme": "http"}
+    pieces, client_host = upstream_pieces(raw, **options)  # type: ignore[arg-type]
+    headers, same_host = upstream_headers(raw, **options)  # type: ignore[arg-type]
+    assert b"".join(pieces) == as_lines(headers) and client_host == same_host == b"proxy.test"
+    assert headers[0] == (b"Host", HOST) and (b"X-A", b"1") not in headers
