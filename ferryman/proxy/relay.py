@@ -100,7 +100,8 @@ class EndpointRelay:
             return
         index = self._next
         self._next = (index + 1) % len(self.pools)
-        Relay(self, exchange, index).start()
+        relay = Relay(self, exchange, index)
+        relay.pool.acquire(relay, self.connect_timeout)
 
     def request_head(self, exchange: ServerExchange, pool: UpstreamPool) -> bytes:
         """The request line and headers the upstream gets for ``exchange``."""
@@ -296,37 +297,32 @@ class Relay:
 
     # -- the upstream's answer (UpstreamConnection callbacks) ---------------------------------
 
-    def response_head(
-        self, status: int, reason: bytes, head: DownstreamHead, keep_alive: bool
-    ) -> None:
-        """The upstream's head, built as the parser read it (see ``response_lines``)."""
+    def switching_protocols(self, reason: bytes, head: DownstreamHead) -> None:
+        """The upstream answered 101: relay its head, then bytes both ways (a WebSocket)."""
         exchange = self.exchange
         if exchange.finished or self.finished:
             return
         connection = self.connection
         assert connection is not None
-        if status == 101 and not exchange.upgrade:
+        if not exchange.upgrade:
             self.upstream_failed("switched protocols unasked")
             return
-        if status == 101:
-            self.response_started = True
-            headers = head.pairs()
-            upgrade = head.upgrade
-            headers.append((b"Connection", b"upgrade"))
-            if upgrade is not None:
-                headers.append((b"Upgrade", upgrade))
-            exchange.write(response_head(101, reason or None, headers))
-            self.tunnel = True
-            connection.disarm()
-            exchange.start_tunnel()
-            return
-        self.response_lines(status, reason, head.lines(), keep_alive)
+        self.response_started = True
+        headers = head.pairs()
+        headers.append((b"Connection", b"upgrade"))
+        if head.upgrade is not None:
+            headers.append((b"Upgrade", head.upgrade))
+        exchange.write(response_head(101, reason or None, headers))
+        self.tunnel = True
+        connection.disarm()
+        exchange.start_tunnel()
 
     def response_lines(self, status: int, reason: bytes, lines: bytes, keep_alive: bool) -> None:
         """A final answer's head, its header lines (CRLF-terminated) already as relayed.
 
-        Ordinary heads come here straight from their bytes (``plain_response_lines``); the
-        others through ``response_head``. What is left is framing the body for the client.
+        Long ordinary heads come here straight from their bytes (``plain_response_lines``), the
+        others as the parser's callbacks built them (``DownstreamHead``). What is left is
+        framing the body for the client.
         """
         exchange = self.exchange
         if exchange.finished or self.finished:

@@ -464,7 +464,10 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             self.content_length = head.content_length
             self.chunked = head.chunked
             self._keep_alive = keep_alive = self.parser.should_keep_alive()
-            relay.response_head(status, self._reason, head, keep_alive)
+            if status == 101:
+                relay.switching_protocols(self._reason, head)
+            else:
+                relay.response_lines(status, self._reason, head.lines(), keep_alive)
             self._count_body(relay, status)
 
     def on_plain_headers_complete(self) -> None:

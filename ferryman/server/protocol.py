@@ -45,6 +45,8 @@ _MAX_STATUS_LINES: Final = 512
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 #: A request line plus headers larger than this is refused (nginx's large_client_header_buffers).
 MAX_HEAD_SIZE: Final = 64 * 1024
+#: The headers llhttp reads its keep-alive flags from.
+_CONNECTION_NAMES: Final = frozenset({b"connection", b"proxy-connection"})
 #: Pipelined requests buffered per connection before reading pauses.
 MAX_PIPELINED: Final = 16
 
@@ -241,6 +243,9 @@ class ServerExchange:
         http_version: str,
         keep_alive: bool,
         upgrade: bool,
+        content_length: int | None,
+        chunked: bool,
+        expect_continue: bool,
     ) -> None:
         self.protocol = protocol
         self.method = method
@@ -250,11 +255,12 @@ class ServerExchange:
         self.keep_alive = keep_alive
         self.upgrade = upgrade
         #: From the request's Content-Length; None when absent (chunked or no body).
-        self.content_length: int | None = None
-        self.chunked = False
-        self.expect_continue = False
-        #: The whole request body has arrived.
-        self.body_complete = False
+        self.content_length = content_length
+        self.chunked = chunked
+        self.expect_continue = expect_continue
+        #: The whole request body has arrived: from the head on when none follows (RFC 9112
+        #: section 6.3), so a handler answering from the head may keep the connection alive.
+        self.body_complete = not chunked and not content_length
         #: Response bytes have been written / the answer is complete.
         self.started = False
         self.finished = False
@@ -509,31 +515,39 @@ class ServerProtocol(asyncio.Protocol):
     def on_headers_complete(self) -> None:
         parser = self._parser
         headers = self._headers
-        exchange = ServerExchange(
-            self,
-            parser.get_method(),
-            self._url,
-            headers,
-            parser.get_http_version(),
-            parser.should_keep_alive() and not self.state.closing,
-            parser.should_upgrade(),
-        )
         # The next request's head starts empty (here, not in on_message_begin: a callback less).
+        url = self._url
         self._url = b""
         self._headers = []
         self._head_size = 0
+        content_length: int | None = None
+        chunked = expect_continue = connection_header = False
         for name, value in headers:
             size = len(name)
             if size == 14 and name.lower() == b"content-length":
-                exchange.content_length = int(value)  # llhttp has refused malformed ones
+                content_length = int(value)  # llhttp has refused malformed ones
             elif size == 17 and name.lower() == b"transfer-encoding":
-                exchange.chunked = True
+                chunked = True
             elif size == 6 and name.lower() == b"expect":
-                exchange.expect_continue = value.lower() == b"100-continue"
-        if not exchange.chunked and not exchange.content_length:
-            # No body follows (RFC 9112 section 6.3): the request is whole now, so a handler
-            # answering from the head may keep the connection alive.
-            exchange.body_complete = True
+                expect_continue = value.lower() == b"100-continue"
+            elif (size == 10 or size == 16) and name.lower() in _CONNECTION_NAMES:
+                connection_header = True
+        keep_alive = parser.should_keep_alive()
+        exchange = ServerExchange(
+            self,
+            parser.get_method(),
+            url,
+            headers,
+            # llhttp keeps a connection alive with no Connection header only for HTTP/1.1 (1.0
+            # and 0.9 need "keep-alive"; 2.0 it takes for 1.0), so the version is known then
+            # without get_http_version(), which formats a string (0.3 us a request).
+            "1.1" if keep_alive and not connection_header else parser.get_http_version(),
+            keep_alive and not self.state.closing,
+            parser.should_upgrade(),
+            content_length,
+            chunked,
+            expect_continue,
+        )
         self._parsing = exchange
         if self._current is None:
             self._current = exchange

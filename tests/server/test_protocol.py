@@ -439,6 +439,22 @@ async def test_an_http_1_0_client_asking_for_keep_alive_keeps_its_connection(ser
     writer.close()
 
 
+@pytest.mark.parametrize("version", [b"1.0", b"1.1"])
+@pytest.mark.parametrize(
+    "connection",
+    [b"", b"Connection: keep-alive\r\n", b"Proxy-Connection: keep-alive\r\n", b"Connection: x\r\n"],
+)
+async def test_the_handler_sees_the_version_the_request_line_gave(
+    serve: Serve, version: bytes, connection: bytes
+) -> None:
+    """Worked out from llhttp's keep-alive flag when it can be (see on_headers_complete)."""
+    served = await serve()
+    reader, writer = await served.connect()
+    writer.write(b"GET /v HTTP/" + version + b"\r\nHost: t\r\n" + connection + b"\r\n")
+    assert body_of(await read_response(reader))["version"] == version.decode()
+    writer.close()
+
+
 async def test_connection_close_from_an_http_1_1_client_is_honoured(serve: Serve) -> None:
     served = await serve()
     reader, writer = await served.connect()
