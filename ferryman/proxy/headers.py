@@ -341,7 +341,7 @@ class DownstreamHead:
         add = self._rules.add
         if add:
             tail += b"".join(name + _SEPARATOR + value + _CRLF for name, value in add)
-        # (inlined _relayed_pieces: this runs for every relayed answer)
+        # (no call for the common answer, whose Connection names nothing: this runs per answer)
         pieces = self._pieces if self._connection is None else self._relayed_pieces()
         return b"".join(pieces) + tail
 

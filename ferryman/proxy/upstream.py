@@ -94,7 +94,8 @@ class UpstreamPool:
         self._idle: deque[UpstreamConnection] = deque()
         self._waiters: deque[Relay] = deque()
         self.spare_buffers: list[memoryview] = []
-        #: The header rules of the endpoint whose pool this is (``EndpointRelay`` sets them).
+        #: The response header rules of the endpoint whose pool this is, which its connections
+        #: build heads by: ``EndpointRelay`` sets them before a connection can open.
         self.response_rules: HeaderRules = NO_RULES
 
     def acquire(self, relay: Relay, connect_timeout: float | None) -> None:
