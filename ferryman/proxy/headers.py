@@ -377,11 +377,12 @@ def plain_response_lines(
     The lines come back as ``downstream_headers`` would relay them, ``Via`` included, each
     ending in CRLF; the values keep the spacing the upstream gave them.
 
-    ``None`` means the head needs ``downstream_headers``: an interim (1xx) answer, a ``Via`` to
-    extend, a ``Connection`` that names other headers, or rules to apply. Every other head is
-    relayed by cutting its hop-by-hop lines out of the bytes: a few C-level scans, where the
-    general way costs two parser callbacks and a loop turn per header, so the scans pay off
-    from about a dozen headers (see ``PLAIN_HEAD_MIN_SIZE`` in ``ferryman.proxy.upstream``).
+    ``None`` means the head needs the per-header way (:class:`DownstreamHead`): an interim
+    (1xx) answer, a ``Via`` to extend, a ``Connection`` that names other headers, or rules to
+    apply. Every other head is relayed by cutting its hop-by-hop lines out of the bytes: a few
+    C-level scans, where the per-header way costs a parser callback into
+    :meth:`DownstreamHead.add` per header, so the scans pay off from about a dozen headers (see
+    ``PLAIN_HEAD_MIN_SIZE`` in ``ferryman.proxy.upstream``).
     """
     if rules or head[9:10] == b"1":  # an interim answer
         return None
