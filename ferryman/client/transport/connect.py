@@ -20,7 +20,8 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from ferryman.client.transport import _trace
-from ferryman.client.transport.http11 import DETACHED, PARSE, RAW, AsyncHTTP11Connection
+from ferryman.client.transport.http11 import AsyncHTTP11Connection
+from ferryman.client.transport.http11_state import DETACHED, PARSE, RAW
 from ferryman.exceptions import ConnectError, ConnectTimeout
 from ferryman.http.models import Request
 

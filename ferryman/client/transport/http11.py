@@ -11,6 +11,8 @@ byte count is known, so the bytes are counted instead of parsed, and ``aread()``
 straight into one pre-sized buffer (no chunk list, no join).
 
 The parser is sans-I/O (it only sees bytes); this class is the thin I/O shell around it.
+The request's bytes come from ``http11_request``, the reader's handle on the body is
+``http11_stream``, and the states both sides read are in ``http11_state``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,23 @@ from typing import TYPE_CHECKING, Any
 import httptools
 
 from ferryman.client.transport import _trace
+from ferryman.client.transport.http11_request import (
+    METHOD_BYTES,
+    aiter_sync,
+    expects_continue,
+    serialize_head,
+)
+from ferryman.client.transport.http11_state import (
+    ACTIVE,
+    BYPASS,
+    CLOSED,
+    CONNECTING,
+    DETACHED,
+    IDLE,
+    PARSE,
+    RAW,
+)
+from ferryman.client.transport.http11_stream import HTTP11ResponseStream
 from ferryman.exceptions import (
     ConnectError,
     ConnectTimeout,
@@ -31,7 +50,6 @@ from ferryman.exceptions import (
     ReadError,
     ReadTimeout,
     RemoteProtocolError,
-    StreamConsumedError,
     WriteError,
     WriteTimeout,
 )
@@ -44,7 +62,7 @@ if TYPE_CHECKING:
 
     from ferryman.client.transport.network import AsyncNetworkStream
 
-__all__ = ["AsyncHTTP11Connection"]
+__all__ = ["AsyncHTTP11Connection", "HTTP11ResponseStream"]
 
 READ_BUFFER_SIZE = 64 * 1024
 # Body bytes held for a slow reader before the socket stops being read (flow control).
@@ -57,12 +75,6 @@ BYPASS_THRESHOLD = 32 * 1024
 REUSED_BODY_BUFFER_MAX = 8 * 1024 * 1024
 # How long a request with ``Expect: 100-continue`` waits for the 100 before sending its body.
 EXPECT_CONTINUE_WAIT = 1.0
-
-# Connection states.
-CONNECTING, IDLE, ACTIVE, CLOSED, DETACHED = range(5)
-
-# How the bytes the socket delivers are handled.
-PARSE, BYPASS, RAW = range(3)
 
 #: Each event loop's read buffer, shared by its HTTP/1.1 connections (see ``_read_buffer``).
 _READ_BUFFERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = (
@@ -699,7 +711,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             self._send_head(head)
         else:
             body = stream.content if isinstance(stream, ByteStream) else None
-            if body is not None and not _expects_continue(request):
+            if body is not None and not expects_continue(request):
                 self._send_head(head + body)
             else:
                 self._send_head(head)
@@ -726,13 +738,13 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             self._parser = httptools.HttpResponseParser(self)
         self._reset_message_state()
         self._sent_anything = False
-        method = _METHOD_BYTES.get(request.method) or request.method.encode("ascii")
+        method = METHOD_BYTES.get(request.method) or request.method.encode("ascii")
         self._method = method
-        return _serialize_head(method, request)
+        return serialize_head(method, request)
 
     async def _send_body_after_head(self, request: Request, timeouts: Any) -> None:
         read_timeout = timeouts.get("read")
-        if not _expects_continue(request) or await self._await_continue(read_timeout):
+        if not expects_continue(request) or await self._await_continue(read_timeout):
             await self._send_body(request, timeouts.get("write"))
         elif not self._got_continue:
             self._must_close = True  # a final answer came instead; the declared body never went
@@ -800,7 +812,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         if isinstance(stream, AsyncByteStream):
             iterator = stream.__aiter__()
         elif isinstance(stream, SyncByteStream):
-            iterator = _aiter_sync(stream)
+            iterator = aiter_sync(stream)
         else:  # pragma: no cover - guarded by the Request constructor
             raise LocalProtocolError(f"unsupported request stream {stream!r}")
         async for chunk in iterator:
@@ -923,150 +935,3 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 def _expire_write(waiter: asyncio.Future[None], timeout: float) -> None:
     if not waiter.done():
         waiter.set_exception(WriteTimeout(f"the server did not accept data for {timeout} s"))
-
-
-async def _aiter_sync(stream: SyncByteStream) -> AsyncIterator[bytes]:
-    for chunk in stream:
-        yield chunk
-
-
-def _expects_continue(request: Request) -> bool:
-    expect = request.headers.get("expect")
-    return expect is not None and expect.lower() == "100-continue"
-
-
-_TOKEN_FORBIDDEN = frozenset(b' \t\r\n\x00()<>@,;:\\"/[]?={}')
-
-
-_VALID_METHODS = {b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS", b"CONNECT"}
-# The same bytes objects every time (their hash is kept), not a new encoding per request.
-_METHOD_BYTES = {method.decode(): method for method in _VALID_METHODS}
-
-
-def _serialize_head(method: bytes, request: Request) -> bytes:
-    target = request.extensions.get("target") if request.extensions else None
-    if target is None:
-        target = request.url.raw_path  # the URL type guarantees a clean, encoded target
-    else:
-        if isinstance(target, str):
-            target = target.encode("ascii")
-        if not target or b" " in target or b"\r" in target or b"\n" in target:
-            raise LocalProtocolError(f"invalid request target {target!r}")
-    if method not in _VALID_METHODS:
-        if not method or any(byte in _TOKEN_FORBIDDEN or byte > 126 for byte in method):
-            raise LocalProtocolError(f"invalid HTTP method {method!r}")
-        if len(_VALID_METHODS) < 64:
-            _VALID_METHODS.add(method)
-    fields = request.headers._raw  # (name, value) pairs, checked by Headers
-    if not fields:
-        return b"%s %s HTTP/1.1\r\n\r\n" % (method, target)
-    lines = b"\r\n".join(map(b": ".join, fields))  # no Python-level loop per header
-    return b"%s %s HTTP/1.1\r\n%s\r\n\r\n" % (method, target, lines)
-
-
-class HTTP11ResponseStream(AsyncByteStream):
-    """The body of one response, read from its connection; closing it releases the connection."""
-
-    __slots__ = ("_closed", "_conn", "_read_timeout", "_request", "_started", "_trace")
-
-    def __init__(
-        self,
-        conn: AsyncHTTP11Connection,
-        request: Request,
-        read_timeout: float | None,
-        trace: _trace.TraceCallback | None,
-    ) -> None:
-        self._conn = conn
-        self._request = request
-        self._read_timeout = read_timeout
-        self._trace = trace
-        self._started = False
-        self._closed = False
-
-    def _claim(self) -> None:
-        if self._started:
-            raise StreamConsumedError()
-        self._started = True
-
-    def read_if_complete(self) -> bytes | None:
-        """The whole body without waiting, when it has all arrived (small responses usually
-        arrive with their head): read and closed in one step, with no coroutine."""
-        conn = self._conn
-        if self._started or self._trace is not None or not conn._message_complete:
-            return None
-        if conn.state != ACTIVE:
-            return None
-        self._started = self._closed = True
-        data = conn._take_body()
-        conn._response_closed()
-        return data
-
-    async def aread(self) -> bytes:
-        self._claim()
-        conn = self._conn
-        if conn.state == DETACHED:
-            return b""
-        trace = self._trace
-        if trace is None:
-            if conn._message_complete:
-                data = conn._take_body()
-            else:
-                data = await conn._read_body(self._read_timeout)
-        else:
-            data = await _trace.traced(
-                trace,
-                _trace.HTTP11_RECEIVE_RESPONSE_BODY,
-                {"request": self._request},
-                lambda: conn._read_body(self._read_timeout),
-            )
-        return data
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        self._claim()
-        conn = self._conn
-        if conn.state == DETACHED:
-            return
-        trace = self._trace
-        if trace is not None:
-            await _trace.emit(
-                trace,
-                f"{_trace.HTTP11_RECEIVE_RESPONSE_BODY}.started",
-                {"request": self._request},
-            )
-        try:
-            conn._streaming = True
-            while True:
-                if conn._has_body_data():
-                    yield conn._take_chunk()
-                elif conn._message_complete:
-                    break
-                else:
-                    conn._progress_wanted = True
-                    try:
-                        await conn._wait(self._read_timeout)
-                    finally:
-                        conn._progress_wanted = False
-        except BaseException as exc:
-            if trace is not None:
-                await _trace.emit(
-                    trace, f"{_trace.HTTP11_RECEIVE_RESPONSE_BODY}.failed", {"exception": exc}
-                )
-            raise
-        if trace is not None:
-            await _trace.emit(
-                trace, f"{_trace.HTTP11_RECEIVE_RESPONSE_BODY}.complete", {"return_value": None}
-            )
-
-    async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        trace = self._trace
-        if trace is None:
-            self._conn._response_closed()
-        else:
-
-            async def close() -> None:
-                self._conn._response_closed()
-
-            await _trace.traced(trace, _trace.HTTP11_RESPONSE_CLOSED, {}, close)

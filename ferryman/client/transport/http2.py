@@ -27,6 +27,7 @@ import h2.exceptions
 import h2.settings
 
 from ferryman.client.transport import _trace
+from ferryman.client.transport.http11_request import aiter_sync
 from ferryman.exceptions import (
     LocalProtocolError,
     ReadError,
@@ -457,7 +458,7 @@ class AsyncHTTP2Connection(asyncio.Protocol):
             if isinstance(body, AsyncByteStream):
                 chunks = body.__aiter__()
             elif isinstance(body, SyncByteStream):
-                chunks = _aiter_sync(body)
+                chunks = aiter_sync(body)
             else:  # pragma: no cover - guarded by the Request constructor
                 raise LocalProtocolError(f"unsupported request stream {body!r}")
             async for chunk in chunks:
@@ -761,8 +762,3 @@ def _code_name(code: int) -> str:
         return h2.errors.ErrorCodes(code).name
     except ValueError:
         return f"error code {code}"
-
-
-async def _aiter_sync(stream: SyncByteStream) -> AsyncIterator[bytes]:
-    for chunk in stream:
-        yield chunk

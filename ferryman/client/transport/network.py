@@ -11,6 +11,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any
 
+from ferryman.client.transport.http11_state import CLOSED, DETACHED, RAW
 from ferryman.exceptions import ConnectError, WriteError
 
 if TYPE_CHECKING:
@@ -26,8 +27,6 @@ class AsyncNetworkStream:
         self._conn = conn
 
     def _take_over(self) -> None:
-        from ferryman.client.transport.http11 import CLOSED, DETACHED, RAW
-
         conn = self._conn
         if conn._mode != RAW:
             conn._mode = RAW

@@ -31,7 +31,8 @@ from ferryman.client.transport.connect import (
     open_http11_connection,
     start_http2,
 )
-from ferryman.client.transport.http11 import ACTIVE, CLOSED, IDLE, AsyncHTTP11Connection
+from ferryman.client.transport.http11 import AsyncHTTP11Connection
+from ferryman.client.transport.http11_state import ACTIVE, CLOSED, IDLE
 from ferryman.client.transport.tls import CertTypes, VerifyTypes, create_ssl_context
 from ferryman.exceptions import (
     ConnectError,
