@@ -1,7 +1,8 @@
 """Putting a request on an HTTP/1.1 connection: the head's bytes, and what decides the body.
 
-Kept apart from the connection (``http11.py``) because none of it touches the socket: these
-are pure functions of the :class:`~ferryman.http.models.Request`.
+Kept apart from the connection (``http11.py``) because none of it touches the socket or the
+connection's state: it reads only the :class:`~ferryman.http.models.Request` (and remembers
+the extension methods it has validated).
 """
 
 from __future__ import annotations
