@@ -59,7 +59,13 @@ from ferryman.proxy.events import (
     EVENT_FILTER_PROXY_RESPONSE,
     ProxyFilterEvent,
 )
-from ferryman.proxy.headers import NO_RULES, HeaderRules, downstream_headers, upstream_headers
+from ferryman.proxy.headers import (
+    NO_RULES,
+    HeaderRules,
+    downstream_headers,
+    header_pairs,
+    upstream_pieces,
+)
 from ferryman.proxy.middleware import (
     Middleware,
     MiddlewareChain,
@@ -304,7 +310,7 @@ class HTTPProxyHandler:
             target = self.rewrite.apply(target)
         url, wire_target = self._upstream_url(index, target)
         client = scope.get("client") if scope is not None else None
-        headers, _ = upstream_headers(
+        pieces, _ = upstream_pieces(
             request.headers.raw,
             host=None if self.preserve_host else url.host_header,
             client_ip=client[0] if client else None,
@@ -315,7 +321,7 @@ class HTTPProxyHandler:
         upstream = Request.from_parts(
             request.method,
             url,
-            Headers.from_raw(headers),
+            Headers.from_raw(header_pairs(pieces)),
             # A bodiless request is not read at all: the ASGI receive channel stays free for
             # the disconnect watch.
             request.stream if length != 0 else EMPTY_STREAM,

@@ -21,8 +21,8 @@ __all__ = [
     "HeaderRules",
     "RawHeaders",
     "downstream_headers",
+    "header_pairs",
     "plain_response_lines",
-    "upstream_headers",
     "upstream_pieces",
 ]
 
@@ -139,8 +139,9 @@ def _named_by_connection(values: list[bytes]) -> frozenset[bytes]:
     return frozenset(tokens)
 
 
-def _pairs(pieces: list[bytes]) -> RawHeaders:
-    """``(name, value)`` pairs of a list of header line pieces (name, ": ", value, CRLF)."""
+def header_pairs(pieces: list[bytes]) -> RawHeaders:
+    """``(name, value)`` pairs of header line pieces (name, ": ", value, CRLF), for a caller
+    that needs :class:`~ferryman.http.headers.Headers` rather than the head's bytes."""
     return list(zip(pieces[0::4], pieces[2::4], strict=True))
 
 
@@ -154,28 +155,6 @@ def _drop_named(pieces: list[bytes], named: frozenset[bytes]) -> list[bytes]:
     ]
 
 
-def upstream_headers(
-    raw: Sequence[tuple[bytes, bytes]],
-    *,
-    host: bytes | None,
-    client_ip: str | None,
-    scheme: str,
-    rules: HeaderRules = NO_RULES,
-    upgrade: bytes | None = None,
-) -> tuple[RawHeaders, bytes | None]:
-    """The headers to send upstream, and the client's ``Host`` (``None`` if it sent none).
-
-    ``host`` replaces the client's ``Host``; ``None`` keeps it (``preserve_host``). Framing
-    headers are removed: the caller frames the body it actually sends. ``upgrade`` keeps an
-    ``Upgrade`` handshake (a WebSocket) going through: the caller passes the client's Upgrade
-    value and gets ``Connection: upgrade`` and that ``Upgrade`` back in the list.
-    """
-    pieces, client_host = upstream_pieces(
-        raw, host=host, client_ip=client_ip, scheme=scheme, rules=rules, upgrade=upgrade
-    )
-    return _pairs(pieces), client_host
-
-
 def upstream_pieces(
     raw: Sequence[tuple[bytes, bytes]],
     *,
@@ -185,8 +164,16 @@ def upstream_pieces(
     rules: HeaderRules = NO_RULES,
     upgrade: bytes | None = None,
 ) -> tuple[list[bytes], bytes | None]:
-    """``upstream_headers`` as the pieces of their lines: name, ``": "``, value and CRLF for
-    each, which the fast relay joins into the head it sends, with no pair made or joined."""
+    """The headers to send upstream, as the pieces of their lines (name, ``": "``, value and
+    CRLF for each), and the client's ``Host`` (``None`` if it sent none).
+
+    The fast relay joins the pieces into the head it sends, with no pair made or joined; the
+    general path takes them as pairs (:func:`header_pairs`). ``host`` replaces the client's
+    ``Host``; ``None`` keeps it (``preserve_host``). Framing headers are removed: the caller
+    frames the body it actually sends. ``upgrade`` keeps an ``Upgrade`` handshake (a
+    WebSocket) going through: the caller passes the client's Upgrade value and gets
+    ``Connection: upgrade`` and that ``Upgrade`` back.
+    """
     kinds = rules.upstream_kinds
     pieces: list[bytes] = []
     client_host: bytes | None = None
@@ -347,7 +334,7 @@ class DownstreamHead:
 
     def pairs(self) -> RawHeaders:
         """The relayed headers as ``(name, value)`` pairs, ``Via`` and the rules' own included."""
-        headers = _pairs(self._relayed_pieces())
+        headers = header_pairs(self._relayed_pieces())
         via = self._via
         headers.append((b"Via", VIA_VALUE if via is None else via + b", " + VIA_VALUE))
         headers.extend(self._rules.add)
