@@ -196,7 +196,7 @@ class HTTPProxyHandler:
         options and the default session, so a relay that copies the wire behaviour (the fast
         path) cannot be told apart. Events are the caller's to check (the dispatcher's)."""
         return (
-            not self._middlewares
+            not self._middlewares.phases
             and self.error_handler is None
             and not self._has_options
             and self.context.session_factory is None

@@ -22,6 +22,7 @@ __all__ = [
     "RawHeaders",
     "downstream_headers",
     "header_pairs",
+    "plain_request_head",
     "plain_response_lines",
     "upstream_pieces",
 ]
@@ -36,6 +37,8 @@ VIA_VALUE: Final = b"1.1 ferryman"
 #: What a header line is made of besides its name and value.
 _SEPARATOR: Final = b": "
 _CRLF: Final = b"\r\n"
+_HTTP: Final = b"http"
+_HTTPS: Final = b"https"
 #: Names each pass treats apart from plain copying, so plain headers cost one set look-up.
 _UPSTREAM_SPECIAL: Final = HOP_BY_HOP | {
     b"host",
@@ -68,7 +71,7 @@ class HeaderRules:
     look-ups: the same few dozen names come in almost every message.
     """
 
-    __slots__ = ("add", "downstream_kinds", "remove", "upstream_kinds")
+    __slots__ = ("add", "add_lines", "downstream_kinds", "remove", "upstream_kinds")
 
     def __init__(self, add: Iterable[tuple[str, str]] = (), remove: Iterable[str] = ()) -> None:
         self.add: tuple[tuple[bytes, bytes], ...] = tuple(
@@ -77,6 +80,8 @@ class HeaderRules:
         self.remove: frozenset[bytes] = frozenset(
             name.lower().encode("latin-1") for name in remove
         ) | frozenset(name.lower() for name, _ in self.add)
+        #: The added headers' lines, each ending in CRLF.
+        self.add_lines = b"".join(name + b": " + value + b"\r\n" for name, value in self.add)
         self.upstream_kinds: dict[bytes, int] = {}
         self.downstream_kinds: dict[bytes, int] = {}
 
@@ -145,13 +150,14 @@ def header_pairs(pieces: list[bytes]) -> RawHeaders:
     return list(zip(pieces[0::4], pieces[2::4], strict=True))
 
 
-def _drop_named(pieces: list[bytes], named: frozenset[bytes]) -> list[bytes]:
-    """The header line pieces without the headers ``named`` (by ``Connection``)."""
-    return [
+def _drop_named(pieces: list[bytes], named: frozenset[bytes], start: int = 0) -> list[bytes]:
+    """The header line pieces without the headers ``named`` (by ``Connection``); the ``start``
+    pieces before the first header line (a request line, a Host this hop sets) stay."""
+    return pieces[:start] + [
         piece
-        for start in range(0, len(pieces), 4)
-        if pieces[start].lower() not in named
-        for piece in pieces[start : start + 4]
+        for first in range(start, len(pieces), 4)
+        if pieces[first].lower() not in named
+        for piece in pieces[first : first + 4]
     ]
 
 
@@ -163,19 +169,25 @@ def upstream_pieces(
     scheme: str,
     rules: HeaderRules = NO_RULES,
     upgrade: bytes | None = None,
+    pieces: list[bytes] | None = None,
 ) -> tuple[list[bytes], bytes | None]:
     """The headers to send upstream, as the pieces of their lines (name, ``": "``, value and
     CRLF for each), and the client's ``Host`` (``None`` if it sent none).
 
-    The fast relay joins the pieces into the head it sends, with no pair made or joined; the
-    general path takes them as pairs (:func:`header_pairs`). ``host`` replaces the client's
-    ``Host``; ``None`` keeps it (``preserve_host``). Framing headers are removed: the caller
-    frames the body it actually sends. ``upgrade`` keeps an ``Upgrade`` handshake (a
+    The fast relay passes ``pieces`` holding its request line and joins the list once into the
+    head it sends, with no pair made and no bytes concatenated; the general path takes the
+    pieces as pairs (:func:`header_pairs`). ``host`` replaces the client's ``Host`` and comes
+    first; ``None`` keeps the client's (``preserve_host``). Framing headers are removed: the
+    caller frames the body it actually sends. ``upgrade`` keeps an ``Upgrade`` handshake (a
     WebSocket) going through: the caller passes the client's Upgrade value and gets
     ``Connection: upgrade`` and that ``Upgrade`` back.
     """
     kinds = rules.upstream_kinds
-    pieces: list[bytes] = []
+    if pieces is None:
+        pieces = []
+    start = len(pieces)
+    if host is not None:
+        pieces += (b"Host", _SEPARATOR, host, _CRLF)
     client_host: bytes | None = None
     forwarded_for: bytes | None = None
     via: bytes | None = None
@@ -199,29 +211,91 @@ def upstream_pieces(
     if connection is not None:
         named = _named_by_connection(connection)
         if named:
-            pieces = _drop_named(pieces, named)
-    if host is not None:
-        pieces[0:0] = (b"Host", _SEPARATOR, host, _CRLF)
+            # (the Host this hop sets is not the client's to drop)
+            pieces[:] = _drop_named(pieces, named, start if host is None else start + 4)
     if client_ip is not None:
         ip = client_ip.encode("ascii")
-        pieces += (
-            b"X-Forwarded-For",
-            _SEPARATOR,
-            ip if forwarded_for is None else forwarded_for + b", " + ip,
-            _CRLF,
-        )
+        if forwarded_for is not None:
+            ip = forwarded_for + b", " + ip
+        pieces += (b"X-Forwarded-For", _SEPARATOR, ip, _CRLF)
     elif forwarded_for is not None:
         pieces += (b"X-Forwarded-For", _SEPARATOR, forwarded_for, _CRLF)
-    pieces += (b"X-Forwarded-Proto", _SEPARATOR, b"https" if scheme == "https" else b"http", _CRLF)
     if client_host is not None:
-        pieces += (b"X-Forwarded-Host", _SEPARATOR, client_host, _CRLF)
+        pieces += (
+            b"X-Forwarded-Proto",
+            _SEPARATOR,
+            _HTTPS if scheme == "https" else _HTTP,
+            _CRLF,
+            b"X-Forwarded-Host",
+            _SEPARATOR,
+            client_host,
+            _CRLF,
+        )
+    else:
+        pieces += (b"X-Forwarded-Proto", _SEPARATOR, _HTTPS if scheme == "https" else _HTTP, _CRLF)
     pieces += (b"Via", _SEPARATOR, VIA_VALUE if via is None else via + b", " + VIA_VALUE, _CRLF)
     for name, value in rules.add:
         pieces += (name, _SEPARATOR, value, _CRLF)
     if upgrade is not None:
-        pieces += (b"Connection", _SEPARATOR, b"upgrade", _CRLF)
-        pieces += (b"Upgrade", _SEPARATOR, upgrade, _CRLF)
+        pieces += (
+            b"Connection",
+            _SEPARATOR,
+            b"upgrade",
+            _CRLF,
+            b"Upgrade",
+            _SEPARATOR,
+            upgrade,
+            _CRLF,
+        )
     return pieces, client_host
+
+
+#: What ``upstream_pieces`` puts after a plain request's X-Forwarded-For value, by scheme.
+_HTTP_PROTO_LINE: Final = b"\r\nX-Forwarded-Proto: http\r\n"
+_HTTPS_PROTO_LINE: Final = b"\r\nX-Forwarded-Proto: https\r\n"
+_VIA_LINE: Final = b"Via: " + VIA_VALUE + _CRLF
+
+
+def plain_request_head(
+    method: bytes,
+    target: bytes,
+    raw: Sequence[tuple[bytes, bytes]],
+    host_line: bytes,
+    client_ip: str,
+    scheme: str,
+    rules: HeaderRules,
+    framing: bytes,
+) -> bytes | None:
+    """The whole head :func:`upstream_pieces` makes for an ordinary request, in one join.
+
+    Ordinary: every header is one the rules copy as it is, or ``Host`` (which ``host_line``,
+    ``Host: <upstream>`` and its CRLF, replaces), with names seen before. ``framing`` is the
+    caller's Content-Length or Transfer-Encoding line (or nothing). ``None`` means the request
+    needs the general way: a forwarding header to extend, a hop-by-hop or removed header to
+    drop, a name not classified yet. The same bytes either way (``tests/proxy/test_headers.py``
+    holds the two side by side); this way builds no pieces list to grow in steps and takes
+    about half the time, which is a tenth of what the fast relay spends on a request.
+    """
+    kinds = rules.upstream_kinds
+    pieces = [method, b" ", target, b" HTTP/1.1\r\n", host_line]
+    client_host = None
+    for name, value in raw:
+        kind = kinds.get(name)
+        if kind == _COPY:
+            pieces += (name, _SEPARATOR, value, _CRLF)
+        elif kind == _HOST:
+            client_host = value
+        else:
+            return None
+    pieces += (
+        b"X-Forwarded-For: ",
+        client_ip.encode("ascii"),
+        _HTTPS_PROTO_LINE if scheme == "https" else _HTTP_PROTO_LINE,
+    )
+    if client_host is not None:
+        pieces += (b"X-Forwarded-Host: ", client_host, _CRLF)
+    pieces += (_VIA_LINE, rules.add_lines, framing, _CRLF)
+    return b"".join(pieces)
 
 
 def downstream_headers(
@@ -243,9 +317,6 @@ def downstream_headers(
     if not keep_length:
         headers = [(name, value) for name, value in headers if name.lower() != b"content-length"]
     return headers
-
-
-_VIA_LINE: Final = b"Via: " + VIA_VALUE + _CRLF
 
 
 class DownstreamHead:
@@ -291,6 +362,11 @@ class DownstreamHead:
         kind = self._kinds.get(name)
         if kind == _COPY:
             self._pieces += (name, _SEPARATOR, value, _CRLF)
+        elif kind == _LENGTH and value.isdigit():  # (nearly every answer has one: no call)
+            self._pieces += (name, _SEPARATOR, value, _CRLF)
+            self.content_length = int(value)
+        elif kind == _CONNECTION and value.lower() in _PLAIN_CONNECTION:
+            pass  # (nginx's keep-alive, say: nothing to remember)
         else:
             self._add_special(name, value, kind)
 

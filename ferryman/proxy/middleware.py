@@ -91,37 +91,38 @@ _Pending: TypeAlias = Generator[Any, Any, Any] | AsyncGenerator[Any, Any]
 class MiddlewareChain:
     """The middlewares of one handler, grouped by phase, and the code that runs them."""
 
-    __slots__ = ("_phases",)
+    __slots__ = ("phases",)
 
     def __init__(self) -> None:
-        # Ascending by phase; rebuilt on add (rare) so that a request only iterates.
-        self._phases: tuple[tuple[int, tuple[Middleware, ...]], ...] = ()
+        #: ``(phase, middlewares)``, ascending by phase; rebuilt on add (rare) so that a request
+        #: only iterates (and the fast path gate, asking whether there are any, only reads it).
+        self.phases: tuple[tuple[int, tuple[Middleware, ...]], ...] = ()
 
     def add(self, definition: ProxyMiddlewareDef) -> None:
-        phases = dict(self._phases)
+        phases = dict(self.phases)
         phases[definition.phase] = (*phases.get(definition.phase, ()), definition.middleware)
-        self._phases = tuple(sorted(phases.items()))
+        self.phases = tuple(sorted(phases.items()))
 
     @property
     def definitions(self) -> list[ProxyMiddlewareDef]:
         """Every middleware with its phase, in the order they run in."""
         return [
             ProxyMiddlewareDef(phase, middleware)
-            for phase, middlewares in self._phases
+            for phase, middlewares in self.phases
             for middleware in middlewares
         ]
 
     def __bool__(self) -> bool:
-        return bool(self._phases)
+        return bool(self.phases)
 
     def __len__(self) -> int:
-        return sum(len(middlewares) for _, middlewares in self._phases)
+        return sum(len(middlewares) for _, middlewares in self.phases)
 
     async def run(self, ctx: ProxyContext, inner: Inner, on_error: OnError) -> None:
         """The ways in, ``inner`` (unless short-circuited), the ways out; see the module doc."""
         entered: list[list[_Pending]] = []
         try:
-            for _, middlewares in self._phases:
+            for _, middlewares in self.phases:
                 pending, error = await _enter(middlewares, ctx)
                 entered.append(pending)
                 if error is not None:

@@ -18,7 +18,13 @@ from collections.abc import Callable, Sequence
 from typing import Final
 
 from ferryman.proxy.errors import error_body
-from ferryman.proxy.headers import NO_RULES, DownstreamHead, HeaderRules, upstream_pieces
+from ferryman.proxy.headers import (
+    NO_RULES,
+    DownstreamHead,
+    HeaderRules,
+    plain_request_head,
+    upstream_pieces,
+)
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
 from ferryman.server.protocol import RequestHandler, ServerExchange, response_head, status_line
@@ -27,6 +33,7 @@ __all__ = ["EndpointRelay", "Relay"]
 
 _CHUNK_END: Final = b"0\r\n\r\n"
 _CRLF: Final = b"\r\n"
+_HTTP11_LINE_END: Final = b" HTTP/1.1\r\n"
 _CHUNKED_LINE: Final = b"Transfer-Encoding: chunked\r\n"
 _CLOSE_LINE: Final = b"Connection: close\r\n"
 _KEEP_ALIVE_LINE: Final = b"Connection: keep-alive\r\n"
@@ -112,27 +119,44 @@ class EndpointRelay:
             target = self.rewrite.apply(target)
         if pool.base_path:
             target = pool.base_path + target
+        if exchange.content_length is not None:
+            framing = b"Content-Length: %d\r\n" % exchange.content_length
+        elif exchange.chunked:
+            framing = _CHUNKED_LINE
+        else:
+            framing = b""
+        protocol = exchange.protocol
+        client = protocol.client
+        if client is not None and not exchange.upgrade and not self.preserve_host:
+            head = plain_request_head(
+                exchange.method,
+                target,
+                exchange.headers,
+                pool.host_line,
+                client[0],
+                protocol.scheme,
+                self.request_rules,
+                framing,
+            )
+            if head is not None:
+                return head
         upgrade = None
         if exchange.upgrade:
             upgrade = next(
                 (value for name, value in exchange.headers if name.lower() == b"upgrade"), None
             )
-        protocol = exchange.protocol
-        client = protocol.client
-        pieces, _ = upstream_pieces(
+        pieces = [exchange.method, b" ", target, _HTTP11_LINE_END]
+        upstream_pieces(
             exchange.headers,
             host=None if self.preserve_host else pool.host_header,
             client_ip=None if client is None else client[0],
             scheme=protocol.scheme,
             rules=self.request_rules,
             upgrade=upgrade,
+            pieces=pieces,
         )
-        if exchange.content_length is not None:
-            pieces.append(b"Content-Length: %d\r\n" % exchange.content_length)
-        elif exchange.chunked:
-            pieces.append(_CHUNKED_LINE)
-        pieces.append(_CRLF)
-        return exchange.method + b" " + target + b" HTTP/1.1\r\n" + b"".join(pieces)
+        pieces += (framing, _CRLF)
+        return b"".join(pieces)
 
     def close(self) -> None:
         for pool in self.pools:
@@ -317,16 +341,18 @@ class Relay:
         connection.disarm()
         exchange.start_tunnel()
 
-    def response_lines(self, status: int, reason: bytes, lines: bytes, keep_alive: bool) -> None:
+    def response_lines(self, status: int, reason: bytes, lines: bytes, keep_alive: bool) -> bool:
         """A final answer's head, its header lines (CRLF-terminated) already as relayed.
 
         Long ordinary heads come here straight from their bytes (``plain_response_lines``), the
         others as the parser's callbacks built them (``DownstreamHead``). What is left is
-        framing the body for the client.
+        framing the body for the client. True when the body goes to the client as the upstream
+        framed it, its Content-Length (if any) counting it: the connection may then pass it on
+        unparsed.
         """
         exchange = self.exchange
         if exchange.finished or self.finished:
-            return
+            return False
         connection = self.connection
         assert connection is not None
         self.response_started = True
@@ -348,6 +374,8 @@ class Relay:
             # The parser cannot know a HEAD answer has no body; the next answer needs a new one.
             connection.reset_parser()
             self.response_end(keep_alive)
+            return False
+        return not self.chunked_out and status != 204 and status != 304
 
     def response_body(self, data: bytes) -> None:
         if self.finished:

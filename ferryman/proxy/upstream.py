@@ -63,6 +63,7 @@ class UpstreamPool:
         "busy",
         "host",
         "host_header",
+        "host_line",
         "loop",
         "max_connections",
         "origin",
@@ -84,6 +85,8 @@ class UpstreamPool:
         self.host = url.host
         self.port = url.port or (443 if url.scheme == "https" else 80)
         self.host_header = url.host_header
+        #: The Host line requests to this upstream carry (``plain_request_head``).
+        self.host_line = b"Host: " + url.host_header + b"\r\n"
         self.origin = f"{url.scheme}://{url.host_header.decode('ascii')}"
         self.base_path = url.raw_path.split(b"?", 1)[0].rstrip(b"/")
         self.ssl_context = ssl_context if url.scheme == "https" else None
@@ -467,9 +470,13 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             self._keep_alive = keep_alive = self.parser.should_keep_alive()
             if status == 101:
                 relay.switching_protocols(self._reason, head)
-            else:
+            elif (
                 relay.response_lines(status, self._reason, head.lines(), keep_alive)
-            self._count_body(relay, status)
+                and self.content_length
+                and self.relay is relay
+            ):
+                # Past this read, the body is counted, not parsed (``_bypass``).
+                self._body_left = self.content_length
 
     def on_plain_headers_complete(self) -> None:
         """``on_headers_complete`` of a head ``_choose_parser`` read already (never a 1xx)."""
@@ -480,22 +487,14 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         if relay is not None:
             parser = self.parser
             self._keep_alive = keep_alive = parser.should_keep_alive()
-            status = parser.get_status_code()
-            relay.response_lines(status, self._reason, self._lines, keep_alive)
-            self._count_body(relay, status)
-
-    def _count_body(self, relay: Relay, status: int) -> None:
-        """Once the relay took the head: a Content-Length body it passes on as it is will be
-        counted, not parsed, past this read (``_bypass``)."""
-        if (
-            self.content_length
-            and self.relay is relay
-            and not relay.head_only
-            and status != 204
-            and status != 304
-            and not relay.chunked_out
-        ):
-            self._body_left = self.content_length
+            if (
+                relay.response_lines(
+                    parser.get_status_code(), self._reason, self._lines, keep_alive
+                )
+                and self.content_length
+                and self.relay is relay
+            ):
+                self._body_left = self.content_length  # (as in on_headers_complete)
 
     def on_body(self, body: bytes) -> None:
         if self._body_left > 0:

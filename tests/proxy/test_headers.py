@@ -15,6 +15,7 @@ from ferryman.proxy.headers import (
     HeaderRules,
     downstream_headers,
     header_pairs,
+    plain_request_head,
     plain_response_lines,
     upstream_pieces,
 )
@@ -384,3 +385,76 @@ def test_header_pairs_are_the_lines_of_upstream_pieces() -> None:
     headers = header_pairs(pieces)
     assert b"".join(pieces) == as_lines(headers) and client_host == b"proxy.test"
     assert headers[0] == (b"Host", HOST) and (b"X-A", b"1") not in headers
+
+
+# -- plain_request_head: the fast relay's shortcut for ordinary requests ------------------------
+
+
+def general_request_head(
+    raw: list[tuple[bytes, bytes]], rules: HeaderRules, scheme: str, framing: bytes
+) -> bytes:
+    """The head the fast relay sends when the shortcut declines: upstream_pieces, joined."""
+    pieces = [b"GET", b" ", b"/a?b=%2F", b" HTTP/1.1\r\n"]
+    upstream_pieces(
+        raw, host=HOST, client_ip="192.0.2.1", scheme=scheme, rules=rules, pieces=pieces
+    )
+    return b"".join([*pieces, framing, b"\r\n"])
+
+
+_REQUEST_NAMES = sorted(
+    headers_module._UPSTREAM_SPECIAL
+    | {b"proxy-authorization", b"accept", b"user-agent", b"x-connection", b"x-team", b"cookie"}
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_REQUEST_NAMES).flatmap(
+                lambda name: st.sampled_from([name, name.title(), name.upper()])
+            ),
+            st.sampled_from(_VALUES),
+        ),
+        max_size=10,
+    ),
+    st.sampled_from([*_RULES, HeaderRules(add=[("X-Team", "core")], remove=["Cookie"])]),
+    st.sampled_from(["http", "https"]),
+    st.sampled_from([b"", b"Content-Length: 12\r\n", b"Transfer-Encoding: chunked\r\n"]),
+)
+def test_plain_request_head_is_the_general_head_whenever_it_answers(
+    raw: list[tuple[bytes, bytes]], rules: HeaderRules, scheme: str, framing: bytes
+) -> None:
+    expected = general_request_head(raw, rules, scheme, framing)  # (names now classified)
+    host_line = b"Host: " + HOST + b"\r\n"
+    plain = plain_request_head(
+        b"GET", b"/a?b=%2F", raw, host_line, "192.0.2.1", scheme, rules, framing
+    )
+    kinds = [rules.upstream_kinds[name] for name, _ in raw]
+    copied_or_host = {headers_module._COPY, headers_module._HOST}
+    if all(kind in copied_or_host for kind in kinds):
+        assert plain == expected
+    else:  # a header to drop, extend or remove: the general way
+        assert plain is None
+
+
+def test_plain_request_head_leaves_names_it_has_not_seen_to_the_general_way() -> None:
+    rules = HeaderRules()
+    raw = [(b"Host", b"proxy.test"), (b"X-New", b"1")]
+    host_line = b"Host: " + HOST + b"\r\n"
+    assert plain_request_head(b"GET", b"/", raw, host_line, "192.0.2.1", "http", rules, b"") is None
+    general_request_head(raw, rules, "http", b"")  # classifies X-New
+    head = plain_request_head(b"GET", b"/", raw, host_line, "192.0.2.1", "http", rules, b"")
+    assert head == (
+        b"GET / HTTP/1.1\r\nHost: upstream.test:8080\r\nX-New: 1\r\n"
+        b"X-Forwarded-For: 192.0.2.1\r\nX-Forwarded-Proto: http\r\n"
+        b"X-Forwarded-Host: proxy.test\r\nVia: 1.1 ferryman\r\n\r\n"
+    )
+
+
+def test_a_connection_header_drops_neither_the_request_line_nor_the_hosts_line() -> None:
+    """``Connection`` names the client's headers only: not the words of the request line that
+    shares the pieces list, nor the Host this hop sets."""
+    raw = [(b"Host", b"proxy.test"), (b"Connection", b"GET, Host, X-A"), (b"X-A", b"1")]
+    head = general_request_head(raw, HeaderRules(), "http", b"")
+    assert head.startswith(b"GET /a?b=%2F HTTP/1.1\r\nHost: upstream.test:8080\r\n")
+    assert b"X-A" not in head
