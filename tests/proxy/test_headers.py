@@ -195,6 +195,13 @@ def test_names_seen_before_are_treated_the_same_and_the_memory_of_names_is_bound
         response = downstream_headers([*many, (b"x-secret", b"s")], rules=rules)
         assert response[:1500] == many and named(response, b"x-secret") == []
     assert len(rules.upstream_kinds) == len(rules.downstream_kinds) == 1024
+    # The copied names are the remembered ones relayed as they are: bounded the same way.
+    assert rules.upstream_copied == {
+        name for name, kind in rules.upstream_kinds.items() if kind == headers_module._COPY
+    }
+    assert rules.downstream_copied == {
+        name for name, kind in rules.downstream_kinds.items() if kind == headers_module._COPY
+    }
 
 
 # -- plain_response_lines: the relay's shortcut for ordinary heads ---------------------------------
