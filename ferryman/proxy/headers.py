@@ -293,8 +293,8 @@ def plain_request_head(
     caller's Content-Length or Transfer-Encoding line (or nothing). ``None`` means the request
     needs the general way: a forwarding header to extend, a hop-by-hop or removed header to
     drop, a name not classified yet. The same bytes either way (``tests/proxy/test_headers.py``
-    holds the two side by side); this way builds no pieces list to grow in steps and takes
-    about half the time, which is a tenth of what the fast relay spends on a request.
+    holds the two side by side); this way grows no pieces list header line by header line, and
+    took the relay's ``request_head`` for wrk's request from about 0.75 to 0.5 µs.
     """
     copied = rules.upstream_copied
     pieces = [method, b" ", target, b" HTTP/1.1\r\n", host_line]
