@@ -88,7 +88,8 @@ class HeaderRules:
         self.remove: frozenset[bytes] = frozenset(
             name.lower().encode("latin-1") for name in remove
         ) | frozenset(name.lower() for name, _ in self.add)
-        #: The added headers' lines, each ending in CRLF.
+        #: The added headers' lines, each ending in CRLF, joined once: every relayed head
+        #: with rules ends with them (``plain_request_head``, ``DownstreamHead.lines``).
         self.add_lines = b"".join(name + b": " + value + b"\r\n" for name, value in self.add)
         self.upstream_kinds: dict[bytes, int] = {}
         self.downstream_kinds: dict[bytes, int] = {}
@@ -425,9 +426,9 @@ class DownstreamHead:
         """The relayed header lines, ``Via`` and the rules' own included, each ending in CRLF."""
         via = self._via
         tail = _VIA_LINE if via is None else b"Via: " + via + b", " + VIA_VALUE + _CRLF
-        add = self._rules.add
-        if add:
-            tail += b"".join(name + _SEPARATOR + value + _CRLF for name, value in add)
+        add_lines = self._rules.add_lines
+        if add_lines:
+            tail += add_lines
         # (no call for the common answer, whose Connection names nothing: this runs per answer)
         pieces = self._pieces if self._connection is None else self._relayed_pieces()
         return b"".join(pieces) + tail

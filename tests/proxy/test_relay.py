@@ -233,6 +233,36 @@ async def test_header_rules_add_and_remove_both_ways(
     assert seen.header("x-other") == "1"
 
 
+async def test_a_request_seen_again_reaches_the_upstream_as_it_did_the_first_time(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """The first request of its kind classifies its header names on the general way; the next
+    ones take the shortcut (``plain_request_head``): the upstream must not tell them apart."""
+    relay = await start_relay(
+        upstream.url, request_rules=HeaderRules(add=[("X-Team", "core")], remove=["Cookie"])
+    )
+    for _ in range(3):
+        await relay.get(b"/same?q=%2F", b"Accept: */*\r\nX-Trace: 7\r\n")
+    first, *later = upstream.requests[-3:]
+    assert first.target == "/same?q=%2F"
+    assert first.headers == [
+        ("Host", f"127.0.0.1:{upstream.port}"),
+        ("Accept", "*/*"),
+        ("X-Trace", "7"),
+        ("X-Forwarded-For", "127.0.0.1"),
+        ("X-Forwarded-Proto", "http"),
+        ("X-Forwarded-Host", "proxy.test"),
+        ("Via", "1.1 ferryman"),
+        ("X-Team", "core"),
+    ]
+    for request in later:
+        assert (request.method, request.target, request.headers) == (
+            first.method,
+            first.target,
+            first.headers,
+        )
+
+
 async def test_no_default_headers_are_added(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
