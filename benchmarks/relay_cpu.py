@@ -19,6 +19,7 @@ import sys
 import time
 from typing import Any
 
+from ferryman import _compiled
 from ferryman.http.url import URL
 from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
@@ -130,7 +131,10 @@ def main() -> None:
     run(n // 10, response)  # warm up
     best = min(run(n, response) for _ in range(5))
     head = "28-header API" if api else "nginx's 8-header"
-    print(f"{1e6 * best / n:.2f} µs per relayed request, {head} answer (best of 5 x {n})")
+    print(
+        f"{1e6 * best / n:.2f} µs per relayed request, {head} answer (best of 5 x {n}); "
+        f"hot path {_compiled.mode}"
+    )
 
 
 if __name__ == "__main__":

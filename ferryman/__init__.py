@@ -1,5 +1,7 @@
 """ferryman: carries HTTP traffic between applications and the external APIs they depend on."""
 
+# First: decides whether the hot path loads compiled or from source (see the module).
+from ferryman import _compiled  # noqa: F401
 from ferryman._version import __version__
 from ferryman.client import (
     EVENT_FILTER_HTTP_CLIENT_REQUEST,

@@ -501,5 +501,8 @@ def plain_response_lines(
         position = end
     kept.append(lines[position:])
     kept.append(_VIA_LINE)
-    # Each kept line still starts with a CRLF: the first one ends the status line.
-    return head[13:line_end], b"".join(kept)[2:], length, chunked
+    # Each kept line still starts with a CRLF: the first one ends the status line. (The
+    # reason is sliced only when there is one: compiled by mypyc, a bytes slice whose start
+    # is past its end fails instead of giving b"", as it does in CPython.)
+    reason = head[13:line_end] if line_end > 13 else b""
+    return reason, b"".join(kept)[2:], length, chunked

@@ -1,0 +1,103 @@
+"""Where the proxy's hot path is loaded from: its compiled modules, or their sources.
+
+``setup.py`` compiles a few modules with mypyc and records, in ``_hotpath.json``, the SHA-256
+of each source it compiled. A compiled module sits beside its source and Python prefers it, so
+after a source is edited (an editable install, a ``git pull``) the old compiled code would run
+in its place, silently. Importing this module (``ferryman/__init__`` does it first) compares the
+sources with the manifest; if one changed, or ``FERRYMAN_PURE_PYTHON=1`` asks for it, every
+compiled module of the group is loaded from its source instead (they call each other directly,
+so they go together), with a warning in the first case. ``pip install -e .`` compiles again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from importlib.abc import MetaPathFinder
+from importlib.machinery import ModuleSpec
+from importlib.util import spec_from_file_location
+from types import ModuleType
+from typing import Final
+
+__all__ = ["PURE_PYTHON_ENV", "StaleBuildWarning", "compiled_modules", "mode"]
+
+#: Set to 1 to run every module from its source (profilers then see into the hot path).
+PURE_PYTHON_ENV: Final = "FERRYMAN_PURE_PYTHON"
+_PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
+_MANIFEST: Final = os.path.join(_PACKAGE_DIR, "_hotpath.json")
+
+
+class StaleBuildWarning(RuntimeWarning):
+    """A compiled module is older than its source: the source runs, uncompiled."""
+
+
+def _source_path(module: str) -> str:
+    return os.path.join(os.path.dirname(_PACKAGE_DIR), *module.split(".")) + ".py"
+
+
+def _digest(path: str) -> str | None:
+    try:
+        with open(path, "rb") as source:
+            return hashlib.sha256(source.read()).hexdigest()
+    except OSError:
+        return None  # no source beside it: the compiled module is all there is
+
+
+def _read_manifest() -> dict[str, str]:
+    try:
+        with open(_MANIFEST, encoding="utf-8") as manifest:
+            built = json.load(manifest)
+    except (OSError, ValueError):
+        return {}  # not compiled (no compiler, FERRYMAN_COMPILE=0, or a source checkout)
+    return {str(module): str(digest) for module, digest in built.items()}
+
+
+class _FromSource(MetaPathFinder):
+    """Finds the listed modules' ``.py`` files ahead of the compiled ones."""
+
+    def __init__(self, modules: Sequence[str]) -> None:
+        self.modules = frozenset(modules)
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> ModuleSpec | None:
+        if fullname not in self.modules:
+            return None
+        return spec_from_file_location(fullname, _source_path(fullname))
+
+
+def _choose() -> tuple[str, dict[str, str]]:
+    built = _read_manifest()
+    if not built:
+        return "pure Python (not compiled)", {}
+    if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):
+        sys.meta_path.insert(0, _FromSource(list(built)))
+        return f"pure Python ({PURE_PYTHON_ENV})", {}
+    changed = [
+        module
+        for module, digest in built.items()
+        if _digest(_source_path(module)) not in (digest, None)
+    ]
+    if changed:
+        sys.meta_path.insert(0, _FromSource(list(built)))
+        warnings.warn(
+            f"ferryman: {', '.join(changed)} changed since it was compiled; running the hot "
+            "path from source (slower): run `pip install -e .` again to compile it",
+            StaleBuildWarning,
+            stacklevel=2,
+        )
+        return f"pure Python (changed since compiled: {', '.join(changed)})", {}
+    return "compiled", built
+
+
+#: How the hot path runs in this process: "compiled", or "pure Python (why)".
+mode, _compiled = _choose()
+
+
+def compiled_modules() -> dict[str, str]:
+    """The modules running compiled, each with the SHA-256 of the source it was built from."""
+    return dict(_compiled)
