@@ -23,10 +23,13 @@ from importlib.util import spec_from_file_location
 from types import ModuleType
 from typing import Final
 
-__all__ = ["PURE_PYTHON_ENV", "StaleBuildWarning", "compiled_modules", "mode"]
+__all__ = ["PURE_PYTHON_ENV", "SWITCHES", "StaleBuildWarning", "compiled_modules", "mode"]
 
 #: Set to 1 to run every module from its source (profilers then see into the hot path).
 PURE_PYTHON_ENV: Final = "FERRYMAN_PURE_PYTHON"
+#: The environment variables of the build (setup.py's ``FERRYMAN_COMPILE=0``) and of this
+#: module, which the configuration's ``FERRYMAN_*`` variables must not take for keys.
+SWITCHES: Final = ("FERRYMAN_COMPILE", PURE_PYTHON_ENV)
 _PACKAGE_DIR: Final = os.path.dirname(os.path.abspath(__file__))
 _MANIFEST: Final = os.path.join(_PACKAGE_DIR, "_hotpath.json")
 

@@ -37,6 +37,7 @@ import yaml  # type: ignore[import-untyped, unused-ignore]
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
+from ferryman._compiled import SWITCHES
 from ferryman.system.applications import Application, load_applications
 from ferryman.system.errors import ConfigurationError
 
@@ -62,6 +63,8 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
 
 ENV_PREFIX: Final = "FERRYMAN_"
 ENV_SEPARATOR: Final = "__"
+#: ``FERRYMAN_`` variables that are not configuration: how the hot path is built and loaded.
+NOT_CONFIGURATION: Final = frozenset(SWITCHES)
 
 _APPLICATION_NAMES: Final = TypeAdapter(list[str])
 _TOML_POSITION = re.compile(r"^(?P<reason>.*?) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
@@ -102,7 +105,7 @@ def load_config(
     for file in files:
         config = merge_config(config, read_config_file(file))
     for variable in sorted(env):
-        if variable.startswith(ENV_PREFIX):
+        if variable.startswith(ENV_PREFIX) and variable not in NOT_CONFIGURATION:
             path = variable.removeprefix(ENV_PREFIX).lower().split(ENV_SEPARATOR)
             _assign(config, path, env[variable], source=variable)
     for override in overrides:

@@ -151,6 +151,13 @@ def test_overrides_win_over_environment_which_wins_over_files(gateway_yaml: Path
     assert config["gateway"]["endpoints"][1]["port"] == 4000
 
 
+def test_the_build_and_hot_path_switches_are_not_configuration_keys(gateway_yaml: Path) -> None:
+    switches = {"FERRYMAN_COMPILE": "0", "FERRYMAN_PURE_PYTHON": "1"}
+    assert load_config([gateway_yaml], env=switches) == load_config([gateway_yaml], env={})
+    with pytest.raises(ConfigurationError, match="pure_pythonn: unknown configuration key"):
+        load_config([gateway_yaml], env={"FERRYMAN_PURE_PYTHONN": "1"})  # a typo still is one
+
+
 def test_a_flow_collection_replaces_a_whole_list(gateway_yaml: Path) -> None:
     config = load_config(
         [gateway_yaml],
