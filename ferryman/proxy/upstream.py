@@ -34,9 +34,10 @@ DEFAULT_MAX_CONNECTIONS: Final = 512
 MAX_IDLE: Final = 256
 #: Heads from this size up are relayed from their bytes (``plain_response_lines``), shorter
 #: ones through the parser's per-header callbacks, which cost less below about a dozen headers.
-#: ``benchmarks/relay_cpu.py [N] [api]``, the threshold set to 0 or out of reach: nginx's
-#: 8-header, 230-byte head took 5.9 µs per relayed request the per-header way and 6.5 from its
-#: bytes; a 28-header, 1 KiB API head 9.5 against 8.1.
+#: ``benchmarks/relay_cpu.py [N] [api]``, the threshold set to 0 or out of reach, compiled
+#: (setup.py): nginx's 8-header, 230-byte head took 4.3 µs per relayed request the per-header
+#: way and 5.0 from its bytes; a 28-header, 1 KiB API head 7.5 against 6.8. (From source: 7.0
+#: against 7.7, and 11.4 against 9.5.)
 PLAIN_HEAD_MIN_SIZE: Final = 512
 #: Each connection's read buffer: big enough for a syscall to move a lot, small enough that
 #: hundreds of connections cost a few MiB.
