@@ -35,7 +35,7 @@ _MANIFEST: Final = os.path.join(_PACKAGE_DIR, "_hotpath.json")
 
 
 class StaleBuildWarning(RuntimeWarning):
-    """A compiled module is older than its source: the source runs, uncompiled."""
+    """A compiled module was built from another version of its source: the source runs."""
 
 
 def _source_path(module: str) -> str:
@@ -98,9 +98,9 @@ def _choose() -> tuple[str, dict[str, str]]:
 
 
 #: How the hot path runs in this process: "compiled", or "pure Python (why)".
-mode, _compiled = _choose()
+mode, _running_compiled = _choose()
 
 
 def compiled_modules() -> dict[str, str]:
     """The modules running compiled, each with the SHA-256 of the source it was built from."""
-    return dict(_compiled)
+    return dict(_running_compiled)

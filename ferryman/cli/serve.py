@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from typing import Any
 
+from ferryman import _compiled
 from ferryman.cli.logs import logger
 from ferryman.http.url import URL
 
@@ -99,6 +100,8 @@ async def serve(
             return 1
         for line in describe_addresses(proxy, server.addresses):
             logger.info("%s", line)
+        if _compiled.mode != "compiled":  # the build does not say so unless pip is verbose
+            logger.info("the relay runs as %s", _compiled.mode)
         logger.info(
             "serving (pid %d); %s stops it", os.getpid(), "SIGTERM" if supervised else "Ctrl-C"
         )

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 import ferryman
+from ferryman import _compiled
 from tests.cli.proxy_process import ProxyProcess
 from tests.servers.edge import EdgeServer
 from tests.servers.httpbin_server import HttpbinServer
@@ -411,3 +412,17 @@ def test_reload_waits_for_a_fix_after_a_bad_change(
     assert fetch(proxy.url("api") + "/status?code=204").status_code == 204
     proxy.signal(signal.SIGINT)
     assert proxy.wait() == 0
+
+
+def test_start_says_when_the_relay_runs_from_source(
+    start_proxy: StartProxy, httpbin: HttpbinServer
+) -> None:
+    pure = start_proxy(
+        "--endpoint", f"api=0:{httpbin.url}", *KERNEL_ON_PORT_0, env={"FERRYMAN_PURE_PYTHON": "1"}
+    ).wait_serving()
+    assert "ferryman: the relay runs as pure Python (FERRYMAN_PURE_PYTHON)" in pure.output
+    assert fetch(pure.url("api") + "/get").status_code == 200  # and it relays all the same
+
+    default = start_proxy("--endpoint", f"api=0:{httpbin.url}", *KERNEL_ON_PORT_0).wait_serving()
+    said = "the relay runs as" in default.output
+    assert said == (_compiled.mode != "compiled"), default.output
