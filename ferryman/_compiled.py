@@ -68,9 +68,10 @@ class _FromSource(MetaPathFinder):
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> ModuleSpec | None:
-        if fullname not in self.modules:
-            return None
-        return spec_from_file_location(fullname, _source_path(fullname))
+        source = _source_path(fullname)
+        if fullname not in self.modules or not os.path.exists(source):
+            return None  # (an install without sources: the compiled module is all there is)
+        return spec_from_file_location(fullname, source)
 
 
 def _choose() -> tuple[str, dict[str, str]]:
