@@ -64,10 +64,11 @@ class ProxyEndpoints:
         for endpoint in settings.endpoints:
             handler = self.handlers[endpoint.name]
             if endpoint.port is not None:
-                by_port[endpoint.port] = handler
+                by_port[endpoint.port] = handler  # several may say 0: bind_port finds them
             elif endpoint.path is not None:
                 by_path[endpoint.path] = handler
-        self.resolver = EndpointResolver(by_port, by_path)
+        # By name too: endpoints on port 0 share that key above, and are bound by name.
+        self.resolver = EndpointResolver(by_port, by_path, names=self.handlers)
 
     def get(self, name: str) -> HTTPProxyHandler | None:
         return self.handlers.get(name)
