@@ -16,6 +16,7 @@ from ferryman.http import Response
 from ferryman.proxy import ProxyContext, ProxyEndpoints
 from ferryman.proxy.application import build_kernel
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST
+from ferryman.proxy.handler import HTTPProxyHandler
 from ferryman.proxy.server import ProxyServer
 from ferryman.server import EVENT_CORE_RESPONSE
 from ferryman.system import SystemBuilder, load_config
@@ -59,13 +60,8 @@ def takes_the_fast_path(proxy: ProxyServer, endpoint: str) -> bool:
     return relay.use_fast()
 
 
-def handler_of(proxy: ProxyServer, endpoint: str) -> Any:
+def handler_of(proxy: ProxyServer, endpoint: str) -> HTTPProxyHandler:
     return proxy.system.provider.resolve(ProxyEndpoints)[endpoint]
-
-
-@pytest.fixture
-def seen() -> Iterator[list[str]]:
-    yield []
 
 
 async def test_endpoints_on_port_0_each_get_a_port_of_their_own(
@@ -77,8 +73,9 @@ async def test_endpoints_on_port_0_each_get_a_port_of_their_own(
 
 
 async def test_a_listener_added_while_serving_sees_the_next_request(
-    proxy: ProxyServer, client: ferryman.AsyncClient, seen: list[str]
+    proxy: ProxyServer, client: ferryman.AsyncClient
 ) -> None:
+    seen: list[str] = []
     assert takes_the_fast_path(proxy, "api")
     first = await client.get(url_of(proxy, "api", "/echo?n=1"))
     assert first.status_code == 200
