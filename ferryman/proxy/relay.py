@@ -37,6 +37,8 @@ _HTTP11_LINE_END: Final = b" HTTP/1.1\r\n"
 _CHUNKED_LINE: Final = b"Transfer-Encoding: chunked\r\n"
 _CLOSE_LINE: Final = b"Connection: close\r\n"
 _KEEP_ALIVE_LINE: Final = b"Connection: keep-alive\r\n"
+#: Methods a request may be sent with twice for the effect of once (RFC 9110 section 9.2.2).
+IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
 
 
 class EndpointRelay:
@@ -475,6 +477,8 @@ class Relay:
             return
         exchange = self.exchange
         pool = self.pool
+        # (read before discarding the connection, which forgets it for its next user)
+        answered = connection.received
         pool.discard(connection)
         self.connection = None
         if self.tunnel:
@@ -483,13 +487,16 @@ class Relay:
             return
         if (
             self.reused
-            and not connection.received
+            and not answered
             and not self.retried
             and not exchange.has_body
             and not exchange.upgrade
+            and exchange.method in IDEMPOTENT_METHODS
         ):
-            # A kept-alive connection the upstream closed just as we sent: nothing was
-            # answered and nothing streamed, so sending again on a new connection is safe.
+            # A kept-alive connection the upstream closed just as we sent: not one byte of an
+            # answer came, and the method says that doing it twice is doing it once (RFC 9110
+            # 9.2.2), so it goes again on a new connection. Any other request may have been
+            # acted on: the client hears of the failure rather than the upstream of it twice.
             self.retried = True
             pool.acquire(self, self.endpoint.connect_timeout)
             return

@@ -38,6 +38,14 @@ def refused_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def nothing_more(reader: asyncio.StreamReader, within: float = 0.3) -> bool:
+    """True when no byte arrives on ``reader`` for ``within`` s (or it ends)."""
+    try:
+        return await asyncio.wait_for(reader.read(1), within) == b""
+    except TimeoutError:
+        return True
+
+
 def error_of(response: RawResponse) -> dict[str, Any]:
     assert response.header("content-type") == "application/json"
     payload = response.json()
@@ -208,6 +216,77 @@ async def test_a_stale_connection_is_not_retried_with_a_body(
     )
     assert response.status == 502
     assert "closed the connection before answering" in error_of(response)["message"]
+
+
+@pytest.mark.parametrize(
+    ("request_line", "route", "answered"),
+    [
+        (b"POST /act/close-body HTTP/1.1\r\nContent-Length: 0", "close-body", 200),
+        (b"GET /act/close-body HTTP/1.1", "close-body", 200),
+        (b"DELETE /act/close-body HTTP/1.1", "close-body", 200),
+        (b"GET /act/cut HTTP/1.1", "cut", None),
+        (b"POST /act/cut HTTP/1.1\r\nContent-Length: 0", "cut", None),
+        (b"GET /act/cut-head HTTP/1.1", "cut-head", 502),
+        (b"DELETE /act/cut-head HTTP/1.1", "cut-head", 502),
+    ],
+    ids=[
+        "POST close-delimited",
+        "GET close-delimited",
+        "DELETE close-delimited",
+        "GET short of its length",
+        "POST short of its length",
+        "GET cut mid-head",
+        "DELETE cut mid-head",
+    ],
+)
+async def test_a_request_whose_answer_has_begun_is_never_sent_again(
+    start_relay: StartRelay,
+    upstream: ScriptedUpstream,
+    request_line: bytes,
+    route: str,
+    answered: int | None,
+) -> None:
+    """Issue 20, item 1: on a reused upstream connection, an answer that began and then
+    broke off (or ended with the connection, as a close-delimited body does) must not send the
+    request again; the client gets that one answer, or a 502 when nothing of it was relayed,
+    or a cut connection when part of it was."""
+    relay = await start_relay(upstream.url)
+    upstream.reset()
+    reader, writer = await relay.connect()
+    writer.write(b"GET /warm HTTP/1.1\r\nHost: p\r\n\r\n")  # opens the connection to reuse
+    assert (await read_response(reader)).status == 200
+    writer.write(request_line + b"\r\nHost: p\r\n\r\n")
+    if answered is None:
+        # Part of the body was relayed: the client's connection is cut, never completed.
+        with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+            await read_response(reader, timeout=5)
+    else:
+        response = await read_response(reader, timeout=5)
+        assert response.status == answered
+        if answered == 200:
+            assert response.body == b"complete body"
+        # Nothing follows the one answer: no second head spliced after it.
+        assert await nothing_more(reader)
+    assert upstream.requests[0].connection == upstream.requests[1].connection  # reused
+    await asyncio.sleep(0.2)  # a second attempt would have reached the upstream by now
+    assert [r.target for r in upstream.requests].count(f"/act/{route}") == 1
+    writer.close()
+
+
+async def test_a_non_idempotent_request_on_a_stale_connection_is_not_sent_again(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """The upstream closed the kept-alive connection as the POST reached it: whether it acted
+    on it cannot be known, so the client hears of the failure instead of a second POST."""
+    relay = await start_relay(upstream.url)
+    assert (await relay.get(b"/stale")).body == b"fresh"
+    upstream.reset()
+    response = await roundtrip(
+        relay.port, b"POST /echo?once HTTP/1.1\r\nHost: p\r\nContent-Length: 0\r\n\r\n"
+    )
+    assert response.status == 502
+    await asyncio.sleep(0.2)
+    assert len(upstream.requests) == 0 or [r.target for r in upstream.requests] == ["/echo?once"]
 
 
 # -- clients that leave ----------------------------------------------------------------------

@@ -142,6 +142,8 @@ class ScriptedUpstream(ThreadedStreamServer):
             "overlong": self._overlong,
             "close": self._close,
             "hangup": self._hangup,
+            "close-body": self._close_body,
+            "cut-head": self._cut_head,
         }
 
     def reset(self) -> None:
@@ -306,6 +308,19 @@ class ScriptedUpstream(ThreadedStreamServer):
     async def _hangup(self, ctx: _Ctx) -> None:
         """Read the request, close without a word."""
         await self._read_body(ctx)
+        ctx.keep_alive = False
+
+    async def _close_body(self, ctx: _Ctx) -> None:
+        """An HTTP/1.1 answer whose body ends with the connection (no length, no chunks)."""
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\ncomplete body")
+        ctx.keep_alive = False
+
+    async def _cut_head(self, ctx: _Ctx) -> None:
+        """Half an answer's head, then the connection closes."""
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 200 OK\r\nContent-Ty")
+        await ctx.drain()
         ctx.keep_alive = False
 
     async def _status(self, ctx: _Ctx) -> None:
