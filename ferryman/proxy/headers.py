@@ -433,6 +433,10 @@ class DownstreamHead:
         pieces = self._pieces if self._connection is None else self._relayed_pieces()
         return b"".join(pieces) + tail
 
+    def header_count(self) -> int:
+        """How many headers are relayed so far (hop-by-hop and removed ones not counted)."""
+        return len(self._pieces) // 4
+
     def pairs(self) -> RawHeaders:
         """The relayed headers as ``(name, value)`` pairs, ``Via`` and the rules' own included."""
         headers = header_pairs(self._relayed_pieces())

@@ -46,12 +46,15 @@ class EndpointRelay:
 
     __slots__ = (
         "_next",
+        "body_limit",
         "connect_timeout",
         "fallback",
         "name",
+        "pool_timeout",
         "pools",
         "preserve_host",
         "read_timeout",
+        "request_buffer",
         "request_rules",
         "response_rules",
         "rewrite",
@@ -69,6 +72,9 @@ class EndpointRelay:
         preserve_host: bool = False,
         connect_timeout: float | None = 5.0,
         read_timeout: float | None = 60.0,
+        pool_timeout: float | None = 5.0,
+        body_limit: int | None = 64 * 1024 * 1024,
+        request_buffer: int = 65536,
         use_fast: Callable[[], bool] | None = None,
         fallback: RequestHandler | None = None,
     ) -> None:
@@ -81,9 +87,16 @@ class EndpointRelay:
         self.response_rules = response_rules
         for pool in self.pools:
             pool.response_rules = response_rules  # (its connections build heads by them)
+            pool.pool_timeout = pool_timeout
         self.preserve_host = preserve_host
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
+        #: Seconds a request may wait for a free upstream connection before its 503.
+        self.pool_timeout = pool_timeout
+        #: Request body bytes allowed (413 beyond; ``None``: no limit), and how many are read
+        #: before an upstream connection is taken (see ``Relay.on_body``).
+        self.body_limit = body_limit
+        self.request_buffer = request_buffer
         #: Whether a request may take the fast path now; ``None``: always.
         self.use_fast = use_fast
         #: Who answers when it may not (the ASGI kernel, through the bridge).
@@ -91,6 +104,15 @@ class EndpointRelay:
         self._next = 0
 
     def on_request(self, exchange: ServerExchange) -> None:
+        if (exchange.target[:1] != b"/" or exchange.upgrade) and not self._acceptable(exchange):
+            return
+        limit = exchange.body_limit = self.body_limit
+        length = exchange.content_length
+        if length is not None and limit is not None and length > limit:
+            exchange.send_error(
+                413, error_body(413, f"the request body is larger than {limit} bytes")
+            )
+            return
         use_fast = self.use_fast
         if use_fast is not None and not use_fast():
             fallback = self.fallback
@@ -110,7 +132,35 @@ class EndpointRelay:
         index = self._next
         self._next = (index + 1) % len(self.pools)
         relay = Relay(self, exchange, index)
-        relay.pool.acquire(relay, self.connect_timeout)
+        if exchange.body_complete:
+            relay.start()
+        else:
+            # The body is read first, up to request_buffer bytes (Relay.on_body): a slow
+            # client holds no upstream connection while it sends.
+            relay.body = []
+            relay.buffering = True
+            exchange.set_consumer(relay)
+            if self.request_buffer == 0 and relay.buffering:
+                relay.buffering = False
+                relay.start()
+
+    def _acceptable(self, exchange: ServerExchange) -> bool:
+        """An upgrade or a target that is not a path: CONNECT and targets other than the
+        absolute form (relayed as a path) are refused here (a reverse proxy opens no tunnels
+        and serves no ``*``); False if refused."""
+        if exchange.method == b"CONNECT":
+            exchange.send_error(
+                405, error_body(405, "CONNECT is for forward proxies; this is a reverse proxy")
+            )
+            return False
+        target = exchange.target
+        if target[:1] != b"/" and target.find(b"://") < 0:
+            exchange.send_error(
+                400,
+                error_body(400, "the request target must be a path (or an absolute URL)"),
+            )
+            return False
+        return True
 
     def request_head(self, exchange: ServerExchange, pool: UpstreamPool) -> bytes:
         """The request line and headers the upstream gets for ``exchange``."""
@@ -184,6 +234,10 @@ class Relay:
     """One request on its way through: the client's exchange and the upstream connection."""
 
     __slots__ = (
+        "body",
+        "body_done",
+        "body_size",
+        "buffering",
         "cancelled",
         "chunked_out",
         "client_paused",
@@ -202,6 +256,7 @@ class Relay:
         "reused",
         "tried",
         "tunnel",
+        "wait_deadline",
     )
 
     def __init__(self, endpoint: EndpointRelay, exchange: ServerExchange, pool_index: int) -> None:
@@ -225,6 +280,15 @@ class Relay:
         self.head_only = exchange.method == b"HEAD"
         #: The response head, held back to leave in one write with the first body bytes.
         self.pending_head: bytes | None = None
+        #: The request body read before an upstream connection was taken (``None``: there is
+        #: none, or it streams): kept when it is whole, so that the request can go again.
+        self.body: list[bytes] | None = None
+        self.body_size = 0
+        #: The whole request body has been read / is still being read before connecting.
+        self.body_done = False
+        self.buffering = False
+        #: When waiting for a free connection ends in a 503 (``UpstreamPool._wait``).
+        self.wait_deadline = 0.0
 
     @property
     def connect_timeout(self) -> float | None:
@@ -245,9 +309,29 @@ class Relay:
         self.connection = connection
         self.reused = reused
         connection.relay = self
-        connection.write(self.endpoint.request_head(exchange, self.pool))
+        head = self.endpoint.request_head(exchange, self.pool)
+        body = self.body
+        if body is None:
+            connection.write(head)
+            connection.arm(self.endpoint.read_timeout)
+            exchange.set_consumer(self)
+            return
+        # The body read so far goes with the head; what is still to come streams (on_body).
+        pieces = [head]
+        if exchange.chunked:
+            for chunk in body:
+                pieces += (b"%x\r\n" % len(chunk), chunk, _CRLF)
+            if self.body_done:
+                pieces.append(_CHUNK_END)
+        else:
+            pieces += body
+        connection.writelines(pieces)
         connection.arm(self.endpoint.read_timeout)
-        exchange.set_consumer(self)
+        if self.body_done:
+            self.request_sent = True
+        else:
+            self.body = None  # not whole: it cannot go again, and is not kept
+            exchange.resume_reading()
 
     def connect_failed(self, error: BaseException) -> None:
         if self.cancelled or self.exchange.finished:
@@ -280,11 +364,29 @@ class Relay:
         self.finished = True
         self.exchange.send_error(status, error_body(status, message))
 
+    def pool_timed_out(self) -> None:
+        """No upstream connection came free within the pool timeout (``UpstreamPool``)."""
+        if self.cancelled or self.exchange.finished:
+            return
+        self.fail(503, f"no connection to the upstream {self.pool.origin} was free in time")
+
     # -- request body (ServerExchange consumer) -----------------------------------------------
 
     def on_body(self, data: bytes) -> None:
         connection = self.connection
         if connection is None:
+            # Still reading the body before connecting: up to request_buffer bytes, then the
+            # client waits (reading pauses) for the connection this takes.
+            body = self.body
+            if body is None:
+                return
+            body.append(data)
+            self.body_size += len(data)
+            if self.body_size >= self.endpoint.request_buffer:
+                self.exchange.pause_reading()
+                if self.buffering:
+                    self.buffering = False
+                    self.start()
             return
         connection.touch()
         if self.exchange.chunked:
@@ -294,7 +396,13 @@ class Relay:
 
     def on_body_end(self) -> None:
         connection = self.connection
-        if connection is not None and self.exchange.chunked and not self.exchange.upgrade:
+        if connection is None:
+            self.body_done = True
+            if self.buffering:
+                self.buffering = False
+                self.start()
+            return
+        if self.exchange.chunked and not self.exchange.upgrade:
             connection.write(_CHUNK_END)
         self.request_sent = True
 
@@ -489,14 +597,15 @@ class Relay:
             self.reused
             and not answered
             and not self.retried
-            and not exchange.has_body
+            and (not exchange.has_body or self.body is not None)
             and not exchange.upgrade
             and exchange.method in IDEMPOTENT_METHODS
         ):
             # A kept-alive connection the upstream closed just as we sent: not one byte of an
             # answer came, and the method says that doing it twice is doing it once (RFC 9110
-            # 9.2.2), so it goes again on a new connection. Any other request may have been
-            # acted on: the client hears of the failure rather than the upstream of it twice.
+            # 9.2.2), so it goes again on a new connection, with its body if it was read whole
+            # first (attach kept it). Any other request may have been acted on: the client
+            # hears of the failure rather than the upstream of it twice.
             self.retried = True
             pool.acquire(self, self.endpoint.connect_timeout)
             return

@@ -36,7 +36,13 @@ from ferryman.server.events import (
     EVENT_CORE_VIEW,
 )
 from ferryman.server.kernel import ASGIKernel
-from ferryman.server.protocol import RequestHandler, ServerExchange, ServerProtocol, ServerState
+from ferryman.server.protocol import (
+    RequestHandler,
+    ServerExchange,
+    ServerLimits,
+    ServerProtocol,
+    ServerState,
+)
 from ferryman.system.builder import System
 
 __all__ = ["KERNEL", "PrefixRouter", "ProxyServer"]
@@ -117,7 +123,6 @@ class ProxyServer:
         *,
         host: str | None = None,
         reuse_port: bool = False,
-        keepalive_timeout: float = 75.0,
     ) -> None:
         self.system = system
         settings = system.config.get("proxy")
@@ -126,7 +131,7 @@ class ProxyServer:
         self.settings = settings
         self.host = host or settings.host
         self.reuse_port = reuse_port
-        self.state = ServerState(keepalive_timeout)
+        self.state = ServerState()
         self._servers: list[asyncio.Server] = []
         self._relays: list[EndpointRelay] = []
         self._bridge: ASGIBridge | None = None
@@ -153,14 +158,22 @@ class ProxyServer:
             handler = None if endpoints is None else endpoints.get(endpoint.name)
             relay = self._relay(endpoint, loop, FastPathGate(dispatcher, bare, handler), bridge)
             if endpoint.port is not None:
-                await self._listen(endpoint.name, endpoint.port, relay, loop)
+                await self._listen(
+                    endpoint.name, endpoint.port, relay, loop, endpoint.server_limits()
+                )
                 if endpoints is not None:
                     # The kernel routes by the port a request came in on: the real one.
                     endpoints.bind_port(endpoint.name, self.addresses[endpoint.name][1])
             else:
                 assert endpoint.path is not None
                 prefix_routes[endpoint.path] = relay
-        await self._listen(KERNEL, self.settings.port, PrefixRouter(prefix_routes, bridge), loop)
+        await self._listen(
+            KERNEL,
+            self.settings.port,
+            PrefixRouter(prefix_routes, bridge),
+            loop,
+            self.settings.server_limits(),
+        )
 
     def _relay(
         self,
@@ -176,15 +189,23 @@ class ProxyServer:
                 self._ssl_context = create_ssl_context(True)
             context = self._ssl_context
         timeout = endpoint.timeout
+        limits = endpoint.limits
+        pools = [UpstreamPool(url, loop, context) for url in upstreams]
+        for pool in pools:
+            pool.max_head = limits.response_head
+            pool.max_headers = limits.response_headers
         relay = EndpointRelay(
             endpoint.name,
-            [UpstreamPool(url, loop, context) for url in upstreams],
+            pools,
             rewrite=None if endpoint.rewrite is None else endpoint.rewrite.to_rewrite(),
             request_rules=endpoint.request_headers.to_rules(),
             response_rules=endpoint.response_headers.to_rules(),
             preserve_host=endpoint.preserve_host,
             connect_timeout=timeout.connect,
             read_timeout=timeout.read,
+            pool_timeout=timeout.pool,
+            body_limit=limits.body,
+            request_buffer=endpoint.request_buffer,
             use_fast=gate,
             fallback=bridge,
         )
@@ -199,10 +220,11 @@ class ProxyServer:
         port: int,
         handler: RequestHandler,
         loop: asyncio.AbstractEventLoop,
+        limits: ServerLimits,
     ) -> None:
         state = self.state
         server = await loop.create_server(
-            lambda: ServerProtocol(handler, state, loop),
+            lambda: ServerProtocol(handler, state, loop, limits=limits),
             self.host,
             port,
             reuse_port=self.reuse_port or None,

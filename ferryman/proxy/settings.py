@@ -19,11 +19,18 @@
           preserve_host: true
           state: {tier: gold}    # each request's ctx.state starts as a copy
           request_options: {http2: true}   # passed to the http client for each request
+      limits: {head: 65536, body: 67108864}      # defaults for every endpoint (below)
+      client_timeout: {head: 10, keepalive: 75}  # defaults for every endpoint (below)
+
+Every listening socket bounds what a client may send and how slowly (``limits``,
+``client_timeout``); ``proxy.limits`` and ``proxy.client_timeout`` are the defaults, and an
+endpoint's own blocks override them field by field. The kernel's port (path-prefix endpoints)
+reads heads under the proxy's defaults; the body limit and request buffering are an endpoint's.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -32,12 +39,15 @@ from ferryman.exceptions import InvalidURL
 from ferryman.http.url import URL
 from ferryman.proxy.headers import HeaderRules
 from ferryman.proxy.rewrite import Rewrite
+from ferryman.server.protocol import ServerLimits
 from ferryman.system.applications import Settings
 
 __all__ = [
     "DEFAULT_PORT",
+    "ClientTimeoutSettings",
     "EndpointSettings",
     "HeaderRulesSettings",
+    "LimitSettings",
     "ProxySettings",
     "RewriteSettings",
     "TimeoutSettings",
@@ -46,6 +56,34 @@ __all__ = [
 DEFAULT_PORT = 4080
 Port = Annotated[int, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
+Size = Annotated[int, Field(gt=0)]
+
+
+class LimitSettings(Settings):
+    """What one request (and one upstream answer) may hold; past a limit the client gets the
+    status in the comment, the upstream's answer a 502. The defaults are nginx's and Apache's
+    orders of magnitude: far above what an API call needs, far below what hurts the proxy."""
+
+    request_line: Size = 8192  # bytes of the request line: 414
+    header: Size = 8192  # one header field, name and value: 431
+    head: Size = 65536  # the request line and every header: 431 (trailers: 400)
+    headers: Size = 100  # header fields: 431 (trailers too: 400)
+    body: Size | None = 64 * 1024 * 1024  # request body bytes: 413; null: no limit
+    response_head: Size = 65536  # an upstream answer's head: 502
+    response_headers: Size = 100  # an upstream answer's header fields: 502
+
+
+class ClientTimeoutSettings(Settings):
+    """Seconds a client may take on its side of an exchange; past one, the connection closes
+    (with a 408 when an answer can still be given). The proxy's view of slowloris."""
+
+    head: Seconds = 10.0  # from a request head's first byte to its end
+    body_idle: Seconds = 30.0  # without a byte of the request body
+    #: Bytes per second a request body must average: it has body_idle seconds, plus one more
+    #: for every body_min_rate bytes received (Apache's mod_reqtimeout MinRate). 0: no rate.
+    body_min_rate: Annotated[float, Field(ge=0)] = 500.0
+    keepalive: Seconds = 75.0  # idle between requests
+    send: Seconds = 60.0  # the client reading nothing of the answer while its socket is full
 
 
 class TimeoutSettings(Settings):
@@ -95,6 +133,14 @@ class EndpointSettings(Settings):
     rewrite: RewriteSettings | None = None
     state: dict[str, Any] = {}
     request_options: dict[str, Any] = {}
+    limits: LimitSettings = LimitSettings()
+    client_timeout: ClientTimeoutSettings = ClientTimeoutSettings()
+    #: Request bodies up to this many bytes are read whole before an upstream connection is
+    #: taken, so that a slow client holds none; longer ones stream once this much has come.
+    request_buffer: Annotated[int, Field(ge=0)] = 65536
+    #: The ``Upgrade`` protocols relayed (case-insensitive); a request asking for another is
+    #: relayed as plain HTTP, without its Upgrade (RFC 9110 section 7.8 lets a server ignore it).
+    upgrades: list[str] = ["websocket"]
 
     @field_validator("url", mode="before")
     @classmethod
@@ -136,6 +182,10 @@ class EndpointSettings(Settings):
     def upstreams(self) -> list[URL]:
         return [URL(url) for url in self.url]
 
+    def server_limits(self) -> ServerLimits:
+        """What the endpoint's own port allows a client."""
+        return server_limits(self.limits, self.client_timeout, self.upgrades)
+
 
 class ProxySettings(Settings):
     host: str = "127.0.0.1"
@@ -143,6 +193,23 @@ class ProxySettings(Settings):
     endpoints: list[EndpointSettings] = []
     #: Seconds that in-flight requests get to finish after SIGTERM/SIGINT.
     grace_period: Annotated[float, Field(ge=0)] = 10.0
+    #: The defaults of every endpoint's ``limits`` and ``client_timeout`` (and the kernel
+    #: port's own).
+    limits: LimitSettings = LimitSettings()
+    client_timeout: ClientTimeoutSettings = ClientTimeoutSettings()
+
+    def server_limits(self) -> ServerLimits:
+        """What the kernel's port allows a client (its path-prefix endpoints included)."""
+        return server_limits(self.limits, self.client_timeout)
+
+    @model_validator(mode="after")
+    def _inherit(self) -> ProxySettings:
+        """An endpoint's ``limits`` and ``client_timeout`` start from the proxy's: the fields
+        it sets itself override those."""
+        for endpoint in self.endpoints:
+            endpoint.limits = _override(self.limits, endpoint.limits)
+            endpoint.client_timeout = _override(self.client_timeout, endpoint.client_timeout)
+        return self
 
     @model_validator(mode="after")
     def _unique(self) -> ProxySettings:
@@ -170,3 +237,33 @@ class ProxySettings(Settings):
                     raise ValueError(f"two endpoints use the path {endpoint.path!r}")
                 paths.add(key)
         return self
+
+
+def server_limits(
+    limits: LimitSettings, timeouts: ClientTimeoutSettings, upgrades: list[str] | None = None
+) -> ServerLimits:
+    return ServerLimits(
+        request_line=limits.request_line,
+        header=limits.header,
+        head=limits.head,
+        headers=limits.headers,
+        body=limits.body,
+        head_timeout=timeouts.head,
+        body_idle=timeouts.body_idle,
+        body_min_rate=timeouts.body_min_rate,
+        keepalive=timeouts.keepalive,
+        send_timeout=timeouts.send,
+        upgrades=("websocket",) if upgrades is None else upgrades,
+    )
+
+
+_S = TypeVar("_S", bound=Settings)
+
+
+def _override(defaults: _S, own: _S) -> _S:
+    """``defaults`` with the fields ``own`` was given explicitly."""
+    if not own.model_fields_set:
+        return defaults.model_copy()
+    merged = defaults.model_copy(update={name: getattr(own, name) for name in own.model_fields_set})
+    merged.__pydantic_fields_set__ = set(defaults.model_fields_set | own.model_fields_set)
+    return merged

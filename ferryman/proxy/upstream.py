@@ -8,7 +8,12 @@ without a coroutine in between.
 Liveness: a connection the upstream closed while idle is marked closed by ``connection_lost``
 and skipped when taken from the queue. One timer per busy connection, re-armed only when it fires,
 enforces the read timeout: activity moves a deadline, which costs a clock read, not a heap
-operation per request.
+operation per request. A request that finds every connection busy waits in a queue, at most the
+pool timeout (one timer per pool, for the oldest waiter), then gets a 503.
+
+What an upstream sends is bounded like what a client sends: the head's size and header count,
+and the bytes of chunk framing and trailers between body bytes (``max_head``, ``max_headers``);
+bytes are counted as they arrive, before the parser joins the pieces of a value that never ends.
 """
 
 from __future__ import annotations
@@ -49,8 +54,11 @@ LARGE_READ_BUFFER_SIZE: Final = 256 * 1024
 #: Large buffers a pool keeps for its next long body.
 MAX_SPARE_BUFFERS: Final = 16
 #: The most response head taken from an upstream (nginx's proxy_buffer_size is 4-8 KiB): an
-#: upstream whose head goes on past it gets its request a 502, not the proxy's memory.
+#: upstream whose head goes on past it gets its request a 502, not the proxy's memory. Also
+#: the most chunk framing and trailers taken between two pieces of body.
 MAX_HEAD_SIZE: Final = 64 * 1024
+#: The most header fields relayed from one answer.
+MAX_HEADERS: Final = 100
 
 
 class UpstreamPool:
@@ -59,6 +67,7 @@ class UpstreamPool:
     __slots__ = (
         "_connecting",
         "_idle",
+        "_waiter_timer",
         "_waiters",
         "base_path",
         "busy",
@@ -67,7 +76,10 @@ class UpstreamPool:
         "host_line",
         "loop",
         "max_connections",
+        "max_head",
+        "max_headers",
         "origin",
+        "pool_timeout",
         "port",
         "response_rules",
         "server_hostname",
@@ -97,10 +109,15 @@ class UpstreamPool:
         self._connecting = 0
         self._idle: deque[UpstreamConnection] = deque()
         self._waiters: deque[Relay] = deque()
+        self._waiter_timer: asyncio.TimerHandle | None = None
         self.spare_buffers: list[memoryview] = []
         #: The response header rules of the endpoint whose pool this is, which its connections
-        #: build heads by: ``EndpointRelay`` sets them before a connection can open.
+        #: build heads by, and its limits: ``EndpointRelay`` sets them before a connection can
+        #: open.
         self.response_rules: HeaderRules = NO_RULES
+        self.pool_timeout: float | None = 5.0
+        self.max_head = MAX_HEAD_SIZE
+        self.max_headers = MAX_HEADERS
 
     def acquire(self, relay: Relay, connect_timeout: float | None) -> None:
         """Give ``relay`` a connection now (idle one) or later (``relay.attach`` / ``failed``)."""
@@ -112,9 +129,32 @@ class UpstreamPool:
                 relay.attach(connection, reused=True)
                 return
         if self.busy + self._connecting >= self.max_connections:
-            self._waiters.append(relay)
+            self._wait(relay)
             return
         self._connect(relay, connect_timeout)
+
+    def _wait(self, relay: Relay) -> None:
+        """Queue ``relay`` for the next free connection, for at most the pool timeout. Every
+        waiter gets the same timeout, so the queue is in deadline order: one timer, for the
+        first, serves them all."""
+        self._waiters.append(relay)
+        timeout = self.pool_timeout
+        if timeout is not None:
+            relay.wait_deadline = self.loop.time() + timeout
+            if self._waiter_timer is None:
+                self._waiter_timer = self.loop.call_at(relay.wait_deadline, self._expire)
+
+    def _expire(self) -> None:
+        """The oldest waiter's time is up: answer every waiter whose deadline passed."""
+        self._waiter_timer = None
+        waiters = self._waiters
+        now = self.loop.time()
+        while waiters and (waiters[0].cancelled or waiters[0].wait_deadline <= now):
+            relay = waiters.popleft()
+            if not relay.cancelled:
+                relay.pool_timed_out()
+        if waiters:
+            self._waiter_timer = self.loop.call_at(waiters[0].wait_deadline, self._expire)
 
     def _connect(self, relay: Relay, connect_timeout: float | None) -> None:
         self._connecting += 1
@@ -203,6 +243,9 @@ class UpstreamPool:
     def close(self) -> None:
         while self._idle:
             self._idle.pop().close()
+        if self._waiter_timer is not None:
+            self._waiter_timer.cancel()
+            self._waiter_timer = None
 
     def __repr__(self) -> str:
         return f"<UpstreamPool {self.origin} busy={self.busy} idle={len(self._idle)}>"
@@ -224,7 +267,6 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         "_bypass",
         "_full_parser",
         "_head",
-        "_head_bytes",
         "_head_start",
         "_informational",
         "_keep_alive",
@@ -235,6 +277,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         "_reason",
         "_small_buffer",
         "_timer",
+        "_unparsed",
         "chunked",
         "closed",
         "content_length",
@@ -281,8 +324,8 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.timeout: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._reason = b""
-        #: Bytes read while the exchange's final head is not parsed yet.
-        self._head_bytes = 0
+        #: Bytes read since the parser last got anywhere (a head's end, body bytes).
+        self._unparsed = 0
         #: The parser is going through a read; a release asked meanwhile waits for its end.
         self.feeding = False
         self.release_after_feed = False
@@ -344,8 +387,12 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             self._head_start = False
             if nbytes < PLAIN_HEAD_MIN_SIZE:
                 self.parser = self._full_parser  # (a read this short holds no long head)
-            else:
-                self._choose_parser(relay, nbytes)
+            elif not self._choose_parser(relay, nbytes):
+                return
+        unparsed = self._unparsed + nbytes
+        if unparsed > self.pool.max_head and self._head_too_large(relay, nbytes):
+            return
+        self._unparsed = unparsed
         self.feeding = True
         try:
             self.parser.feed_data(data)
@@ -380,24 +427,46 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 self._bypass = True
                 if self._body_left > READ_BUFFER_SIZE:
                     self._large_buffer()
-            elif not relay.response_started:
-                self._head_bytes += nbytes
-                if self._head_bytes > MAX_HEAD_SIZE:
-                    relay.upstream_failed(f"sent a response head larger than {MAX_HEAD_SIZE} bytes")
+            elif self._unparsed > self.pool.max_head:
+                # Past the head: chunk sizes, extensions or trailers with no body among them.
+                relay.upstream_failed(
+                    f"sent more than {self.pool.max_head} bytes of chunk framing or trailers"
+                )
 
-    def _choose_parser(self, relay: Relay, nbytes: int) -> None:
-        """The plain parser for a long ordinary head that arrived whole, else the full one."""
+    def _head_too_large(self, relay: Relay, nbytes: int) -> bool:
+        """This read would take the head past ``max_head`` bytes, unless the head ends within
+        it early enough: fail the request then (True), or let the parser go on."""
+        if relay.response_started:
+            return False  # (the body's framing: checked once the parser has been through it)
+        limit = self.pool.max_head
+        buffer = cast(bytearray, self._buffer.obj)
+        end = buffer.find(b"\r\n\r\n", 0, nbytes)
+        if end >= 0 and self._unparsed + end + 4 <= limit:
+            return False
+        if buffer[:1] == b"\n" or buffer[:2] == b"\r\n":
+            return False  # (maybe the end of a head split between reads: the parser will tell)
+        relay.upstream_failed(f"sent a response head larger than {limit} bytes")
+        return True
+
+    def _choose_parser(self, relay: Relay, nbytes: int) -> bool:
+        """The plain parser for a long ordinary head that arrived whole, else the full one;
+        False when the head has too many headers (the request has failed)."""
         buffer = self._buffer
         # (each read buffer is a view of a whole bytearray: same offsets)
-        end = cast(bytearray, buffer.obj).find(b"\r\n\r\n", 0, nbytes)
+        whole = cast(bytearray, buffer.obj)
+        end = whole.find(b"\r\n\r\n", 0, nbytes)
         plain = None
         if end >= PLAIN_HEAD_MIN_SIZE:
+            if whole.count(b"\r\n", 0, end) > self.pool.max_headers:
+                relay.upstream_failed(f"sent more than {self.pool.max_headers} headers")
+                return False
             plain = plain_response_lines(bytes(buffer[: end + 2]), relay.endpoint.response_rules)
         if plain is None:
             self.parser = self._full_parser
         else:
             self.parser = self._plain_parser
             self._reason, self._lines, self.content_length, self.chunked = plain
+        return True
 
     def _renew_parser(self) -> None:
         """A fresh parser in place of the one in use, which went past a body it did not see
@@ -463,9 +532,13 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         status = self.parser.get_status_code()
         # 1xx answers (103 Early Hints, a stray 100) are not the answer: wait for the next head.
         self._informational = status < 200 and status != 101
+        self._unparsed = 0
         relay = self.relay
         if relay is not None and not self._informational:
             head = self._head
+            if head.header_count() > self.pool.max_headers:
+                relay.upstream_failed(f"sent more than {self.pool.max_headers} headers")
+                return
             self.content_length = head.content_length
             self.chunked = head.chunked
             self._keep_alive = keep_alive = self.parser.should_keep_alive()
@@ -484,6 +557,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         if self.release_after_feed:
             self.close()  # a second answer in the read that ended the first
             return
+        self._unparsed = 0
         relay = self.relay
         if relay is not None:
             parser = self.parser
@@ -498,6 +572,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 self._body_left = self.content_length  # (as in on_headers_complete)
 
     def on_body(self, body: bytes) -> None:
+        self._unparsed = 0
         if self._body_left > 0:
             self._body_left -= len(body)
         relay = self.relay
@@ -519,7 +594,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         parser's callbacks are the relay's biggest per-request cost)."""
         self._head_start = True
         self._body_left = -1
-        self._head_bytes = 0
+        self._unparsed = 0
         self._head.reset()
         self._reason = b""
         self.content_length = None

@@ -18,6 +18,7 @@ import pytest
 import ferryman
 from ferryman.proxy.headers import HeaderRules
 from ferryman.proxy.rewrite import Rewrite
+from ferryman.server.protocol import ServerLimits
 from tests.servers.httpbin_server import HttpbinServer
 from tests.servers.relay_harness import StartRelay
 from tests.servers.slow_upstream import (
@@ -358,8 +359,10 @@ async def test_an_upstream_chunked_answer_reaches_the_client_whole(
 async def test_the_response_streams_while_the_request_body_is_still_coming(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
-    """Full duplex: each piece the client sends comes back before it sends the next."""
-    relay = await start_relay(upstream.url)
+    """Full duplex: each piece the client sends comes back before it sends the next (with
+    request buffering off: a buffered body would reach the upstream only once it had all
+    come)."""
+    relay = await start_relay(upstream.url, request_buffer=0)
     reader, writer = await relay.connect()
     writer.write(b"POST /echo-stream HTTP/1.1\r\nHost: p\r\nTransfer-Encoding: chunked\r\n\r\n")
     writer.write(b"5\r\nfirst\r\n")
@@ -766,10 +769,14 @@ async def test_round_robin_over_two_upstreams(start_relay: StartRelay) -> None:
 # -- upgrades --------------------------------------------------------------------------------
 
 
+#: A listener that takes the scripted upstream's own protocol besides WebSockets.
+RAW_ECHO = ServerLimits(upgrades=["websocket", "raw-echo"])
+
+
 async def test_a_101_switches_the_connection_to_a_tunnel_both_ways(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
-    relay = await start_relay(upstream.url)
+    relay = await start_relay(upstream.url, limits=RAW_ECHO)
     reader, writer = await relay.connect()
     writer.write(
         b"GET /upgrade HTTP/1.1\r\nHost: p\r\nConnection: Upgrade\r\nUpgrade: raw-echo\r\n\r\n"
@@ -789,10 +796,36 @@ async def test_a_101_switches_the_connection_to_a_tunnel_both_ways(
     writer.close()
 
 
+async def test_an_upgrade_not_configured_is_relayed_as_plain_http(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """Issue 20, item 6: ``Upgrade: h2c`` (any protocol but the endpoint's ``upgrades``) opens
+    no tunnel: the request goes upstream without its Upgrade, and what the client sends next
+    is parsed as HTTP and goes through the endpoint's header rules (a forged X-Api-Key that
+    the rules remove never reaches the upstream)."""
+    relay = await start_relay(upstream.url, request_rules=HeaderRules(remove=["X-Api-Key"]))
+    upstream.reset()
+    reader, writer = await relay.connect()
+    writer.write(
+        b"GET /echo?first HTTP/1.1\r\nHost: p\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+        b"GET /echo?second HTTP/1.1\r\nHost: p\r\nX-Api-Key: forged\r\n\r\n"
+    )
+    first = await read_response(reader)
+    second = await read_response(reader)
+    assert (first.status, second.status) == (200, 200)
+    seen = upstream.requests
+    assert [r.target for r in seen] == ["/echo?first", "/echo?second"]
+    assert "upgrade" not in seen[0].names and "http2-settings" not in seen[0].names
+    assert (seen[0].header("connection") or "").lower() != "upgrade"
+    assert "x-api-key" not in seen[1].names
+    writer.close()
+
+
 async def test_a_client_leaving_a_tunnel_closes_the_upstream_side(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
-    relay = await start_relay(upstream.url)
+    relay = await start_relay(upstream.url, limits=RAW_ECHO)
     reader, writer = await relay.connect()
     writer.write(
         b"GET /upgrade HTTP/1.1\r\nHost: p\r\nConnection: Upgrade\r\nUpgrade: raw-echo\r\n\r\n"

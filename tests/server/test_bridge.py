@@ -297,15 +297,20 @@ async def test_an_app_whose_client_left_is_stopped(serve: Serve) -> None:
     assert await wait_until(lambda: heard[-1] in ("http.disconnect", "cancelled"))
 
 
-async def test_an_upgrade_other_than_websocket_is_refused_with_501(serve: Serve) -> None:
+async def test_an_upgrade_other_than_websocket_is_served_as_plain_http(serve: Serve) -> None:
+    """RFC 9110 section 7.8 lets a server ignore Upgrade: curl's ``--http2`` on an http:// URL
+    asks for h2c and goes on with HTTP/1.1 when the answer is not a 101."""
     port = await serve(scope_app)
-    response = await roundtrip(
-        port,
-        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
-        b"HTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
-    )
-    assert response.status == 501
-    assert response.json()["status"] == 501  # type: ignore[index]
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for _ in range(2):  # and the connection stays usable for HTTP
+        writer.write(
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n"
+        )
+        response = await read_response(reader)
+        assert response.status == 201
+        assert response.json()["type"] == "http"  # type: ignore[index]
+    writer.close()
 
 
 async def test_a_websocket_is_served_as_a_websocket_scope(serve: Serve) -> None:

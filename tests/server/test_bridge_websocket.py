@@ -14,7 +14,7 @@ from websockets.typing import Subprotocol
 
 from ferryman.server.bridge import ASGIBridge
 from ferryman.server.controllers import Message, Receive, Scope, Send
-from ferryman.server.protocol import ServerProtocol, ServerState
+from ferryman.server.protocol import ServerLimits, ServerProtocol, ServerState
 from tests.server.helpers import BridgeServe, bridge_servers
 from tests.servers.slow_upstream import roundtrip, wait_until
 
@@ -276,15 +276,8 @@ async def test_reading_pauses_while_the_app_does_not_receive(url: str, app: Echo
         assert count == 1000
 
 
-async def test_other_upgrades_get_501_and_bad_handshakes_4xx(url: str) -> None:
+async def test_bad_handshakes_get_4xx(url: str) -> None:
     port = int(url.rsplit(":", 1)[1])
-    response = await roundtrip(
-        port,
-        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-        b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
-    )
-    assert response.status == 501
-    assert "h2c" in response.json()["message"]  # type: ignore[index]
     response = await roundtrip(
         port,
         b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
@@ -298,6 +291,30 @@ async def test_other_upgrades_get_501_and_bad_handshakes_4xx(url: str) -> None:
         b"Sec-WebSocket-Version: 13\r\n\r\n",
     )
     assert response.status == 400
+
+
+async def test_an_upgrade_the_listener_takes_but_the_bridge_cannot_gets_501() -> None:
+    """A listener configured to take h2c upgrades (``upgrades``) behind the ASGI bridge, which
+    serves WebSockets only: the bridge answers 501 rather than pretend."""
+    loop = asyncio.get_running_loop()
+    bridge = ASGIBridge(EchoApp(), loop)
+    state = ServerState()
+    limits = ServerLimits(upgrades=["websocket", "h2c"])
+    server = await loop.create_server(
+        lambda: ServerProtocol(bridge, state, loop, limits=limits), "127.0.0.1", 0
+    )
+    try:
+        response = await roundtrip(
+            server.sockets[0].getsockname()[1],
+            b"GET / HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+            b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n",
+        )
+        assert response.status == 501
+        assert "h2c" in response.json()["message"]  # type: ignore[index]
+    finally:
+        server.close()
+        state.abort_all()
+        await server.wait_closed()
 
 
 async def test_close_websockets_on_shutdown(serve: Serve, app: EchoApp) -> None:

@@ -11,12 +11,14 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
 from ferryman.server.protocol import (
     MAX_HEAD_SIZE,
     ServerExchange,
+    ServerLimits,
     ServerProtocol,
     ServerState,
     response_head,
@@ -101,6 +103,10 @@ class Handler:
             self.loop.call_soon(self.accept_upgrade, seen)
         elif path == b"/upgrade-now":
             self.accept_upgrade(seen)
+        elif path == b"/big":
+            size = 32 * 1024 * 1024  # more than the sockets between can hold
+            exchange.write(response_head(200, None, [(b"Content-Length", b"%d" % size)]))
+            exchange.write(bytes(size))
         else:
             exchange.set_consumer(Consumer(seen, lambda: self.echo(seen)))
 
@@ -147,11 +153,12 @@ async def serve() -> AsyncIterator[Serve]:
     started: list[Served] = []
     loop = asyncio.get_running_loop()
 
-    async def start(keepalive_timeout: float = 75.0) -> Served:
+    async def start(**limits: Any) -> Served:
         handler = Handler()
-        state = ServerState(keepalive_timeout=keepalive_timeout)
+        state = ServerState()
+        configured = ServerLimits(**limits)
         server = await loop.create_server(
-            lambda: ServerProtocol(handler, state, loop), "127.0.0.1", 0
+            lambda: ServerProtocol(handler, state, loop, limits=configured), "127.0.0.1", 0
         )
         served = Served(server.sockets[0].getsockname()[1], handler, state, server)
         started.append(served)
@@ -294,8 +301,8 @@ async def test_a_handler_failing_on_a_good_request_is_a_500_not_a_400(
 async def test_a_huge_request_head_gets_431(serve: Serve) -> None:
     served = await serve()
     reader, writer = await served.connect()
-    big = b"x" * (MAX_HEAD_SIZE // 8)
-    headers = b"".join(b"X-Filler-%d: %s\r\n" % (i, big) for i in range(10))
+    big = b"x" * (MAX_HEAD_SIZE // 10)  # each header under the 8 KiB a field may have
+    headers = b"".join(b"X-Filler-%d: %s\r\n" % (i, big) for i in range(11))
     writer.write(b"GET / HTTP/1.1\r\nHost: t\r\n" + headers + b"\r\n")
     response = await read_response(reader)
     assert response.status == 431
@@ -305,11 +312,14 @@ async def test_a_huge_request_head_gets_431(serve: Serve) -> None:
     writer.close()
 
 
-async def test_a_huge_request_target_gets_431(serve: Serve) -> None:
+async def test_a_huge_request_target_gets_414(serve: Serve) -> None:
     served = await serve()
     reader, writer = await served.connect()
-    writer.write(b"GET /" + b"a" * (MAX_HEAD_SIZE + 10) + b" HTTP/1.1\r\nHost: t\r\n\r\n")
-    assert (await read_response(reader)).status == 431
+    writer.write(b"GET /" + b"a" * 8200 + b" HTTP/1.1\r\nHost: t\r\n\r\n")
+    response = await read_response(reader)
+    assert response.status == 414
+    assert body_of(response)["message"] == "the request target is too long"
+    assert served.handler.seen == []
     writer.close()
 
 
@@ -465,7 +475,7 @@ async def test_connection_close_from_an_http_1_1_client_is_honoured(serve: Serve
 
 
 async def test_idle_connections_are_closed_after_the_keepalive_timeout(serve: Serve) -> None:
-    served = await serve(keepalive_timeout=1)
+    served = await serve(keepalive=1)
     reader, writer = await served.connect()
     writer.write(GET % b"/once")
     assert (await read_response(reader)).status == 200
@@ -477,7 +487,7 @@ async def test_idle_connections_are_closed_after_the_keepalive_timeout(serve: Se
 
 
 async def test_a_connection_busy_with_a_request_is_not_closed_as_idle(serve: Serve) -> None:
-    served = await serve(keepalive_timeout=1)
+    served = await serve(keepalive=1)
     reader, writer = await served.connect()
     writer.write(GET % b"/hang")
     assert not await at_eof(reader, 3)
@@ -569,7 +579,7 @@ async def test_an_accepted_upgrade_turns_the_connection_into_a_tunnel(
     serve: Serve, path: bytes
 ) -> None:
     """Accepted later (as the relay does, on the upstream's 101) or at once in ``on_request``."""
-    served = await serve()
+    served = await serve(upgrades=["test"])
     reader, writer = await served.connect()
     writer.write(
         b"GET %s HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n"
@@ -584,13 +594,46 @@ async def test_an_accepted_upgrade_turns_the_connection_into_a_tunnel(
 
 
 async def test_a_refused_upgrade_closes_the_connection(serve: Serve) -> None:
-    served = await serve()
+    served = await serve(upgrades=["test"])
     reader, writer = await served.connect()
     writer.write(b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: test\r\n\r\n")
     response = await read_response(reader)
     assert response.status == 200
     assert await at_eof(reader)
     writer.close()
+
+
+@pytest.mark.parametrize("offer", [b"h2c", b"test", b"websocket, h2c"])
+async def test_an_upgrade_the_listener_does_not_take_is_ignored(serve: Serve, offer: bytes) -> None:
+    """Only the listener's ``upgrades`` reach the handler as upgrades; any other offer is
+    served as plain HTTP (RFC 9110 section 7.8), with the bytes after its head parsed as the
+    next request, not tunnelled."""
+    served = await serve(upgrades=["websocket2"] if offer == b"websocket, h2c" else ["other"])
+    reader, writer = await served.connect()
+    writer.write(
+        b"GET /echo HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n"
+        b"GET /next HTTP/1.1\r\nHost: t\r\n\r\n" % offer
+    )
+    first = await read_response(reader)
+    assert first.status == 200 and body_of(first)["target"] == "/echo"
+    second = await read_response(reader)
+    assert second.status == 200 and body_of(second)["target"] == "/next"
+    assert [seen.exchange.upgrade for seen in served.handler.seen] == [False, False]
+    writer.close()
+
+
+async def test_an_ignored_upgrade_with_a_body_gets_400(serve: Serve) -> None:
+    """llhttp does not parse the body of an upgrade request (it would be the new protocol's):
+    one the listener does not take cannot be relayed as HTTP either."""
+    served = await serve()
+    reader, writer = await served.connect()
+    writer.write(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n"
+        b"Content-Length: 3\r\n\r\nabc"
+    )
+    assert (await read_response(reader)).status == 400
+    assert await at_eof(reader)
+    assert served.handler.seen == []
 
 
 async def test_many_clients_at_once(serve: Serve) -> None:

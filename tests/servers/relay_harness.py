@@ -11,7 +11,7 @@ from typing import Any
 from ferryman.http.url import URL
 from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.upstream import UpstreamPool
-from ferryman.server.protocol import ServerProtocol, ServerState
+from ferryman.server.protocol import DEFAULT_LIMITS, ServerLimits, ServerProtocol, ServerState
 from tests.servers.slow_upstream import RawResponse, roundtrip
 
 __all__ = ["RelayServer", "StartRelay", "relay_starter"]
@@ -43,17 +43,23 @@ StartRelay = Callable[..., Awaitable[RelayServer]]
 
 
 async def relay_starter() -> AsyncIterator[StartRelay]:
-    """``await start_relay(url, *more_urls, max_connections=..., **EndpointRelay options)``;
+    """``await start_relay(url, *more_urls, max_connections=..., limits=ServerLimits(...),
+    **EndpointRelay options)``;
     every relay started is stopped at the end."""
     loop = asyncio.get_running_loop()
     started: list[RelayServer] = []
 
-    async def start(*urls: str, max_connections: int = 512, **options: Any) -> RelayServer:
+    async def start(
+        *urls: str,
+        max_connections: int = 512,
+        limits: ServerLimits = DEFAULT_LIMITS,
+        **options: Any,
+    ) -> RelayServer:
         pools = [UpstreamPool(URL(url), loop, max_connections=max_connections) for url in urls]
         relay = EndpointRelay("test", pools, **options)
         state = ServerState()
         server = await loop.create_server(
-            lambda: ServerProtocol(relay, state, loop), "127.0.0.1", 0
+            lambda: ServerProtocol(relay, state, loop, limits=limits), "127.0.0.1", 0
         )
         served = RelayServer(server.sockets[0].getsockname()[1], relay, state, server)
         started.append(served)

@@ -144,6 +144,11 @@ class ScriptedUpstream(ThreadedStreamServer):
             "hangup": self._hangup,
             "close-body": self._close_body,
             "cut-head": self._cut_head,
+            "big-head": self._big_head,
+            "many-headers": self._many_headers,
+            "endless-value": self._endless_value,
+            "endless-trailers": self._endless_trailers,
+            "endless-extension": self._endless_extension,
         }
 
     def reset(self) -> None:
@@ -482,6 +487,57 @@ class ScriptedUpstream(ThreadedStreamServer):
                 ctx.write(b"X-Pad-%06d: %s\r\n" % (number, b"p" * 1006))
                 await ctx.drain()
             except ConnectionError:
+                break
+        ctx.keep_alive = False
+
+    async def _big_head(self, ctx: _Ctx) -> None:
+        """A head of about ``kib`` KiB in one write (``pieces=1``: a write per KiB)."""
+        await self._read_body(ctx)
+        lines = [
+            b"X-Pad-%06d: %s\r\n" % (n, b"p" * 1006) for n in range(int(ctx.arg("kib", "100")))
+        ]
+        head = b"HTTP/1.1 200 OK\r\n" + b"".join(lines) + b"Content-Length: 2\r\n\r\nok"
+        if ctx.arg("pieces", "0") == "1":
+            for start in range(0, len(head), 1024):
+                ctx.write(head[start : start + 1024])
+                await ctx.drain()
+                await asyncio.sleep(0.001)
+        else:
+            ctx.write(head)
+
+    async def _many_headers(self, ctx: _Ctx) -> None:
+        """``n`` short headers in one head."""
+        await self._read_body(ctx)
+        lines = b"".join(b"X-%d: v\r\n" % i for i in range(int(ctx.arg("n", "20000"))))
+        ctx.write(b"HTTP/1.1 200 OK\r\n" + lines + b"Content-Length: 2\r\n\r\nok")
+
+    async def _endless_value(self, ctx: _Ctx) -> None:
+        """One header value, a KiB per write, until the proxy goes away (at most ``kib``)."""
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 200 OK\r\nX-Long: ")
+        await self._drip_bytes(ctx, b"v" * 1024, int(ctx.arg("kib", "4096")))
+
+    async def _endless_trailers(self, ctx: _Ctx) -> None:
+        """A chunked body, then trailer fields that never end."""
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n")
+        await self._drip_bytes(ctx, b"X-Trailer: " + b"t" * 1000 + b"\r\n", 4096)
+
+    async def _endless_extension(self, ctx: _Ctx) -> None:
+        """A chunked body whose second chunk's extension never ends."""
+        await self._read_body(ctx)
+        ctx.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n4;e=")
+        await self._drip_bytes(ctx, b"e" * 1024, 4096)
+
+    async def _drip_bytes(self, ctx: _Ctx, piece: bytes, count: int) -> None:
+        for _ in range(count):
+            try:
+                ctx.write(piece)
+                await ctx.drain()
+            except ConnectionError:
+                break
+            await asyncio.sleep(0.001)
+            if ctx.conn.reader.at_eof():
                 break
         ctx.keep_alive = False
 
