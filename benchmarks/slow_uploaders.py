@@ -92,7 +92,7 @@ def wrk(url: str, seconds: int) -> dict[str, float]:
 async def uploader(port: int, stop: asyncio.Event, opened: list[int]) -> None:
     """A POST whose body comes a byte every 2 s (more than it will ever finish)."""
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        _reader, writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         return
     opened.append(1)
