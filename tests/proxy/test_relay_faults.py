@@ -419,3 +419,20 @@ async def test_50_mib_each_way_does_not_grow_the_relay_process(
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+async def test_an_answer_relayed_while_draining_says_connection_close(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """Issue 20, item 12: the server starts draining while a request is at the upstream; its
+    answer must tell the client the connection ends with it."""
+    relay = await start_relay(upstream.url)
+    reader, writer = await relay.connect()
+    writer.write(b"GET /slow?delay=0.3 HTTP/1.1\r\nHost: p\r\n\r\n")
+    assert await wait_until(lambda: bool(upstream.requests))
+    relay.state.start_closing()
+    response = await read_response(reader)
+    assert response.body == b"late"
+    assert response.header("connection") == "close"
+    assert await asyncio.wait_for(reader.read(), 3) == b""
+    writer.close()
