@@ -663,7 +663,7 @@ class ServerProtocol(asyncio.Protocol):
         parser = self._parser
         headers = self._headers
         limits = self.limits
-        # The next request's head starts empty (here, not in on_message_begin: a callback less).
+        # The next head (or this request's trailers) starts empty.
         url = self._url
         self._url = b""
         self._headers = []
