@@ -544,9 +544,12 @@ class Relay:
         (it keeps the view, so the caller must not reuse the buffer behind it)."""
         if self.finished and not self.tunnel:
             return False
-        transport = self.exchange.protocol.transport
+        protocol = self.exchange.protocol
+        transport = protocol.transport
         if transport is None:
             return False
+        if self.tunnel:
+            protocol.idle_ticks = 0  # (a tunnel is idle when neither side sends)
         head = self.pending_head
         if head is not None:
             self.pending_head = None

@@ -84,6 +84,7 @@ class ClientTimeoutSettings(Settings):
     body_min_rate: Annotated[float, Field(ge=0)] = 500.0
     keepalive: Seconds = 75.0  # idle between requests
     send: Seconds = 60.0  # the client reading nothing of the answer while its socket is full
+    tunnel_idle: Seconds = 600.0  # an upgraded connection (a WebSocket) silent both ways
 
 
 class TimeoutSettings(Settings):
@@ -253,6 +254,7 @@ def server_limits(
         body_min_rate=timeouts.body_min_rate,
         keepalive=timeouts.keepalive,
         send_timeout=timeouts.send,
+        tunnel_idle=timeouts.tunnel_idle,
         upgrades=("websocket",) if upgrades is None else upgrades,
     )
 

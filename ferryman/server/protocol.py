@@ -94,6 +94,7 @@ class ServerLimits:
         "keepalive",
         "request_line",
         "send_timeout",
+        "tunnel_idle",
         "upgrades",
     )
 
@@ -110,6 +111,7 @@ class ServerLimits:
         body_min_rate: float = 500.0,
         keepalive: float = 75.0,
         send_timeout: float = 60.0,
+        tunnel_idle: float = 600.0,
         upgrades: Iterable[str] = ("websocket",),
     ) -> None:
         self.request_line = request_line
@@ -122,6 +124,8 @@ class ServerLimits:
         self.body_min_rate = body_min_rate
         self.keepalive = keepalive
         self.send_timeout = send_timeout
+        #: An upgraded connection (a WebSocket) with no byte either way for this long closes.
+        self.tunnel_idle = tunnel_idle
         self.upgrades = frozenset(token.lower().encode("latin-1") for token in upgrades)
 
     def __repr__(self) -> str:
@@ -798,7 +802,13 @@ class ServerProtocol(asyncio.Protocol):
                 logger.debug("closing %s: it left its answer unread", self.client)
                 self.abort()
                 return
-        if self._tunnel is not None or self._reading_paused or self._refusal is not None:
+        if self._tunnel is not None:
+            # (its consumer resets idle_ticks for the bytes it sends the client, too)
+            if self.idle_ticks > limits.tunnel_idle:
+                logger.debug("closing the tunnel of %s: idle", self.client)
+                self.close()
+            return
+        if self._reading_paused or self._refusal is not None:
             return  # (paused: waiting for the upstream or the answers before, not the client)
         reading = self._reading
         if reading == _HEAD:

@@ -910,3 +910,35 @@ async def test_ferrymans_client_websocket_through_the_relay(
         assert await anext(aiter(ws)) == "through ferryman"
         await ws.close(1000, "bye")
         assert ws.close_code == 1000
+
+
+async def test_a_tunnel_idle_both_ways_is_closed(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """An upgraded connection holds a socket each side: one that carries nothing either way
+    for tunnel_idle seconds is closed; bytes in either direction keep it open."""
+    relay = await start_relay(
+        upstream.url, limits=ServerLimits(upgrades=["raw-echo"], tunnel_idle=1)
+    )
+    reader, writer = await relay.connect()
+    writer.write(
+        b"GET /upgrade HTTP/1.1\r\nHost: p\r\nConnection: Upgrade\r\nUpgrade: raw-echo\r\n\r\n"
+    )
+    assert (await read_response(reader)).status == 101
+    for _ in range(4):  # 2 s of traffic, past the timeout: kept open
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.readexactly(9), 3) == b"echo:ping"
+        await asyncio.sleep(0.5)
+    assert await asyncio.wait_for(reader.read(), 5) == b""  # then silent: closed
+    writer.close()
+    # Bytes from the upstream alone keep it open too (a feed the client only listens to).
+    reader, writer = await relay.connect()
+    writer.write(
+        b"GET /upgrade?push=5 HTTP/1.1\r\nHost: p\r\nConnection: Upgrade\r\n"
+        b"Upgrade: raw-echo\r\n\r\n"
+    )
+    assert (await read_response(reader)).status == 101
+    assert await asyncio.wait_for(reader.readexactly(20), 5) == b"tick" * 5
+    writer.write(b"still here")
+    assert await asyncio.wait_for(reader.readexactly(15), 3) == b"echo:still here"
+    writer.close()

@@ -463,6 +463,10 @@ class ScriptedUpstream(ThreadedStreamServer):
         )
         await ctx.drain()
         reader = ctx.conn.reader
+        for _ in range(int(ctx.arg("push", "0"))):  # ``?push=N``: N ticks, 0.5 s apart, first
+            ctx.write(b"tick")
+            await ctx.drain()
+            await asyncio.sleep(0.5)
         while data := await reader.read(65536):
             ctx.write(b"echo:" + data)
             await ctx.drain()
