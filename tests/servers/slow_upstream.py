@@ -207,7 +207,8 @@ class ScriptedUpstream(ThreadedStreamServer):
             while True:
                 size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
                 if size == 0:
-                    await reader.readuntil(b"\r\n")
+                    while await reader.readuntil(b"\r\n") != b"\r\n":
+                        pass  # a trailer field
                     return
                 while size:
                     piece = await reader.read(min(size, 65536))
