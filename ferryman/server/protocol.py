@@ -571,29 +571,51 @@ class ServerProtocol(asyncio.Protocol):
             return
         if self._refusal is not None:
             return  # the parser failed: nothing more is read (see _refuse)
+        size = len(data)
+        limit = self.limits.head
+        if size <= limit:
+            self._feed(data, 0, size)
+            return
+        # A long read goes to the parser in slices, the count checked after each: a value,
+        # chunk extension or trailer inside one read is cut at the limit too, before what
+        # follows it (the end of a body, say) can reach the handler.
+        step = max(limit // 4, 1024)
+        for start in range(0, size, step):
+            if not self._feed(data, start, min(start + step, size)):
+                return
+
+    def _feed(self, data: bytes, start: int, end: int) -> bool:
+        """Parse ``data[start:end]``; False when parsing this read must stop there."""
         between = self._reading == _BETWEEN
         parsing = self._parsing
-        self._unparsed += len(data)
+        self._unparsed += end - start
         try:
-            self._parser.feed_data(data)
+            self._parser.feed_data(
+                data if end - start == len(data) else memoryview(data)[start:end]
+            )
         except httptools.HttpParserUpgrade as upgrade:
-            self._upgraded(data, upgrade.args[0])
-            return
+            self._upgraded(data[start + upgrade.args[0] :])
+            return False
         except httptools.HttpParserInvalidMethodError:
-            self._extension(data, between and self._parsing is parsing)
-            return
+            self._extension(data[start:], between and self._parsing is parsing)
+            return False
         except httptools.HttpParserCallbackError as exc:
             refused = exc.__context__
             if isinstance(refused, _Refused):
                 self._refuse(refused.status, refused.message)
             else:
                 self._refuse(400, f"malformed HTTP request: {exc}")
-            return
+            return False
         except httptools.HttpParserError as exc:
-            self._refuse(400, f"malformed HTTP request: {exc}")
-            return
+            if str(exc) == _UNKNOWN_VERSION:
+                self._refuse(505, "this HTTP version is not supported here (HTTP/1.1 is)")
+            else:
+                self._refuse(400, f"malformed HTTP request: {exc}")
+            return False
         if self._unparsed > self.limits.head:
             self._overlong()
+            return False
+        return True
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.state.discard(self)
@@ -703,7 +725,7 @@ class ServerProtocol(asyncio.Protocol):
         # without get_http_version(), which formats a string (0.3 us a request).
         version = "1.1" if keep_alive and not connection_header else parser.get_http_version()
         if version != "1.1":
-            if version != "1.0":
+            if version != "1.0":  # (llhttp takes 0.9 and 2.0 besides, refuses the others)
                 raise _Refused(505, f"HTTP/{version} is not supported here (HTTP/1.1 is)")
             if hosts > 1:
                 raise _Refused(400, "a request may have one Host header, it sent several")
@@ -904,9 +926,8 @@ class ServerProtocol(asyncio.Protocol):
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _upgraded(self, data: bytes, end: int) -> None:
-        """The parser stopped after an upgrade request's head, ``data[end:]`` not parsed."""
-        rest = data[end:]
+    def _upgraded(self, rest: bytes) -> None:
+        """The parser stopped after an upgrade request's head, ``rest`` not parsed."""
         exchange = self._parsing
         if self._ignored_upgrade:
             # Not an upgrade the handler takes: what follows is HTTP again (a bodiless
@@ -1021,6 +1042,8 @@ _HEAD: Final = 1
 _BODY: Final = 2
 _GOT: Final = ("", " (it sent several)")
 _LINE_ENDS: Final = (b"\r", b"\n")
+#: llhttp's reason for a version other than 0.9, 1.0, 1.1 and 2.0: that is a 505 too.
+_UNKNOWN_VERSION: Final = "Invalid HTTP version"
 
 
 class _Refused(Exception):

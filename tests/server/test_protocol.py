@@ -238,7 +238,7 @@ async def test_a_pipelined_request_reaches_the_handler_only_after_the_previous_a
         b"THIS IS NOT HTTP\r\n\r\n",
         b"GET / HTTP/1.1\r\nHost: a\r\nBad Header Name: x\r\n\r\n",
         b"GET / HTTP/1.1\r\nContent-Length: abc\r\n\r\n",
-        b"GET / HTTP/9.9\r\n\r\n",
+        b"GET / HTTX/1.1\r\n\r\n",
     ],
 )
 async def test_a_malformed_request_gets_a_json_400_and_the_connection_closes(

@@ -177,6 +177,16 @@ async def test_a_body_over_the_limit_gets_413_and_is_not_completed(serve: Serve)
         ),
         (b"GET /\r\n\r\n", 505, "HTTP/0.9 is not supported here (HTTP/1.1 is)"),
         (
+            b"GET / HTTP/3.0\r\nHost: a\r\n\r\n",
+            505,
+            "this HTTP version is not supported here (HTTP/1.1 is)",
+        ),
+        (
+            b"GET / HTTP/1.2\r\nHost: a\r\n\r\n",
+            505,
+            "this HTTP version is not supported here (HTTP/1.1 is)",
+        ),
+        (
             b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
             501,
             "only the chunked transfer coding is supported",
@@ -197,6 +207,8 @@ async def test_a_body_over_the_limit_gets_413_and_is_not_completed(serve: Serve)
         "Host with a bad port",
         "HTTP/2.0",
         "HTTP/0.9",
+        "HTTP/3.0",
+        "HTTP/1.2",
         "gzip, chunked",
         "identity and a length",
     ],
@@ -350,4 +362,28 @@ async def test_exchanges_open_when_draining_starts_stop_keeping_alive(serve: Ser
     response = await read_response(reader)
     assert response.header("connection") == "close"
     assert await at_eof(reader)
+    writer.close()
+
+
+@pytest.mark.parametrize("where", ["chunk extension", "header value"])
+async def test_an_overlong_part_inside_one_read_is_cut_before_the_handler_gets_the_rest(
+    serve: Serve, where: str
+) -> None:
+    """A 100 KB chunk extension (or header value) sent in one write arrives in one read: it is
+    parsed in slices, so the request is refused before its body's end (which follows in the
+    same read) reaches the handler."""
+    served = await serve()
+    long = b"x" * 100_000
+    if where == "chunk extension":
+        request = (
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5;ext=" + long + b"\r\nhello\r\n0\r\n\r\n"
+        )
+    else:
+        request = b"GET /echo HTTP/1.1\r\nHost: t\r\nX-Long: " + long + b"\r\n\r\n"
+    reader, writer = await served.connect()
+    writer.write(request)
+    response = await read_response(reader)
+    assert response.status == (400 if where == "chunk extension" else 431)
+    assert all(not seen.ended and not seen.answered for seen in served.handler.seen)
     writer.close()
