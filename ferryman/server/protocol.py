@@ -62,6 +62,9 @@ MAX_HEAD_SIZE: Final = 64 * 1024
 _CONNECTION_NAMES: Final = frozenset({b"connection", b"proxy-connection"})
 #: Pipelined requests buffered per connection before reading pauses.
 MAX_PIPELINED: Final = 16
+#: How long, and how many bytes, a closing connection reads and drops (``_linger``).
+LINGER_SECONDS: Final = 2
+LINGER_BYTES: Final = 1024 * 1024
 #: RFC 9110 section 5.6.2: what a method (or any token) is made of.
 _TOKEN: Final = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 #: The longest extension method taken (llhttp knows the registered ones; see _extension_method).
@@ -476,6 +479,9 @@ class ServerProtocol(asyncio.Protocol):
         "_head_ticks",
         "_headers",
         "_ignored_upgrade",
+        "_linger_ticks",
+        "_lingered",
+        "_lingering",
         "_method",
         "_parser",
         "_parsing",
@@ -547,6 +553,10 @@ class ServerProtocol(asyncio.Protocol):
         self._method: bytes | None = None
         #: A refusal (status, message) waiting for the answers to the requests before it.
         self._refusal: tuple[int, str] | None = None
+        #: Closing: the last answer is out, what the client still sends is dropped (_linger).
+        self._lingering = False
+        self._lingered = 0
+        self._linger_ticks = 0
 
     # -- asyncio callbacks --------------------------------------------------------------------
 
@@ -570,7 +580,12 @@ class ServerProtocol(asyncio.Protocol):
                 consumer.on_tunnel_data(data)
             return
         if self._refusal is not None:
-            return  # the parser failed: nothing more is read (see _refuse)
+            # The parser failed, or the connection is closing: nothing more is parsed.
+            if self._lingering:
+                self._lingered += len(data)
+                if self._lingered > LINGER_BYTES:
+                    self.abort()
+            return
         size = len(data)
         limit = self.limits.head
         if size <= limit:
@@ -824,6 +839,11 @@ class ServerProtocol(asyncio.Protocol):
                 logger.debug("closing %s: it left its answer unread", self.client)
                 self.abort()
                 return
+        if self._lingering:
+            self._linger_ticks += 1
+            if self._linger_ticks >= LINGER_SECONDS:
+                self.abort()
+            return
         if self._tunnel is not None:
             # (its consumer resets idle_ticks for the bytes it sends the client, too)
             if self.idle_ticks > limits.tunnel_idle:
@@ -868,9 +888,13 @@ class ServerProtocol(asyncio.Protocol):
         transport = self.transport
         if transport is None:
             return
-        if not keep_alive or not exchange.body_complete or exchange.upgrade or self.state.closing:
-            # An unread request body would be parsed as the next request, and after a refused
-            # upgrade the parser no longer reads HTTP: close instead.
+        if not exchange.body_complete:
+            # An unread request body would be parsed as the next request: close, letting the
+            # client read the answer while it may still be sending.
+            self._linger()
+            return
+        if not keep_alive or exchange.upgrade or self.state.closing:
+            # (after a refused upgrade the parser no longer reads HTTP)
             transport.close()
             return
         queue = self._queue
@@ -1033,7 +1057,25 @@ class ServerProtocol(asyncio.Protocol):
             return
         body = json.dumps({"status": status, "message": message}).encode()
         transport.write(_error_head(status, body) + body)
-        transport.close()
+        self._linger()
+
+    def _linger(self) -> None:
+        """Close after an answer while the client may still be sending (nginx's lingering
+        close): closing at once with its bytes unread would reset the connection, and a reset
+        can destroy the answer before the client reads it (a 413 or 431 lost that way). So
+        the answer goes, then the end of what this side sends, then what still comes is read
+        and dropped until the client closes, ``LINGER_BYTES`` have come or ``LINGER_SECONDS``
+        pass (``tick``)."""
+        transport = self.transport
+        if transport is None:
+            return
+        if self._lingering or not transport.can_write_eof():
+            transport.close()
+            return
+        self._lingering = True
+        self._refusal = self._refusal or (0, "")  # (nothing more is parsed)
+        transport.write_eof()
+        self.resume_reading()
 
 
 #: ``ServerProtocol._reading``: between messages, in a head, in a body (or its trailers).

@@ -427,6 +427,7 @@ async def test_an_answer_relayed_while_draining_says_connection_close(
     """Issue 20, item 12: the server starts draining while a request is at the upstream; its
     answer must tell the client the connection ends with it."""
     relay = await start_relay(upstream.url)
+    upstream.reset()
     reader, writer = await relay.connect()
     writer.write(b"GET /slow?delay=0.3 HTTP/1.1\r\nHost: p\r\n\r\n")
     assert await wait_until(lambda: bool(upstream.requests))

@@ -8,6 +8,7 @@ socket, the way an attacker or a broken client would: the answer is the status t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import pytest
@@ -387,3 +388,21 @@ async def test_an_overlong_part_inside_one_read_is_cut_before_the_handler_gets_t
     assert response.status == (400 if where == "chunk extension" else 431)
     assert all(not seen.ended and not seen.answered for seen in served.handler.seen)
     writer.close()
+
+
+async def test_a_refusal_reaches_a_client_that_is_still_sending(serve: Serve) -> None:
+    """The server stops reading a body it refuses, but closing with the client's bytes unread
+    would reset the connection, and the reset can destroy the 413 before the client reads
+    it: the server ends its side after the answer and drops what still comes (a lingering
+    close), so the client gets its answer."""
+    served = await serve(body=1000)
+    for _ in range(5):
+        reader, writer = await served.connect()
+        writer.write(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 4000000\r\n\r\n")
+        with contextlib.suppress(ConnectionError):
+            for _ in range(40):
+                writer.write(b"x" * 100_000)
+                await writer.drain()
+        response = await read_response(reader)
+        assert response.status == 413
+        writer.close()
