@@ -584,7 +584,7 @@ class ServerProtocol(asyncio.Protocol):
             if self._lingering:
                 self._lingered += len(data)
                 if self._lingered > LINGER_BYTES:
-                    self.abort()
+                    self.pause_reading()  # (the client can still read; tick ends it)
             return
         size = len(data)
         limit = self.limits.head
@@ -1064,8 +1064,8 @@ class ServerProtocol(asyncio.Protocol):
         close): closing at once with its bytes unread would reset the connection, and a reset
         can destroy the answer before the client reads it (a 413 or 431 lost that way). So
         the answer goes, then the end of what this side sends, then what still comes is read
-        and dropped until the client closes, ``LINGER_BYTES`` have come or ``LINGER_SECONDS``
-        pass (``tick``)."""
+        and dropped until the client closes or ``LINGER_SECONDS`` pass (``tick``); past
+        ``LINGER_BYTES``, reading stops (the client's sends block, its reads still work)."""
         transport = self.transport
         if transport is None:
             return
