@@ -25,6 +25,7 @@ from setuptools.command.build_ext import build_ext
 HOT_PATH = (
     "ferryman/server/protocol.py",
     "ferryman/proxy/headers.py",
+    "ferryman/proxy/targets.py",
     "ferryman/proxy/upstream.py",
     "ferryman/proxy/relay.py",
 )

@@ -62,6 +62,7 @@ from ferryman.proxy.events import (
 from ferryman.proxy.headers import (
     NO_RULES,
     HeaderRules,
+    Locate,
     downstream_headers,
     header_pairs,
     upstream_pieces,
@@ -72,8 +73,10 @@ from ferryman.proxy.middleware import (
     MiddlewarePhase,
     ProxyMiddlewareDef,
 )
+from ferryman.proxy.redirects import UpstreamRedirects, client_host
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.settings import EndpointSettings, TimeoutSettings
+from ferryman.proxy.targets import RefusedTarget, target_escapes
 from ferryman.proxy.websocket import relay_websocket
 from ferryman.server.asgi import ReceiveStream, request_from_scope, send_response
 from ferryman.server.controllers import Receive, Scope, Send
@@ -107,7 +110,8 @@ class HTTPProxyHandler:
     ``verify``, ``allow_redirects``...). ``rewrite`` changes the path prefix, ``request_rules``
     and ``response_rules`` add and remove headers, ``preserve_host`` sends the client's ``Host``
     upstream, ``timeout`` bounds each upstream call, ``dispatcher`` receives the proxy filter
-    events (and the http client's, through the default session), ``name`` is the endpoint's.
+    events (and the http client's, through the default session), ``name`` is the endpoint's,
+    ``mount`` its path prefix when it shares a port (a target may not climb above it).
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class HTTPProxyHandler:
         preserve_host: bool = False,
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         dispatcher: EventDispatcher | None = None,
+        mount: str | None = None,
     ) -> None:
         if context is None:
             context = ctx  # aiorp's spelling
@@ -157,6 +162,10 @@ class HTTPProxyHandler:
         self._next = 0
         self._urls: dict[tuple[int, bytes], URL] = {}
         self._scope_urls: dict[tuple[object, ...], URL] = {}
+        # [headers: items 5, 10] the mount a target may not climb above; by upstream index,
+        # which URLs in answers are that upstream's (built when first needed)
+        self.mount = mount.rstrip("/").encode("ascii") if mount else b""
+        self._redirects: dict[int, UpstreamRedirects] = {}
 
     @classmethod
     def from_settings(
@@ -176,11 +185,12 @@ class HTTPProxyHandler:
             request_options=settings.request_options,
             rewrite=None if settings.rewrite is None else settings.rewrite.to_rewrite(),
             name=settings.name,
-            request_rules=settings.request_headers.to_rules(),
-            response_rules=settings.response_headers.to_rules(),
+            request_rules=settings.request_rules(),
+            response_rules=settings.response_rules(),
             preserve_host=settings.preserve_host,
             timeout=settings.timeout.to_timeout(),
             dispatcher=dispatcher,
+            mount=settings.path,
         )
 
     # -- configuration ----------------------------------------------------------------------------
@@ -261,6 +271,8 @@ class HTTPProxyHandler:
         if ctx.response is None:
             try:
                 self._prepare(ctx, received_url)
+            except RefusedTarget as exc:  # [headers: item 5] the client's error: no handler
+                ctx.response = error_response(400, exc.message)
             except Exception as exc:
                 await self._fail(exc, ctx)
             else:
@@ -306,6 +318,8 @@ class HTTPProxyHandler:
             target = _raw_target(request, scope)
         else:
             target = request.url.raw_path
+        if target_escapes(target, self.rewrite, self.mount):  # [headers: item 5]
+            raise RefusedTarget()
         if self.rewrite is not None:
             target = self.rewrite.apply(target)
         url, wire_target = self._upstream_url(index, target)
@@ -355,6 +369,7 @@ class HTTPProxyHandler:
         prepared_url, index, target = ctx._prepared
         urls = self.context.urls
         attempts = len(urls)
+        ours = upstream.url is prepared_url  # (else a middleware's: its URLs are its own)
         if upstream.url is not prepared_url:
             # A middleware chose another URL: send it as it says, to that host only.
             attempts = 1
@@ -379,10 +394,24 @@ class HTTPProxyHandler:
                 await self._upstream_failed(exc, upstream, ctx)
                 return
             break
+        locate = None
+        if ours and self.response_rules.redirects and ctx.request is not None:
+            locate = self._locator(index, ctx.request)  # [headers: item 10]
         response.headers = Headers.from_raw(
-            downstream_headers(response.headers.raw, rules=self.response_rules)
+            downstream_headers(response.headers.raw, rules=self.response_rules, locate=locate)
         )
         ctx.response = response
+
+    def _locator(self, index: int, request: Request) -> Locate:
+        """[headers: item 10] The upstream's own URLs in answers (``Location``...) as the
+        client of ``request`` reaches them through the proxy (see ``proxy.redirects``)."""
+        redirects = self._redirects.get(index)
+        if redirects is None:
+            redirects = UpstreamRedirects.for_url(self.context.urls[index], self.rewrite)
+            self._redirects[index] = redirects
+        scheme = _FORWARDED_SCHEMES.get(request.url.scheme, request.url.scheme)
+        raw = request.headers.raw
+        return lambda url: redirects.proxy_url(url, scheme, client_host(raw))
 
     def _retarget(self, upstream: Request, index: int, target: bytes) -> None:
         """Point ``upstream`` at another upstream base URL, after a refused connection."""

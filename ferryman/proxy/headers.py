@@ -7,15 +7,27 @@ RFC 9110 section 7.6.1: a proxy removes the hop-by-hop headers (``Connection`` a
 it names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade``, and, by
 long-standing practice, every ``Proxy-*`` header) and frames the message again itself. It then
 says what it is: ``Via`` (section 7.6.3) and the de-facto ``X-Forwarded-For/-Proto/-Host``.
+
+What a client says about earlier hops (``X-Forwarded-*``, ``X-Real-IP``, ``Forwarded``) is
+believed only from the endpoint's ``trusted_proxies``: from anyone else it is dropped and this
+hop's own view sent, or an upstream would take any client's word for its address. Header names
+with underscores are dropped unless the endpoint allows them (nginx's ``underscores_in_headers``):
+CGI-style upstreams read ``X_Forwarded_For`` as ``X-Forwarded-For``. The endpoint's rules
+(:class:`HeaderRules`) apply to every header, this hop's own included: ``remove: [Via]`` sends no
+``Via`` (nginx's default ``gzip_proxied off`` compresses nothing for a request that has one).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Final, TypeAlias
 
+from ferryman.proxy.redirects import relocate
+
 __all__ = [
+    "FORWARDING",
     "HOP_BY_HOP",
     "DownstreamHead",
     "HeaderRules",
@@ -28,43 +40,77 @@ __all__ = [
 ]
 
 RawHeaders: TypeAlias = list[tuple[bytes, bytes]]
+#: An upstream's absolute URL -> the proxy's for it, or ``None`` (not the upstream's).
+Locate: TypeAlias = Callable[[bytes], bytes | None]
 
 #: Lower-case names a proxy never relays (besides those ``Connection`` names, and ``proxy-*``).
 HOP_BY_HOP: Final = frozenset(
     {b"connection", b"keep-alive", b"te", b"trailer", b"transfer-encoding", b"upgrade"}
 )
+#: Lower-case names of what clients say about earlier hops: believed from trusted proxies only.
+FORWARDING: Final = frozenset(
+    {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-real-ip",
+        b"forwarded",
+    }
+)
+#: Names header rules may neither add nor remove: the framing is the relay's, ``Host`` the
+#: endpoint's (``preserve_host``).
+_UNRULED: Final = frozenset({b"host", b"content-length", b"transfer-encoding"})
+#: Response headers that may hold an upstream's absolute URL (``redirect_rewrite``).
+_REDIRECTING: Final = frozenset({b"location", b"content-location", b"refresh"})
 VIA_VALUE: Final = b"1.1 ferryman"
 #: What a header line is made of besides its name and value.
 _SEPARATOR: Final = b": "
 _CRLF: Final = b"\r\n"
 _HTTP: Final = b"http"
 _HTTPS: Final = b"https"
+_VIA_LINE: Final = b"Via: " + VIA_VALUE + _CRLF
 #: Names each pass treats apart from plain copying, so plain headers cost one set look-up.
-_UPSTREAM_SPECIAL: Final = HOP_BY_HOP | {
-    b"host",
-    b"content-length",
-    b"x-forwarded-for",
-    b"x-forwarded-proto",
-    b"x-forwarded-host",
-    b"via",
-}
+_UPSTREAM_SPECIAL: Final = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"via"}
 _DOWNSTREAM_SPECIAL: Final = HOP_BY_HOP | {b"via", b"content-length"}
 
 
-#: How a header name is relayed (see ``_classify``).
-(_COPY, _DROP, _HOST, _FORWARDED_FOR, _VIA, _CONNECTION, _LENGTH, _TRANSFER_ENCODING, _UPGRADE) = (
-    range(9)
-)
+#: How a header name is relayed (see ``HeaderRules``' tables).
+(
+    _COPY,
+    _DROP,
+    _HOST,
+    _FORWARDED_FOR,
+    _VIA,
+    _CONNECTION,
+    _LENGTH,
+    _TRANSFER_ENCODING,
+    _UPGRADE,
+    _FORWARDING,
+    _LOCATION,
+    _REFRESH,
+) = range(12)
 #: Names remembered per rules and direction; beyond this, names are classified every time, so
 #: a client sending endless made-up names cannot grow the memory.
 _MAX_KNOWN_NAMES: Final = 1024
+#: Client addresses whose trust is remembered per rules (the same bound, the same reason).
+_MAX_KNOWN_ADDRESSES: Final = 1024
 
 
 class HeaderRules:
-    """Headers an endpoint adds to, or removes from, what it relays in one direction.
+    """What an endpoint does to the headers it relays in one direction.
 
     ``remove`` names are matched without regard to case; ``add`` replaces any header of the same
-    name the message carried, so a configured value is never doubled by the client's own.
+    name the message carried, so a configured value is never doubled by the client's own. Both
+    apply to the headers this hop adds too: ``remove=["Via"]`` sends no ``Via``, and
+    ``add=[("X-Forwarded-Proto", "https")]`` replaces ferryman's. ``Host`` and the framing
+    headers are the relay's and refused here (``ValueError``).
+
+    ``via=False`` adds no ``Via`` (a ``Via`` that came is relayed as it is). The others concern
+    one direction: ``trusted_proxies`` (addresses and networks) and ``underscores`` requests,
+    ``redirects`` (rewrite the upstream's own URLs in ``Location``, ``Content-Location`` and
+    ``Refresh``, given a way to, see :class:`DownstreamHead`) answers.
 
     Each rules object remembers how it relays the raw names it has seen (in either direction),
     so a header whose name came before costs one look-up, not a lower-casing and a few set
@@ -72,31 +118,126 @@ class HeaderRules:
     """
 
     __slots__ = (
+        "_trusted_addresses",
         "add",
         "add_lines",
+        "default_forwarding",
         "downstream_copied",
         "downstream_kinds",
+        "downstream_table",
+        "forwarded_for",
+        "forwarded_host",
+        "forwarded_proto",
+        "redirects",
         "remove",
+        "trusted_proxies",
+        "underscores",
         "upstream_copied",
         "upstream_kinds",
+        "upstream_table",
+        "via",
+        "via_line",
     )
 
-    def __init__(self, add: Iterable[tuple[str, str]] = (), remove: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        add: Iterable[tuple[str, str]] = (),
+        remove: Iterable[str] = (),
+        *,
+        via: bool = True,
+        trusted_proxies: Iterable[str] = (),
+        underscores: bool = False,
+        redirects: bool = True,
+    ) -> None:
         self.add: tuple[tuple[bytes, bytes], ...] = tuple(
             (name.encode("latin-1"), value.encode("latin-1")) for name, value in add
         )
         self.remove: frozenset[bytes] = frozenset(
             name.lower().encode("latin-1") for name in remove
         ) | frozenset(name.lower() for name, _ in self.add)
+        unruled = self.remove & _UNRULED
+        if unruled:
+            raise ValueError(
+                f"header rules cannot add or remove "
+                f"{', '.join(repr(name.decode('latin-1')) for name in sorted(unruled))}: "
+                "the proxy frames each message itself, and sends the upstream's Host (or the "
+                "client's, with preserve_host)"
+            )
         #: The added headers' lines, each ending in CRLF, joined once: every relayed head
         #: with rules ends with them (``plain_request_head``, ``DownstreamHead.lines``).
         self.add_lines = b"".join(name + b": " + value + b"\r\n" for name, value in self.add)
+        #: This hop's own headers that go out (the rules remove none of them, ``add`` included).
+        self.via = via and b"via" not in self.remove
+        self.via_line = _VIA_LINE if self.via else b""
+        self.forwarded_for = b"x-forwarded-for" not in self.remove
+        self.forwarded_proto = b"x-forwarded-proto" not in self.remove
+        self.forwarded_host = b"x-forwarded-host" not in self.remove
+        #: All three: ``plain_request_head`` writes them in one go.
+        self.default_forwarding = (
+            self.forwarded_for and self.forwarded_proto and self.forwarded_host
+        )
+        self.trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+            ipaddress.ip_network(entry) for entry in trusted_proxies
+        )
+        self._trusted_addresses: dict[str, bool] = {}
+        self.underscores = underscores
+        self.redirects = redirects
+        #: Lower-case name -> how it is relayed, for the names treated apart from copying.
+        self.upstream_table = self._upstream_table()
+        self.downstream_table = self._downstream_table()
+        #: Raw name -> how it is relayed, as names come (see ``_classify_upstream``).
         self.upstream_kinds: dict[bytes, int] = {}
         self.downstream_kinds: dict[bytes, int] = {}
         #: The names of those kinds that are copied as they are, the usual answer, which a
         #: set tells in one membership test (no method call): it holds no name ``_kinds`` lacks.
         self.upstream_copied: set[bytes] = set()
         self.downstream_copied: set[bytes] = set()
+
+    def _upstream_table(self) -> dict[bytes, int]:
+        table = dict.fromkeys(self.remove, _DROP)
+        table.update(dict.fromkeys(HOP_BY_HOP | {b"content-length"}, _DROP))
+        table[b"connection"] = _CONNECTION
+        table[b"host"] = _HOST
+        for name in FORWARDING - self.remove:
+            table[name] = _FORWARDING
+        if b"x-forwarded-for" not in self.remove:
+            table[b"x-forwarded-for"] = _FORWARDED_FOR
+        if self.via:
+            table[b"via"] = _VIA
+        elif b"via" not in self.remove:
+            table[b"via"] = _COPY  # (no Via of ours to extend: the client's goes as it is)
+        return table
+
+    def _downstream_table(self) -> dict[bytes, int]:
+        table = dict.fromkeys(self.remove, _DROP)
+        table.update(dict.fromkeys(HOP_BY_HOP, _DROP))
+        table[b"connection"] = _CONNECTION
+        table[b"content-length"] = _LENGTH
+        table[b"transfer-encoding"] = _TRANSFER_ENCODING  # dropped, but the relay frames by it
+        table[b"upgrade"] = _UPGRADE  # dropped, but a 101 relays it
+        if self.via:
+            table[b"via"] = _VIA
+        elif b"via" not in self.remove:
+            table[b"via"] = _COPY
+        if self.redirects:
+            for name in _REDIRECTING - self.remove:
+                table[name] = _REFRESH if name == b"refresh" else _LOCATION
+        return table
+
+    def trusts(self, client_ip: str | None) -> bool:
+        """Whether the client at ``client_ip`` is one of the ``trusted_proxies``, whose
+        forwarding headers are kept and extended. Remembered per address: a client sends
+        them on every request."""
+        if not self.trusted_proxies or client_ip is None:
+            return False
+        known = self._trusted_addresses
+        trusted = known.get(client_ip)
+        if trusted is None:
+            trusted = _in_networks(client_ip, self.trusted_proxies)
+            if len(known) >= _MAX_KNOWN_ADDRESSES:
+                known.clear()
+            known[client_ip] = trusted
+        return trusted
 
     def __bool__(self) -> bool:
         return bool(self.add or self.remove)
@@ -105,44 +246,63 @@ class HeaderRules:
         return f"HeaderRules(add={self.add!r}, remove={sorted(self.remove)!r})"
 
 
-#: The special names with a treatment of their own, by direction; the other special ones drop.
-_UPSTREAM_KINDS: Final = {
-    b"host": _HOST,
-    b"x-forwarded-for": _FORWARDED_FOR,
-    b"via": _VIA,
-    b"connection": _CONNECTION,
-}
-_DOWNSTREAM_KINDS: Final = {
-    b"via": _VIA,
-    b"connection": _CONNECTION,
-    b"content-length": _LENGTH,
-    b"transfer-encoding": _TRANSFER_ENCODING,  # dropped, but the relay frames by it
-    b"upgrade": _UPGRADE,  # dropped, but a 101 relays it
-}
+def _in_networks(
+    client_ip: str, networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
+) -> bool:
+    """Whether the address ``client_ip`` (an IPv4-mapped IPv6 one as its IPv4 address) is in
+    one of ``networks``; a string that is no address is in none."""
+    try:
+        address = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
 
 
-def _classify(
-    name: bytes,
-    rules: HeaderRules,
-    special: frozenset[bytes],
-    kinds: dict[bytes, int],
-    known: dict[bytes, int],
-    copied: set[bytes],
-) -> int:
-    """How ``name`` is relayed in one direction, remembered in ``known`` (and, copied as it
-    is, in ``copied``) for next time."""
-    lower = name.lower()
-    if lower in special:
-        kind = kinds.get(lower, _DROP)  # hop-by-hop, framing, or a header this hop sets
-    elif lower[:6] == b"proxy-" or lower in rules.remove:
-        kind = _DROP
-    else:
-        kind = _COPY
+def _remember(name: bytes, kind: int, known: dict[bytes, int], copied: set[bytes]) -> int:
     if len(known) < _MAX_KNOWN_NAMES:
         known[name] = kind
         if kind == _COPY:
             copied.add(name)
     return kind
+
+
+def _classify_upstream(name: bytes, rules: HeaderRules) -> int:
+    """How a request header ``name`` is relayed, remembered for next time."""
+    lower = name.lower()
+    table = rules.upstream_table
+    kind = table.get(lower)
+    if kind is None:
+        if lower[:6] == b"proxy-":
+            kind = _DROP
+        elif b"_" not in lower:
+            kind = _COPY
+        elif not rules.underscores:
+            kind = _DROP
+        else:
+            # Read as a CGI upstream reads it: a forwarding header (believed from trusted
+            # proxies only), or one the rules or the protocol drop, is so with underscores too.
+            normal = lower.replace(b"_", b"-")
+            special = table.get(normal)
+            if special is None:
+                kind = _DROP if normal[:6] == b"proxy-" else _COPY
+            elif special in (_FORWARDED_FOR, _FORWARDING):
+                kind = _FORWARDING
+            elif special == _COPY:
+                kind = _COPY
+            else:
+                kind = _DROP
+    return _remember(name, kind, rules.upstream_kinds, rules.upstream_copied)
+
+
+def _classify_downstream(name: bytes, rules: HeaderRules) -> int:
+    """How a response header ``name`` is relayed, remembered for next time."""
+    lower = name.lower()
+    kind = rules.downstream_table.get(lower)
+    if kind is None:
+        kind = _DROP if lower[:6] == b"proxy-" else _COPY
+    return _remember(name, kind, rules.downstream_kinds, rules.downstream_copied)
 
 
 NO_RULES: Final = HeaderRules()
@@ -198,6 +358,11 @@ def upstream_pieces(
     caller frames the body it actually sends. ``upgrade`` keeps an ``Upgrade`` handshake (a
     WebSocket) going through: the caller passes the client's Upgrade value and gets
     ``Connection: upgrade`` and that ``Upgrade`` back.
+
+    Forwarding headers (:data:`FORWARDING`) from a client the rules trust stay where they are,
+    ``X-Forwarded-For`` extended with ``client_ip``, and this hop's ``-Proto`` and ``-Host``
+    are added only where the client sent none; from any other client they are dropped and this
+    hop's own sent.
     """
     kinds = rules.upstream_kinds
     copied = rules.upstream_copied
@@ -210,21 +375,35 @@ def upstream_pieces(
     forwarded_for: bytes | None = None
     via: bytes | None = None
     connection: list[bytes] | None = None
+    trusted: bool | None = None  # (asked when the first forwarding header comes)
+    own_proto = own_host = True
     for name, value in raw:
         if name in copied:
             pieces += (name, _SEPARATOR, value, _CRLF)
             continue
         kind = kinds.get(name)
         if kind is None:
-            kind = _classify(name, rules, _UPSTREAM_SPECIAL, _UPSTREAM_KINDS, kinds, copied)
+            kind = _classify_upstream(name, rules)
         if kind == _COPY:
             pieces += (name, _SEPARATOR, value, _CRLF)
         elif kind == _HOST:
             client_host = value
             if host is None:
                 pieces += (name, _SEPARATOR, value, _CRLF)
-        elif kind == _FORWARDED_FOR:
-            forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+        elif kind in (_FORWARDED_FOR, _FORWARDING):
+            if trusted is None:
+                trusted = rules.trusts(client_ip)
+            if not trusted:
+                continue
+            if kind == _FORWARDED_FOR:
+                forwarded_for = value if forwarded_for is None else forwarded_for + b", " + value
+                continue
+            pieces += (name, _SEPARATOR, value, _CRLF)
+            lower = name.lower()
+            if lower == b"x-forwarded-proto":
+                own_proto = False
+            elif lower == b"x-forwarded-host":
+                own_host = False
         elif kind == _VIA:
             via = value if via is None else via + b", " + value
         elif kind == _CONNECTION and value.lower() not in _PLAIN_CONNECTION:
@@ -234,27 +413,16 @@ def upstream_pieces(
         if named:
             # (the Host this hop sets is not the client's to drop)
             pieces[:] = _drop_named(pieces, named, start if host is None else start + 4)
-    if client_ip is not None:
-        ip = client_ip.encode("ascii")
-        if forwarded_for is not None:
-            ip = forwarded_for + b", " + ip
-        pieces += (b"X-Forwarded-For", _SEPARATOR, ip, _CRLF)
-    elif forwarded_for is not None:
-        pieces += (b"X-Forwarded-For", _SEPARATOR, forwarded_for, _CRLF)
-    if client_host is not None:
-        pieces += (
-            b"X-Forwarded-Proto",
-            _SEPARATOR,
-            _HTTPS if scheme == "https" else _HTTP,
-            _CRLF,
-            b"X-Forwarded-Host",
-            _SEPARATOR,
-            client_host,
-            _CRLF,
-        )
-    else:
-        pieces += (b"X-Forwarded-Proto", _SEPARATOR, _HTTPS if scheme == "https" else _HTTP, _CRLF)
-    pieces += (b"Via", _SEPARATOR, VIA_VALUE if via is None else via + b", " + VIA_VALUE, _CRLF)
+    _forwarding_pieces(
+        pieces,
+        rules,
+        client_ip,
+        forwarded_for,
+        scheme,
+        client_host if own_host else None,
+        own_proto,
+        via,
+    )
     for name, value in rules.add:
         pieces += (name, _SEPARATOR, value, _CRLF)
     if upgrade is not None:
@@ -271,10 +439,38 @@ def upstream_pieces(
     return pieces, client_host
 
 
+def _forwarding_pieces(
+    pieces: list[bytes],
+    rules: HeaderRules,
+    client_ip: str | None,
+    forwarded_for: bytes | None,
+    scheme: str,
+    client_host: bytes | None,
+    proto: bool,
+    via: bytes | None,
+) -> None:
+    """This hop's ``X-Forwarded-For/-Proto/-Host`` and ``Via`` lines, those the rules keep:
+    ``forwarded_for`` and ``via`` are the trusted client's to extend, ``client_host`` the
+    ``X-Forwarded-Host`` to send (``None``: none), ``proto`` whether to send ``-Proto``."""
+    if rules.forwarded_for:
+        if client_ip is not None:
+            ip = client_ip.encode("ascii")
+            if forwarded_for is not None:
+                ip = forwarded_for + b", " + ip
+            pieces += (b"X-Forwarded-For", _SEPARATOR, ip, _CRLF)
+        elif forwarded_for is not None:
+            pieces += (b"X-Forwarded-For", _SEPARATOR, forwarded_for, _CRLF)
+    if proto and rules.forwarded_proto:
+        pieces += (b"X-Forwarded-Proto", _SEPARATOR, _HTTPS if scheme == "https" else _HTTP, _CRLF)
+    if client_host is not None and rules.forwarded_host:
+        pieces += (b"X-Forwarded-Host", _SEPARATOR, client_host, _CRLF)
+    if rules.via:
+        pieces += (b"Via", _SEPARATOR, VIA_VALUE if via is None else via + b", " + VIA_VALUE, _CRLF)
+
+
 #: What ``upstream_pieces`` puts after a plain request's X-Forwarded-For value, by scheme.
 _HTTP_PROTO_LINE: Final = b"\r\nX-Forwarded-Proto: http\r\n"
 _HTTPS_PROTO_LINE: Final = b"\r\nX-Forwarded-Proto: https\r\n"
-_VIA_LINE: Final = b"Via: " + VIA_VALUE + _CRLF
 
 
 def plain_request_head(
@@ -292,7 +488,7 @@ def plain_request_head(
     Ordinary: every header is one the rules copy as it is, or ``Host`` (which ``host_line``,
     ``Host: <upstream>`` and its CRLF, replaces), with names seen before. ``framing`` is the
     caller's Content-Length or Transfer-Encoding line (or nothing). ``None`` means the request
-    needs the general way: a forwarding header to extend, a hop-by-hop or removed header to
+    needs the general way: a forwarding header to weigh, a hop-by-hop or removed header to
     drop, a name not classified yet. The same bytes either way (``tests/proxy/test_headers.py``
     holds the two side by side); this way grows no pieces list header line by header line, and
     took the relay's ``request_head`` for wrk's request from about 0.75 to 0.5 µs.
@@ -307,14 +503,18 @@ def plain_request_head(
             client_host = value
         else:
             return None
-    pieces += (
-        b"X-Forwarded-For: ",
-        client_ip.encode("ascii"),
-        _HTTPS_PROTO_LINE if scheme == "https" else _HTTP_PROTO_LINE,
-    )
-    if client_host is not None:
-        pieces += (b"X-Forwarded-Host: ", client_host, _CRLF)
-    pieces += (_VIA_LINE, rules.add_lines, framing, _CRLF)
+    if rules.default_forwarding:
+        pieces += (
+            b"X-Forwarded-For: ",
+            client_ip.encode("ascii"),
+            _HTTPS_PROTO_LINE if scheme == "https" else _HTTP_PROTO_LINE,
+        )
+        if client_host is not None:
+            pieces += (b"X-Forwarded-Host: ", client_host, _CRLF)
+        pieces += (rules.via_line, rules.add_lines, framing, _CRLF)
+    else:  # (the rules remove some of this hop's forwarding headers)
+        _forwarding_pieces(pieces, rules, client_ip, None, scheme, client_host, True, None)
+        pieces += (rules.add_lines, framing, _CRLF)
     return b"".join(pieces)
 
 
@@ -323,13 +523,15 @@ def downstream_headers(
     *,
     rules: HeaderRules = NO_RULES,
     keep_length: bool = True,
+    locate: Locate | None = None,
 ) -> RawHeaders:
     """The upstream response's headers as the client gets them (framing left to the caller).
 
     ``keep_length`` keeps ``Content-Length``, which the caller passes when it relays the body
     unchanged (a HEAD or 304 answer keeps the length of the body it does not carry, too).
+    ``locate`` rewrites the upstream's own URLs (see :class:`DownstreamHead`).
     """
-    head = DownstreamHead(rules)
+    head = DownstreamHead(rules, locate)
     add = head.add
     for name, value in raw:
         add(name, value)
@@ -347,12 +549,18 @@ class DownstreamHead:
     write when the parser reaches its end: no list of pairs to walk again, no pair to join.
     ``downstream_headers`` runs the same steps over a list, so the two ways cannot disagree.
     One per upstream connection, :meth:`reset` for each answer.
+
+    ``locate`` maps an absolute URL of the upstream's to the proxy's (``None``: not the
+    upstream's): with rules that rewrite redirects, ``Location``, ``Content-Location`` and the
+    URL in ``Refresh`` go through it. It is asked while the answer's request is the one being
+    answered, so it may look at that request (the client's ``Host``).
     """
 
     __slots__ = (
         "_connection",
         "_copied",
         "_kinds",
+        "_locate",
         "_pieces",
         "_rules",
         "_via",
@@ -361,8 +569,9 @@ class DownstreamHead:
         "upgrade",
     )
 
-    def __init__(self, rules: HeaderRules = NO_RULES) -> None:
+    def __init__(self, rules: HeaderRules = NO_RULES, locate: Locate | None = None) -> None:
         self._rules = rules
+        self._locate = locate
         self._kinds = rules.downstream_kinds
         self._copied = rules.downstream_copied
         self.reset()
@@ -395,9 +604,7 @@ class DownstreamHead:
 
     def _add_special(self, name: bytes, value: bytes, kind: int | None) -> None:
         if kind is None:
-            kind = _classify(
-                name, self._rules, _DOWNSTREAM_SPECIAL, _DOWNSTREAM_KINDS, self._kinds, self._copied
-            )
+            kind = _classify_downstream(name, self._rules)
         if kind == _COPY:
             self._pieces += (name, _SEPARATOR, value, _CRLF)
         elif kind == _LENGTH:
@@ -416,6 +623,11 @@ class DownstreamHead:
                 self._connection = [value] if connection is None else [*connection, value]
         elif kind == _UPGRADE:
             self.upgrade = value
+        elif kind in (_LOCATION, _REFRESH):
+            locate = self._locate
+            if locate is not None:
+                value = relocate(value, locate, kind == _REFRESH)
+            self._pieces += (name, _SEPARATOR, value, _CRLF)
 
     def _relayed_pieces(self) -> list[bytes]:
         """The pieces without the headers ``Connection`` named (they may come before it)."""
@@ -425,7 +637,7 @@ class DownstreamHead:
     def lines(self) -> bytes:
         """The relayed header lines, ``Via`` and the rules' own included, each ending in CRLF."""
         via = self._via
-        tail = _VIA_LINE if via is None else b"Via: " + via + b", " + VIA_VALUE + _CRLF
+        tail = self._rules.via_line if via is None else b"Via: " + via + b", " + VIA_VALUE + _CRLF
         add_lines = self._rules.add_lines
         if add_lines:
             tail += add_lines
@@ -441,20 +653,42 @@ class DownstreamHead:
         """The relayed headers as ``(name, value)`` pairs, ``Via`` and the rules' own included."""
         headers = header_pairs(self._relayed_pieces())
         via = self._via
-        headers.append((b"Via", VIA_VALUE if via is None else via + b", " + VIA_VALUE))
+        if self._rules.via:
+            headers.append((b"Via", VIA_VALUE if via is None else via + b", " + VIA_VALUE))
         headers.extend(self._rules.add)
         return headers
 
 
+def _trie(names: Sequence[tuple[bytes, bytes]]) -> bytes:
+    """A regular expression matching each ``(name, tail)``: the name, then the pattern
+    ``tail``, with the names shared prefixes merged (``con(?:nection|tent-length)``), so at a
+    header line whose name is none of them the match fails at the first byte where they part,
+    instead of once per name (every long answer's head is searched this way)."""
+    branches: dict[bytes, list[tuple[bytes, bytes]]] = {}
+    end: bytes | None = None
+    for name, tail in names:
+        if name:
+            branches.setdefault(name[:1], []).append((name[1:], tail))
+        else:
+            end = tail
+    alternatives = [re.escape(first) + _trie(rest) for first, rest in sorted(branches.items())]
+    if not alternatives:
+        return end or b""
+    body = alternatives[0] if len(alternatives) == 1 else b"(?:" + b"|".join(alternatives) + b")"
+    return body if end is None else b"(?:" + body + b"|" + end + b")"
+
+
 #: A header line ``downstream_headers`` treats apart from copying, in a lower-cased head: the
 #: line's CRLF-led name and its value. Built from the names ``downstream_headers`` goes by, so
-#: the two cannot disagree (sorted: the same pattern whatever the hash seed).
+#: the two cannot disagree (sorted: the same pattern whatever the hash seed). One group for
+#: every name: with a second one for ``_REDIRECTING``, sre searched 7% slower.
 _SPECIAL_RESPONSE_LINE: Final = re.compile(
     rb"\r\n("
-    + b"|".join(
-        re.escape(name) for name in sorted(_DOWNSTREAM_SPECIAL, key=lambda name: (-len(name), name))
+    + _trie(
+        [(name, b"") for name in sorted(_DOWNSTREAM_SPECIAL | _REDIRECTING)]
+        + [(b"proxy-", rb"[^:\r]*")]
     )
-    + rb"|proxy-[^:\r]*)[ \t]*:([^\r]*)"
+    + rb")[ \t]*:([^\r]*)"
 )
 
 
@@ -470,11 +704,12 @@ def plain_response_lines(
     ending in CRLF; the values keep the spacing the upstream gave them.
 
     ``None`` means the head needs the per-header way (:class:`DownstreamHead`): an interim
-    (1xx) answer, a ``Via`` to extend, a ``Connection`` that names other headers, or rules to
-    apply. Every other head is relayed by cutting its hop-by-hop lines out of the bytes: a few
-    C-level scans, where the per-header way costs a parser callback into
-    :meth:`DownstreamHead.add` per header, so the scans pay off from about a dozen headers (see
-    ``PLAIN_HEAD_MIN_SIZE`` in ``ferryman.proxy.upstream``).
+    (1xx) answer, a ``Via`` to extend, a ``Connection`` that names other headers, a URL that
+    may be the upstream's to rewrite (``Location``...), or rules to apply. Every other head is
+    relayed by cutting its hop-by-hop lines out of the bytes: a few C-level scans, where the
+    per-header way costs a parser callback into :meth:`DownstreamHead.add` per header, so the
+    scans pay off from about a dozen headers (see ``PLAIN_HEAD_MIN_SIZE`` in
+    ``ferryman.proxy.upstream``).
     """
     if rules or head[9:10] == b"1":  # an interim answer
         return None
@@ -485,6 +720,7 @@ def plain_response_lines(
     kept: list[bytes] = []
     position = 0
     for match in _SPECIAL_RESPONSE_LINE.finditer(lines.lower()):
+        # (the likeliest names first: an answer has a Content-Length, often a Connection)
         name = match[1]
         if name == b"content-length":
             if length is not None:
@@ -494,17 +730,22 @@ def plain_response_lines(
             except ValueError:
                 return None  # llhttp will refuse it; nothing here may raise before it does
             continue
-        if name == b"via" or (
-            name == b"connection" and match[2].strip(b" \t") not in _PLAIN_CONNECTION
-        ):
+        if name == b"connection":
+            if match[2].strip(b" \t") not in _PLAIN_CONNECTION:
+                return None
+        elif name == b"via":
             return None
-        if name == b"transfer-encoding":
+        elif name == b"transfer-encoding":
             chunked = True
+        elif name in (b"location", b"content-location", b"refresh"):  # (_REDIRECTING)
+            if rules.redirects:
+                return None
+            continue  # (relayed as it is)
         start, end = match.span()  # the line's leading CRLF to its end: cut out whole
         kept.append(lines[position:start])
         position = end
     kept.append(lines[position:])
-    kept.append(_VIA_LINE)
+    kept.append(rules.via_line)
     # Each kept line still starts with a CRLF: the first one ends the status line. (The
     # reason is sliced only when there is one: compiled by mypyc, a bytes slice whose start
     # is past its end fails instead of giving b"", as it does in CPython.)

@@ -25,7 +25,9 @@ from ferryman.proxy.headers import (
     plain_request_head,
     upstream_pieces,
 )
+from ferryman.proxy.redirects import UpstreamRedirects
 from ferryman.proxy.rewrite import Rewrite
+from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
 from ferryman.server.protocol import RequestHandler, ServerExchange, response_head, status_line
 
@@ -88,6 +90,12 @@ class EndpointRelay:
         for pool in self.pools:
             pool.response_rules = response_rules  # (its connections build heads by them)
             pool.pool_timeout = pool_timeout
+            # [headers: item 10] the upstream's own URLs in answers, turned into the proxy's
+            if response_rules.redirects:
+                scheme = pool.origin.split("://", 1)[0]
+                pool.redirects = UpstreamRedirects(
+                    scheme, pool.host_header, pool.port, pool.base_path, rewrite
+                )
         self.preserve_host = preserve_host
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
@@ -112,6 +120,12 @@ class EndpointRelay:
             exchange.send_error(
                 413, error_body(413, f"the request body is larger than {limit} bytes")
             )
+            return
+        # [headers: item 5] a target climbing above the root never reaches an upstream (both
+        # paths: the fallback's requests too); most targets leave after a memchr or two.
+        target = exchange.target
+        if may_escape(target) and target_escapes(target, self.rewrite):
+            exchange.send_error(400, ESCAPE_BODY)
             return
         use_fast = self.use_fast
         if use_fast is not None and not use_fast():

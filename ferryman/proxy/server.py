@@ -27,6 +27,7 @@ from ferryman.proxy.application import ProxyEndpoints
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE
 from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.settings import EndpointSettings, ProxySettings
+from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
 from ferryman.proxy.upstream import UpstreamPool
 from ferryman.server.bridge import ASGIBridge, Lifespan
 from ferryman.server.events import (
@@ -109,6 +110,10 @@ class PrefixRouter:
             if target.startswith(prefix):
                 rest = target[len(prefix) : len(prefix) + 1]
                 if not rest or rest in (b"/", b"?"):
+                    # [headers: item 5] nor may a target climb above its endpoint's mount
+                    if may_escape(target) and target_escapes(target, mount=prefix):
+                        exchange.send_error(400, ESCAPE_BODY)
+                        return
                     handler.on_request(exchange)
                     return
         self.fallback.on_request(exchange)
@@ -198,8 +203,8 @@ class ProxyServer:
             endpoint.name,
             pools,
             rewrite=None if endpoint.rewrite is None else endpoint.rewrite.to_rewrite(),
-            request_rules=endpoint.request_headers.to_rules(),
-            response_rules=endpoint.response_headers.to_rules(),
+            request_rules=endpoint.request_rules(),
+            response_rules=endpoint.response_rules(),
             preserve_host=endpoint.preserve_host,
             connect_timeout=timeout.connect,
             read_timeout=timeout.read,

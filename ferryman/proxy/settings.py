@@ -12,6 +12,10 @@
           timeout: {connect: 5, read: 30}
           request_headers: {add: {X-Team: core}, remove: [Cookie]}
           response_headers: {remove: [Server]}
+          trusted_proxies: [10.0.0.0/8]      # whose X-Forwarded-*/Forwarded are believed
+          underscores_in_headers: false      # request header names with "_" are dropped
+          via: true                          # add Via both ways
+          redirect_rewrite: true             # the upstream's URLs in Location... -> ours
         - name: maps
           path: /maps            # ... or a path prefix on proxy.port
           url: http://127.0.0.1:9000
@@ -30,6 +34,8 @@ reads heads under the proxy's defaults; the body limit and request buffering are
 
 from __future__ import annotations
 
+import ipaddress
+from collections.abc import Sequence
 from typing import Annotated, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -100,11 +106,34 @@ class TimeoutSettings(Settings):
 
 
 class HeaderRulesSettings(Settings):
+    """Headers to add and remove in one direction; they apply to ferryman's own headers too
+    (``remove: [Via]``), never to ``Host`` or the framing headers (refused)."""
+
     add: dict[str, str] = {}
     remove: list[str] = []
 
-    def to_rules(self) -> HeaderRules:
-        return HeaderRules(add=self.add.items(), remove=self.remove)
+    @model_validator(mode="after")
+    def _check(self) -> HeaderRulesSettings:
+        self.to_rules()  # raises ValueError with the reason
+        return self
+
+    def to_rules(
+        self,
+        *,
+        via: bool = True,
+        trusted_proxies: Sequence[str] = (),
+        underscores: bool = False,
+        redirects: bool = True,
+    ) -> HeaderRules:
+        """The rules, with the endpoint's switches (see :class:`HeaderRules`)."""
+        return HeaderRules(
+            add=self.add.items(),
+            remove=self.remove,
+            via=via,
+            trusted_proxies=trusted_proxies,
+            underscores=underscores,
+            redirects=redirects,
+        )
 
 
 class RewriteSettings(BaseModel):
@@ -142,6 +171,16 @@ class EndpointSettings(Settings):
     #: The ``Upgrade`` protocols relayed (case-insensitive); a request asking for another is
     #: relayed as plain HTTP, without its Upgrade (RFC 9110 section 7.8 lets a server ignore it).
     upgrades: list[str] = ["websocket"]
+    #: Addresses and networks (CIDR) whose forwarding headers are kept and extended; from any
+    #: other client they are replaced by this hop's own.
+    trusted_proxies: list[str] = []
+    #: Relay request header names with underscores (nginx's ``underscores_in_headers``).
+    underscores_in_headers: bool = False
+    #: Add ``Via`` to what is relayed, both ways.
+    via: bool = True
+    #: Rewrite the upstream's own URLs in ``Location``, ``Content-Location`` and ``Refresh``
+    #: to the proxy's (nginx's ``proxy_redirect default``).
+    redirect_rewrite: bool = True
 
     @field_validator("url", mode="before")
     @classmethod
@@ -163,6 +202,16 @@ class EndpointSettings(Settings):
             if parsed.query or parsed.fragment:
                 raise ValueError(f"{url!r} must not have a query or a fragment")
         return urls
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                ipaddress.ip_network(entry)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or network ({exc})") from None
+        return entries
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -186,6 +235,18 @@ class EndpointSettings(Settings):
     def server_limits(self) -> ServerLimits:
         """What the endpoint's own port allows a client."""
         return server_limits(self.limits, self.client_timeout, self.upgrades)
+
+    def request_rules(self) -> HeaderRules:
+        """What the endpoint does to request headers: its rules and switches."""
+        return self.request_headers.to_rules(
+            via=self.via,
+            trusted_proxies=self.trusted_proxies,
+            underscores=self.underscores_in_headers,
+        )
+
+    def response_rules(self) -> HeaderRules:
+        """What the endpoint does to response headers: its rules and switches."""
+        return self.response_headers.to_rules(via=self.via, redirects=self.redirect_rewrite)
 
 
 class ProxySettings(Settings):

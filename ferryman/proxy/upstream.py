@@ -27,6 +27,7 @@ import httptools
 
 from ferryman.http.url import URL
 from ferryman.proxy.headers import NO_RULES, DownstreamHead, HeaderRules, plain_response_lines
+from ferryman.proxy.redirects import UpstreamRedirects, client_host
 
 if TYPE_CHECKING:
     from ferryman.proxy.relay import Relay
@@ -81,6 +82,7 @@ class UpstreamPool:
         "origin",
         "pool_timeout",
         "port",
+        "redirects",
         "response_rules",
         "server_hostname",
         "spare_buffers",
@@ -118,6 +120,9 @@ class UpstreamPool:
         self.pool_timeout: float | None = 5.0
         self.max_head = MAX_HEAD_SIZE
         self.max_headers = MAX_HEADERS
+        #: [headers: item 10] Which URLs in answers are this upstream's, and the proxy's for
+        #: them: ``EndpointRelay`` sets them when its rules rewrite redirects.
+        self.redirects: UpstreamRedirects | None = None
 
     def acquire(self, relay: Relay, connect_timeout: float | None) -> None:
         """Give ``relay`` a connection now (idle one) or later (``relay.attach`` / ``failed``)."""
@@ -301,7 +306,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.transport: asyncio.Transport | None = None
         #: The answer's head as the client gets it, built as the parser reads it: the parser's
         #: ``on_header`` callback is the builder's (httptools takes it from this attribute).
-        self._head = DownstreamHead(pool.response_rules)
+        self._head = DownstreamHead(pool.response_rules, self._locate)
         self.on_header = self._head.add
         #: Two parsers, one picked as each answer's head begins: the full one calls back for
         #: every header, the plain one, for long heads, only at the head's end
@@ -599,6 +604,17 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self._reason = b""
         self.content_length = None
         self.chunked = False
+
+    def _locate(self, url: bytes) -> bytes | None:
+        """[headers: item 10] An absolute URL in the answer (``Location``...) as the client of
+        the request being answered reaches it through the proxy; ``None``: not the upstream's.
+        The head builder calls it for those headers only."""
+        relay = self.relay
+        redirects = self.pool.redirects
+        if relay is None or redirects is None:
+            return None
+        exchange = relay.exchange
+        return redirects.proxy_url(url, exchange.protocol.scheme, client_host(exchange.headers))
 
     # -- what the relay calls -----------------------------------------------------------------
 

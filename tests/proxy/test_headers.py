@@ -97,21 +97,151 @@ def test_hop_by_hop_and_connection_named_headers_are_removed_upstream() -> None:
     assert named(headers, b"x-kept") == [b"yes"]
 
 
-def test_forwarding_headers_are_appended_to_earlier_ones() -> None:
-    headers = up(
-        [
-            (b"X-Forwarded-For", b"203.0.113.9"),
-            (b"x-forwarded-for", b"10.0.0.1, 10.0.0.2"),
-            (b"Via", b"1.0 edge"),
-            (b"X-Forwarded-Proto", b"https"),
-            (b"X-Forwarded-Host", b"spoofed"),
-            (b"Host", b"proxy.test"),
-        ]
-    )
-    assert named(headers, b"x-forwarded-for") == [b"203.0.113.9, 10.0.0.1, 10.0.0.2, 192.0.2.1"]
-    assert named(headers, b"via") == [b"1.0 edge, 1.1 ferryman"]
+SPOOFED = [
+    (b"X-Forwarded-For", b"203.0.113.9"),
+    (b"x-forwarded-for", b"10.0.0.1, 10.0.0.2"),
+    (b"Via", b"1.0 edge"),
+    (b"X-Forwarded-Proto", b"https"),
+    (b"X-Forwarded-Host", b"spoofed"),
+    (b"X-Forwarded-Port", b"443"),
+    (b"X-Forwarded-Prefix", b"/admin"),
+    (b"X-Real-IP", b"198.51.100.1"),
+    (b"Forwarded", b"for=198.51.100.1;proto=https"),
+    (b"Host", b"proxy.test"),
+]
+
+
+def test_forwarding_headers_from_anyone_are_replaced_by_this_hops_own() -> None:
+    headers = up(SPOOFED)
+    assert named(headers, b"x-forwarded-for") == [b"192.0.2.1"]
     assert named(headers, b"x-forwarded-proto") == [b"http"]
     assert named(headers, b"x-forwarded-host") == [b"proxy.test"]
+    for name in (b"x-forwarded-port", b"x-forwarded-prefix", b"x-real-ip", b"forwarded"):
+        assert named(headers, name) == [], name
+    assert named(headers, b"via") == [b"1.0 edge, 1.1 ferryman"]  # Via is a chain, not a claim
+
+
+def test_forwarding_headers_from_a_trusted_proxy_are_kept_and_extended() -> None:
+    rules = HeaderRules(trusted_proxies=["192.0.2.0/24", "2001:db8::1"])
+    headers = up(SPOOFED, rules=rules)
+    assert named(headers, b"x-forwarded-for") == [b"203.0.113.9, 10.0.0.1, 10.0.0.2, 192.0.2.1"]
+    # What the trusted proxy says about the client's connection stands; this hop adds nothing.
+    assert named(headers, b"x-forwarded-proto") == [b"https"]
+    assert named(headers, b"x-forwarded-host") == [b"spoofed"]
+    assert named(headers, b"x-real-ip") == [b"198.51.100.1"]
+    assert named(headers, b"forwarded") == [b"for=198.51.100.1;proto=https"]
+    assert named(headers, b"x-forwarded-prefix") == [b"/admin"]
+    # Where it said nothing, this hop's view goes.
+    headers = up([(b"Host", b"proxy.test"), (b"X-Forwarded-For", b"203.0.113.9")], rules=rules)
+    assert named(headers, b"x-forwarded-for") == [b"203.0.113.9, 192.0.2.1"]
+    assert named(headers, b"x-forwarded-proto") == [b"http"]
+    assert named(headers, b"x-forwarded-host") == [b"proxy.test"]
+    # Another address is anyone.
+    assert named(up(SPOOFED, rules=rules, client_ip="192.0.3.1"), b"x-real-ip") == []
+
+
+@pytest.mark.parametrize(
+    ("client_ip", "trusted"),
+    [
+        ("10.1.2.3", True),
+        ("10.1.2.3", True),  # (remembered)
+        ("11.0.0.1", False),
+        ("::ffff:10.0.0.7", True),  # a dual-stack socket's IPv4 client
+        ("2001:db8::1", True),
+        ("2001:db8::2", False),
+        ("not an address", False),
+        (None, False),
+    ],
+)
+def test_trusted_proxies_are_addresses_and_networks(client_ip: str | None, trusted: bool) -> None:
+    rules = HeaderRules(trusted_proxies=["10.0.0.0/8", "2001:db8::1/128"])
+    assert rules.trusts(client_ip) is trusted
+    assert not HeaderRules().trusts("10.1.2.3")
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    with pytest.raises(ValueError, match=r"10\.0\.0\.1/8"):
+        HeaderRules(trusted_proxies=["10.0.0.1/8"])
+
+
+def test_the_memory_of_client_addresses_is_bounded() -> None:
+    rules = HeaderRules(trusted_proxies=["10.0.0.0/8"])
+    for number in range(3000):
+        rules.trusts(f"192.0.{number // 256}.{number % 256}")
+    assert len(rules._trusted_addresses) <= headers_module._MAX_KNOWN_ADDRESSES
+    assert rules.trusts("10.0.0.1")
+
+
+def test_header_names_with_underscores_are_dropped_unless_allowed() -> None:
+    raw = [
+        (b"X_Forwarded_Host", b"evil.test"),
+        (b"X_Real_IP", b"198.51.100.1"),
+        (b"x_api_key", b"k"),
+        (b"X_Custom", b"1"),
+        (b"Keep_Alive", b"1"),
+        (b"Proxy_Authorization", b"Basic eA=="),
+        (b"X-Dashed", b"2"),
+    ]
+    assert [name for name, _ in up(raw) if b"_" in name] == []
+    assert named(up(raw), b"x-dashed") == [b"2"]
+    allowed = HeaderRules(underscores=True, remove=["X-Api-Key"])
+    kept = up(raw, rules=allowed)
+    # Read as CGI upstreams read them: a forwarding header is still only a trusted proxy's,
+    # a removed or hop-by-hop one is still removed.
+    assert [name for name, _ in kept if b"_" in name] == [b"X_Custom"]
+    trusting = HeaderRules(underscores=True, trusted_proxies=["192.0.2.1"])
+    assert named(up(raw, rules=trusting), b"x_forwarded_host") == [b"evil.test"]
+
+
+def test_rules_remove_this_hops_own_headers() -> None:
+    """``remove`` applies to what ferryman adds: no Via, no X-Forwarded-For (issue 20, item 9:
+    nginx's ``gzip_proxied off`` compresses nothing for a request that carries Via)."""
+    rules = HeaderRules(remove=["Via", "X-Forwarded-For"])
+    headers = up(SPOOFED, rules=rules)
+    assert named(headers, b"via") == [] and named(headers, b"x-forwarded-for") == []
+    assert named(headers, b"x-forwarded-proto") == [b"http"]
+    rules = HeaderRules(remove=["x-forwarded-proto", "X-FORWARDED-HOST"])
+    headers = up(SPOOFED, rules=rules, client_ip="192.0.2.1")
+    assert named(headers, b"x-forwarded-proto") == named(headers, b"x-forwarded-host") == []
+    assert named(headers, b"x-forwarded-for") == [b"192.0.2.1"]
+
+
+def test_added_headers_replace_this_hops_own() -> None:
+    rules = HeaderRules(add=[("X-Forwarded-Proto", "https"), ("Via", "1.1 gateway")])
+    headers = up(SPOOFED, rules=rules)
+    assert named(headers, b"x-forwarded-proto") == [b"https"]
+    assert named(headers, b"via") == [b"1.1 gateway"]
+
+
+def test_via_can_be_switched_off() -> None:
+    """No Via of ferryman's either way; one that came is relayed as it is."""
+    rules = HeaderRules(via=False)
+    assert named(up([(b"Via", b"1.0 edge"), (b"A", b"1")], rules=rules), b"via") == [b"1.0 edge"]
+    assert named(up([(b"A", b"1")], rules=rules), b"via") == []
+    assert downstream_headers([(b"Server", b"x")], rules=rules) == [(b"Server", b"x")]
+    assert downstream_headers([(b"Via", b"1.0 cache")], rules=rules) == [(b"Via", b"1.0 cache")]
+    assert plain_response_lines(head_of((b"Server", b"x")), rules) == (
+        b"OK",
+        b"Server: x\r\n",
+        None,
+        False,
+    )
+
+
+def test_response_rules_remove_via() -> None:
+    rules = HeaderRules(remove=["via"])
+    assert downstream_headers([(b"Via", b"1.0 cache"), (b"A", b"1")], rules=rules) == [(b"A", b"1")]
+    head = DownstreamHead(rules)
+    head.add(b"A", b"1")
+    assert head.lines() == b"A: 1\r\n"
+
+
+@pytest.mark.parametrize("name", ["Host", "content-length", "Transfer-Encoding"])
+def test_rules_cannot_touch_host_or_framing(name: str) -> None:
+    with pytest.raises(ValueError, match="cannot add or remove"):
+        HeaderRules(remove=[name])
+    with pytest.raises(ValueError, match="cannot add or remove"):
+        HeaderRules(add=[(name, "x")])
 
 
 def test_rules_remove_any_case_and_add_replaces() -> None:
@@ -304,6 +434,8 @@ _NAMES = sorted(
     | headers_module._DOWNSTREAM_SPECIAL
     | {b"proxy-x", b"server", b"x-connection", b"connection-id", b"te-hint", b"via-region"}
     | {b"set-cookie", b"trailers", b"content-length-hint"}
+    | headers_module._REDIRECTING
+    | {b"locations", b"x-location", b"content-locator", b"refresh-rate", b"con"}
 )
 _VALUES = [b"keep-alive", b"close", b"Upgrade", b"close, X-A", b"12", b"chunked", b"1.0 cdn", b"x"]
 
@@ -349,20 +481,26 @@ def reference_downstream(
         if name.lower() == b"connection"
         for token in value.split(b",")
     } - {b"", b"keep-alive", b"close", b"upgrade"}
+    ours = {b"via"} if rules.via else set()  # (a Via to extend; without ours, relayed)
     kept = [
         (name, value)
         for name, value in headers
-        if name.lower() not in HOP_BY_HOP | named | rules.remove | {b"via"}
+        if name.lower() not in HOP_BY_HOP | named | rules.remove | ours
         and not name.lower().startswith(b"proxy-")
     ]
     vias = [value for name, value in headers if name.lower() == b"via"]
-    return [*kept, (b"Via", b", ".join([*vias, VIA_VALUE])), *rules.add]
+    via = [(b"Via", b", ".join([*vias, VIA_VALUE]))] if rules.via else []
+    return [*kept, *via, *rules.add]
 
 
 _RULES = [
     NO_RULES,
     HeaderRules(remove=["Server", "Set-Cookie"]),
     HeaderRules(add=[("X-Served-By", "ferryman")], remove=["x-connection"]),
+    HeaderRules(via=False),
+    HeaderRules(remove=["Via", "X-Forwarded-For"]),
+    HeaderRules(remove=["X-Forwarded-Host"], via=False, underscores=True),
+    HeaderRules(trusted_proxies=["192.0.2.0/24"], add=[("X-Forwarded-Proto", "https")]),
 ]
 
 
@@ -411,6 +549,7 @@ def general_request_head(
 _REQUEST_NAMES = sorted(
     headers_module._UPSTREAM_SPECIAL
     | {b"proxy-authorization", b"accept", b"user-agent", b"x-connection", b"x-team", b"cookie"}
+    | {b"x_custom", b"x_forwarded_for", b"keep_alive"}
 )
 
 

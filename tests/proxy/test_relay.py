@@ -188,10 +188,13 @@ async def test_forwarding_headers_are_added(
     assert values(headers, "Via") == ["1.1 ferryman"]
 
 
-async def test_forwarding_headers_are_appended_to_those_of_earlier_proxies(
+async def test_forwarding_headers_of_a_trusted_proxy_are_appended_to(
     start_relay: StartRelay, upstream: ScriptedUpstream
 ) -> None:
-    relay = await start_relay(upstream.url)
+    """From a trusted proxy; from anyone else they are replaced (test_trust_boundaries.py)."""
+    relay = await start_relay(
+        upstream.url, request_rules=HeaderRules(trusted_proxies=["127.0.0.1"])
+    )
     seen = upstream_saw(
         await relay.get(
             b"/echo",
@@ -202,9 +205,9 @@ async def test_forwarding_headers_are_appended_to_those_of_earlier_proxies(
     headers = seen["headers"]
     assert values(headers, "X-Forwarded-For") == ["203.0.113.7, 10.0.0.1, 127.0.0.1"]
     assert values(headers, "Via") == ["1.0 edge, 1.1 ferryman"]
-    # This hop's view replaces what the client claimed.
-    assert values(headers, "X-Forwarded-Proto") == ["http"]
-    assert values(headers, "X-Forwarded-Host") == ["proxy.test"]
+    # What the trusted proxy says of its client's connection stands.
+    assert values(headers, "X-Forwarded-Proto") == ["https"]
+    assert values(headers, "X-Forwarded-Host") == ["spoofed"]
 
 
 async def test_preserve_host_keeps_the_client_host(

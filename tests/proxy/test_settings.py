@@ -89,12 +89,37 @@ def test_a_null_timeout_waits_forever() -> None:
         ({"name": ""}, "at least 1 character"),
         ({"unknown": 1}, "unknown"),
         ({"request_headers": {"add": {"X": 1}}}, "request_headers"),
+        ({"trusted_proxies": ["10.0.0.0/8", "10.0.0.1/8"]}, "'10.0.0.1/8' is not an IP"),
+        ({"trusted_proxies": ["proxy.internal"]}, "'proxy.internal' is not an IP"),
+        ({"request_headers": {"remove": ["Host"]}}, "cannot add or remove 'host'"),
+        ({"response_headers": {"add": {"Content-Length": "1"}}}, "'content-length'"),
+        ({"via": "sometimes"}, "via"),
     ],
 )
 def test_endpoint_errors_name_the_problem(values: dict[str, Any], message: str) -> None:
     with pytest.raises(ValidationError) as exc:
         EndpointSettings.model_validate(endpoint(**values))
     assert message in error_text(exc)
+
+
+def test_the_endpoints_switches_reach_its_header_rules() -> None:
+    defaults = EndpointSettings.model_validate(endpoint())
+    request, response = defaults.request_rules(), defaults.response_rules()
+    assert request.via and response.via and response.redirects
+    assert request.trusted_proxies == () and not request.underscores
+    switched = EndpointSettings.model_validate(
+        endpoint(
+            trusted_proxies=["10.0.0.0/8", "2001:db8::1"],
+            underscores_in_headers=True,
+            via=False,
+            redirect_rewrite=False,
+            request_headers={"remove": ["X-Forwarded-For"]},
+        )
+    )
+    request, response = switched.request_rules(), switched.response_rules()
+    assert not request.via and not response.via and not response.redirects
+    assert request.underscores and request.trusts("10.2.3.4") and request.trusts("2001:db8::1")
+    assert not request.forwarded_for and b"x-forwarded-for" in request.remove
 
 
 def test_a_bad_url_is_quoted_in_the_error() -> None:

@@ -149,6 +149,7 @@ class ScriptedUpstream(ThreadedStreamServer):
             "endless-value": self._endless_value,
             "endless-trailers": self._endless_trailers,
             "endless-extension": self._endless_extension,
+            "redirect": self._redirect,
         }
 
     def reset(self) -> None:
@@ -454,6 +455,17 @@ class ScriptedUpstream(ThreadedStreamServer):
             ctx.write(head + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body))
         else:
             ctx.write(head + b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+
+    async def _redirect(self, ctx: _Ctx) -> None:
+        """A 302 whose ``Location``, ``Content-Location`` and ``Refresh`` name ``?to=``;
+        ``?pad=N`` adds an N-byte header (a long head is relayed from its bytes)."""
+        await self._read_body(ctx)
+        to = ctx.arg("to", "/")
+        headers = [("Location", to), ("Content-Location", to), ("Refresh", f"0; url={to}")]
+        pad = int(ctx.arg("pad", "0"))
+        if pad:
+            headers.append(("X-Pad", "p" * pad))
+        ctx.send(302, b"moved", headers, reason="Found")
 
     async def _upgrade(self, ctx: _Ctx) -> None:
         """``101 Switching Protocols`` to ``raw-echo``: every byte after it comes back."""
