@@ -10,6 +10,13 @@ are answered 501.
 Bodies stream both ways with back-pressure: reading the request pauses once
 :data:`RECEIVE_HIGH_WATER` bytes wait unread, and ``send`` waits while the client's socket
 buffer is full.
+
+What goes on the wire matches the fast relay's bytes: header names as the client and the
+application spelled them (the scope offers the :data:`~ferryman.server.asgi.RAW_HEADERS`
+extension, as ASGI asks servers to keep case on a best-effort basis while applications expect
+lower-case ``headers``), the application's reason phrase when it gives one, and the framing
+headers this server adds spelled as the relay spells them. An application that fails once its
+``http.response.start`` is in gets its client's connection cut, never a second head.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from collections import deque
 from typing import Any, Final
 from urllib.parse import unquote_to_bytes
 
+from ferryman.server.asgi import RAW_HEADERS, REASON, AnswerAborted, spelled_as
 from ferryman.server.bridge_ws import (
     WebSocketCycle,
     handshake_problem,
@@ -30,7 +38,7 @@ from ferryman.server.bridge_ws import (
 from ferryman.server.controllers import ASGIApplication, Message
 from ferryman.server.protocol import ServerExchange, WriteGate, response_head
 
-__all__ = ["ASGIBridge", "Lifespan"]
+__all__ = ["ASGIBridge", "Lifespan", "origin_form"]
 
 logger = logging.getLogger("ferryman.server")
 
@@ -91,6 +99,19 @@ class ASGIBridge:
         applications get ``websocket.disconnect`` and can end within the grace period."""
         for cycle in list(self.websockets):
             cycle.server_close(code, reason)
+
+
+def origin_form(target: bytes) -> bytes:
+    """``http://host/path?q`` -> ``/path?q`` (RFC 9112 3.2.2: a server takes the absolute form
+    too, and ASGI's ``raw_path`` is the path); ``*`` and anything else is left alone."""
+    scheme_end = target.find(b"://")
+    if scheme_end < 0:
+        return target
+    path_start = target.find(b"/", scheme_end + 3)
+    query_start = target.find(b"?", scheme_end + 3)
+    if path_start < 0 or (0 <= query_start < path_start):
+        return b"/" + (target[query_start:] if query_start >= 0 else b"")
+    return target[path_start:]
 
 
 class _Cycle:
@@ -165,7 +186,10 @@ class _Cycle:
 
     def scope(self) -> dict[str, Any]:
         exchange = self.exchange
-        raw_path, _, query = exchange.target.partition(b"?")
+        target = exchange.target
+        if target[:1] != b"/":
+            target = origin_form(target)
+        raw_path, _, query = target.partition(b"?")
         return {
             "type": "http",
             "asgi": _ASGI,
@@ -180,17 +204,29 @@ class _Cycle:
             "client": exchange.client,
             "server": exchange.server,
             "state": {},
+            "extensions": {RAW_HEADERS: {"headers": exchange.headers}},
         }
 
     async def run(self, app: ASGIApplication) -> None:
         exchange = self.exchange
         try:
             await app(self.scope(), self.receive, self.send)
+        except AnswerAborted as exc:
+            # (its cause is logged where it happened, once per interval, not per request)
+            logger.debug("answer to %s %r cut: %s", exchange.method, exchange.target, exc)
+            if not exchange.finished:
+                start = self._start
+                if start is not None and not exchange.started:
+                    # The head came and its body did not: the client gets what arrived (the
+                    # head, as the fast relay passes it on), then the cut.
+                    self._write_head(start, b"", True)
+                exchange.abort()
+            return
         except Exception:
             logger.exception(
                 "the ASGI application failed on %s %r", exchange.method, exchange.target
             )
-            if not exchange.started and not exchange.finished:
+            if self._start is None and not exchange.started and not exchange.finished:
                 body = json.dumps({"status": 500, "message": "Internal Server Error"}).encode()
                 exchange.send_error(500, body)
             else:
@@ -262,22 +298,28 @@ class _Cycle:
     def _write_head(self, start: Message, body: bytes, more: bool) -> None:
         exchange = self.exchange
         status: int = start["status"]
-        headers: list[tuple[bytes, bytes]] = [
-            (bytes(name), bytes(value)) for name, value in start.get("headers", ())
-        ]
+        raw = start.get(RAW_HEADERS)
+        headers: list[tuple[bytes, bytes]]
+        if raw is None:
+            headers = [(bytes(name), bytes(value)) for name, value in start.get("headers", ())]
+        else:
+            headers = spelled_as(start.get("headers", ()), raw)
         has_length = any(name.lower() == b"content-length" for name, _ in headers)
         if not has_length and status not in _NO_BODY_STATUSES and status >= 200:
             if not more:
                 if exchange.method != b"HEAD" or body:
-                    headers.append((b"content-length", b"%d" % len(body)))
+                    headers.append((b"Content-Length", b"%d" % len(body)))
             elif exchange.http_version == "1.1":
-                headers.append((b"transfer-encoding", b"chunked"))
+                headers.append((b"Transfer-Encoding", b"chunked"))
                 self._chunked = True
             else:
                 self._closes = True  # an HTTP/1.0 body ends where the connection does
         if self._closes or not exchange.keep_alive:
-            headers.append((b"connection", b"close"))
-        exchange.write(response_head(status, None, headers))
+            headers.append((b"Connection", b"close"))
+        elif exchange.http_version == "1.0":
+            headers.append((b"Connection", b"keep-alive"))  # (what HTTP/1.0 has to be told)
+        reason = start.get(REASON)
+        exchange.write(response_head(status, bytes(reason) if reason else None, headers))
 
 
 class Lifespan:

@@ -34,6 +34,7 @@ from wsproto.extensions import Extension, PerMessageDeflate
 from wsproto.handshake import server_extensions_handshake
 from wsproto.utilities import LocalProtocolError, generate_accept_token
 
+from ferryman.server.asgi import RAW_HEADERS
 from ferryman.server.controllers import ASGIApplication, Message
 from ferryman.server.protocol import ServerExchange, WriteGate, response_head
 
@@ -265,7 +266,11 @@ class WebSocketCycle:
             "server": exchange.server,
             "subprotocols": _tokens(exchange, b"sec-websocket-protocol"),
             "state": {},
-            "extensions": {"websocket.http.response": {}},
+            # (header names as spelled: the upstream handshake of a proxied WebSocket keeps them)
+            "extensions": {
+                "websocket.http.response": {},
+                RAW_HEADERS: {"headers": exchange.headers},
+            },
         }
 
     async def run(self, app: ASGIApplication) -> None:

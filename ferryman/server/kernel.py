@@ -86,7 +86,7 @@ class ASGIKernel:
             request = request_from_scope(scope, ReceiveStream(receive), self._urls)
         except InvalidURL as exc:
             logger.debug("refused request target %r: %s", scope.get("raw_path"), exc)
-            await send_response(error_response(400), send)
+            await send_response(error_response(400), send, scope=scope)
             return
         try:
             answer = await self._answer(request)
@@ -108,7 +108,7 @@ class ASGIKernel:
                 logger.exception("error while filtering the response to %s", request.url)
                 await answer.aclose()  # may hold an upstream connection
                 answer = error_response(500)
-        await send_response(answer, send, head=request.method == "HEAD")
+        await send_response(answer, send, head=request.method == "HEAD", scope=scope)
 
     async def _answer(self, request: Request) -> Response | ASGIApp:
         dispatcher = self.dispatcher

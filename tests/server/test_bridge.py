@@ -48,9 +48,11 @@ async def scope_app(scope: Scope, receive: Receive, send: Send) -> None:
     shown = {
         key: value.decode("latin-1") if isinstance(value, bytes) else value
         for key, value in scope.items()
-        if key not in ("headers", "state", "asgi")
+        if key not in ("headers", "state", "asgi", "extensions")
     }
     shown["headers"] = [[n.decode(), v.decode()] for n, v in scope["headers"]]
+    raw = scope["extensions"]["ferryman.raw_headers"]["headers"]
+    shown["raw_headers"] = [[n.decode(), v.decode()] for n, v in raw]
     shown["body"] = body.decode("latin-1")
     data = json.dumps(shown).encode()
     await send(
@@ -98,6 +100,12 @@ async def test_the_scope_describes_the_request(serve: Serve) -> None:
     assert scope["query_string"] == "x=%20&x=2"
     assert scope["root_path"] == ""
     assert ["x-mixed-case", "Value"] in scope["headers"]  # names lower-cased, values as sent
+    # ... and as spelled, in the same order, in the extension ferryman's own proxy path reads.
+    assert scope["raw_headers"] == [
+        ["Host", "example.test"],
+        ["X-Mixed-Case", "Value"],
+        ["Content-Length", "4"],
+    ]
     assert scope["client"][0] == "127.0.0.1"
     assert scope["server"] == ["127.0.0.1", port]
     assert scope["body"] == "body"

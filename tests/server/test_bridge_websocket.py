@@ -66,6 +66,10 @@ class EchoApp:
                 if key not in ("headers", "state", "asgi")
             }
             shown["headers"] = {n.decode(): v.decode() for n, v in scope["headers"]}
+            extensions = scope["extensions"]
+            raw = extensions.get("ferryman.raw_headers", {}).get("headers", [])
+            shown["raw_headers"] = {n.decode(): v.decode() for n, v in raw}
+            shown["extensions"] = sorted(extensions)
             await send({"type": "websocket.send", "text": json.dumps(shown)})
         elif path == "/close-4001":
             await send({"type": "websocket.close", "code": 4001, "reason": "going away"})
@@ -156,6 +160,7 @@ async def test_the_scope(url: str) -> None:
     assert shown["headers"]["x-mine"] == "1"
     assert shown["headers"]["upgrade"] == "websocket"
     assert "websocket.http.response" in shown["extensions"]
+    assert shown["raw_headers"]["X-Mine"] == "1"  # (the names as the client spelled them)
 
 
 async def test_subprotocol_chosen_by_the_app(url: str) -> None:
