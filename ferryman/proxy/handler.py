@@ -28,11 +28,18 @@ the http client events belong to the outbound call itself. A response forged on
 skips the rest of the way in and the upstream call.
 
 Errors never escape as tracebacks to the client: an upstream that refuses or is unreachable
-gives 502, one that is too slow 504 (JSON ``{"status", "message"}`` from
-:mod:`ferryman.proxy.errors`), and an exception in a middleware or a proxy event listener a
-logged JSON 500. ``error_handler(error, ctx)`` (plain or ``async``) replaces those answers: it
-gets the :class:`~ferryman.proxy.errors.UpstreamError` (its ``__cause__`` the client's
-exception) or the exception raised, and returns the response to send (``None``: the default).
+gives 502, one that is too slow 504, no free connection in time 503 (JSON ``{"status",
+"message"}`` from :mod:`ferryman.proxy.errors`, the fast relay's words exactly), and an
+exception in a middleware or a proxy event listener a logged JSON 500. Once the upstream's
+answer has begun, a failure cuts the client's connection instead (no status can be sent any
+more, and a chunked body gets no terminator), and the request is never sent again: the http
+client sends a request twice only if not one byte of its answer arrived and, unless it is
+idempotent, it provably never left. Upstream failures are logged in words, at most one line
+per kind and upstream per interval (:mod:`ferryman.proxy.logs`).
+
+``error_handler(error, ctx)`` (plain or ``async``) replaces those answers: it gets the
+:class:`~ferryman.proxy.errors.UpstreamError` (its ``__cause__`` the client's exception) or the
+exception raised, and returns the response to send (``None``: the default).
 """
 
 from __future__ import annotations
@@ -47,13 +54,25 @@ from typing import Any, Final, TypeAlias, TypeVar
 from ferryman.client.config import TimeoutTypes, to_timeout
 from ferryman.client.session import AsyncClient
 from ferryman.events import EventDispatcher
-from ferryman.exceptions import ConnectError, ConnectTimeout, InvalidURL, TransportError
+from ferryman.exceptions import (
+    ConnectError,
+    ConnectTimeout,
+    InvalidURL,
+    ReadTimeout,
+    TransportError,
+)
 from ferryman.http.headers import Headers
 from ferryman.http.models import Request, Response
-from ferryman.http.streams import EMPTY_STREAM
+from ferryman.http.streams import EMPTY_STREAM, AsyncByteStream, ByteStream
 from ferryman.http.url import URL
 from ferryman.proxy.context import ProxyContext
-from ferryman.proxy.errors import UpstreamError, error_response, upstream_error
+from ferryman.proxy.errors import (
+    UpstreamError,
+    broken_answer,
+    error_response,
+    truncated_answer,
+    upstream_error,
+)
 from ferryman.proxy.events import (
     EVENT_FILTER_PROXY_REQUEST,
     EVENT_FILTER_PROXY_RESPONSE,
@@ -67,6 +86,7 @@ from ferryman.proxy.headers import (
     header_pairs,
     upstream_pieces,
 )
+from ferryman.proxy.logs import report_upstream
 from ferryman.proxy.middleware import (
     Middleware,
     MiddlewareChain,
@@ -78,7 +98,7 @@ from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.settings import EndpointSettings, TimeoutSettings
 from ferryman.proxy.targets import RefusedTarget, target_escapes
 from ferryman.proxy.websocket import relay_websocket
-from ferryman.server.asgi import ReceiveStream, request_from_scope, send_response
+from ferryman.server.asgi import AnswerAborted, ReceiveStream, request_from_scope, send_response
 from ferryman.server.controllers import Receive, Scope, Send
 
 __all__ = ["ErrorHandler", "HTTPProxyHandler"]
@@ -388,18 +408,31 @@ class HTTPProxyHandler:
                     index = (index + 1) % len(urls)
                     self._retarget(upstream, index, target)
                     continue
-                await self._upstream_failed(exc, upstream, ctx)
+                await self._upstream_failed(exc, upstream, ctx, attempts > 1)
                 return
             except TransportError as exc:
                 await self._upstream_failed(exc, upstream, ctx)
                 return
             break
+        if response.status_code == 101:
+            # Only a WebSocket asks to switch (relayed by relay_websocket, not here): a 101 to
+            # a plain request leaves nothing to relay, as the fast path also answers.
+            await response.aclose()
+            network_stream = response.extensions.get("network_stream")
+            if network_stream is not None:
+                await network_stream.aclose()  # (a switched connection is no pool's any more)
+            error = broken_answer(_origin(upstream.url), "switched protocols unasked")
+            await self._fail(error, ctx)
+            return
         locate = None
         if ours and self.response_rules.redirects and ctx.request is not None:
             locate = self._locator(index, ctx.request)  # [headers: item 10]
         response.headers = Headers.from_raw(
             downstream_headers(response.headers.raw, rules=self.response_rules, locate=locate)
         )
+        stream = response.stream
+        if isinstance(stream, AsyncByteStream) and not isinstance(stream, ByteStream):
+            response.stream = _UpstreamBody(stream, _origin(upstream.url))
         ctx.response = response
 
     def _locator(self, index: int, request: Request) -> Locate:
@@ -423,18 +456,20 @@ class HTTPProxyHandler:
             upstream.headers["Host"] = url.host_header.decode("latin-1")
 
     async def _upstream_failed(
-        self, exc: TransportError, upstream: Request, ctx: ProxyContext
+        self, exc: TransportError, upstream: Request, ctx: ProxyContext, every: bool = False
     ) -> None:
-        url = upstream.url
-        origin = f"{url.scheme}://{url.host_header.decode('latin-1')}"
-        error = upstream_error(exc, origin)
+        """``every``: each of the endpoint's upstreams refused in turn, ``upstream`` last."""
+        error = upstream_error(exc, _origin(upstream.url), self.name if every else None)
         error.__cause__ = exc
         await self._fail(error, ctx)
 
     async def _fail(self, exc: Exception, ctx: ProxyContext) -> None:
-        """Make the answer for ``exc``: the error handler's, or the default (502/504/500)."""
+        """Make the answer for ``exc``: the error handler's, or the default (502/503/504/500)."""
         if isinstance(exc, UpstreamError):
-            logger.warning("endpoint %s: %s (%s)", self.name, exc.message, exc.__cause__)
+            if exc.origin is not None:
+                report_upstream(exc.kind, exc.origin, exc.message)
+            else:
+                logger.warning("endpoint %s: %s", self.name, exc.message)
             default = error_response(exc.status_code, exc.message)
         else:
             request = ctx.request
@@ -484,14 +519,14 @@ class HTTPProxyHandler:
         try:
             request = request_from_scope(scope, body, self._scope_urls)
         except InvalidURL:
-            await send_response(error_response(400), send)
+            await send_response(error_response(400), send, scope=scope)
             return
         if _body_length(request, scope) == 0:
             body.consumed.set()
 
         async def answer() -> None:
             response = await self.handle(request)
-            await send_response(response, send, head=request.method == "HEAD")
+            await send_response(response, send, head=request.method == "HEAD", scope=scope)
 
         # The client going away cancels the upstream call: nobody would read its answer, and
         # the upstream connection is closed rather than reused mid-response.
@@ -507,6 +542,43 @@ class HTTPProxyHandler:
                 await work
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+
+def _origin(url: URL) -> str:
+    """``scheme://host[:port]``, as the fast relay's pools name their upstream."""
+    return f"{url.scheme}://{url.host_header.decode('latin-1')}"
+
+
+class _UpstreamBody(AsyncByteStream):
+    """An upstream answer's body on its way to the client: when the upstream breaks it off,
+    the failure is logged once (per interval) here and the server is told to cut the client's
+    connection without a traceback of its own (:class:`~ferryman.server.asgi.AnswerAborted`);
+    the head has gone, so no status can say what happened. Reading it whole (``aread``, a
+    middleware's) is left as it was: nothing has reached the client then."""
+
+    __slots__ = ("_origin", "_stream")
+
+    def __init__(self, stream: AsyncByteStream, origin: str) -> None:
+        self._stream = stream
+        self._origin = origin
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._stream:
+                yield chunk
+        except TransportError as exc:
+            error = truncated_answer(self._origin, timed_out=isinstance(exc, ReadTimeout))
+            report_upstream(error.kind, self._origin, error.message)
+            raise AnswerAborted(error.message) from exc
+
+    async def aread(self) -> bytes:
+        return await self._stream.aread()
+
+    def read_if_complete(self) -> bytes | None:
+        return self._stream.read_if_complete()
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 class _WatchedReceive(ReceiveStream):

@@ -18,6 +18,8 @@ from ferryman.exceptions import TransportError
 from ferryman.http.headers import Headers
 from ferryman.http.streams import EMPTY_STREAM
 from ferryman.proxy.context import ProxyContext
+from ferryman.proxy.errors import upstream_error
+from ferryman.proxy.logs import report_upstream
 from ferryman.server.asgi import request_from_scope
 from ferryman.server.controllers import Receive, Scope, Send
 
@@ -61,10 +63,20 @@ async def relay_websocket(
     try:
         handler._prepare(ctx, request.url)
         upstream = await _open_upstream(handler, ctx, scope)
-    except Exception as exc:
-        log = logger.warning if isinstance(exc, TransportError) else logger.error
-        log("endpoint %s: the upstream WebSocket could not be opened: %r", handler.name, exc)
+    except TransportError as exc:
+        upstream_request = ctx.upstream_request
+        if upstream_request is None:
+            logger.warning("endpoint %s: the upstream WebSocket could not be opened", handler.name)
+        else:
+            url = upstream_request.url
+            error = upstream_error(exc, f"{url.scheme}://{url.host_header.decode('latin-1')}")
+            report_upstream(error.kind, error.origin or "", f"{error.message} (a WebSocket)")
         await send({"type": "websocket.close", "code": 1011})  # before accept: a 403
+        return
+    except Exception as exc:
+        failed = "endpoint %s: the upstream WebSocket could not be opened: %r"
+        logger.error(failed, handler.name, exc)
+        await send({"type": "websocket.close", "code": 1011})
         return
     await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
 

@@ -301,7 +301,9 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             self._wake()
             return
         except httptools.HttpParserError as exc:
-            self._fail(RemoteProtocolError(f"the server sent malformed HTTP: {exc}"))
+            error = RemoteProtocolError(f"the server sent malformed HTTP: {exc}")
+            error.__cause__ = exc  # (a proxy quotes the parser's words, as its fast path does)
+            self._fail(error)
             return
 
     def _consider_bypass(self) -> None:

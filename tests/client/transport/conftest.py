@@ -29,12 +29,14 @@ class ScriptedH2Server:
     socket closes; ``/goaway-error``: part of a body, then GOAWAY(PROTOCOL_ERROR);
     ``/bad-head``: a header value with CR LF in it; ``/never``: no answer at all;
     ``/no-window``: no answer, and uploaded data is never acknowledged (the flow-control
-    window stays shut).
+    window stays shut); ``/disown``: part of a body, then a GOAWAY whose last stream id (0)
+    says the stream was never processed (``disowned`` counts them).
     """
 
     def __init__(self) -> None:
         self.connections = 0
         self.refused = 0
+        self.disowned = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._ready = threading.Event()
@@ -112,6 +114,11 @@ class ScriptedH2Server:
                         continue
                     conn.send_headers(stream_id, [(b":status", b"200")])
                     conn.send_data(stream_id, b"partial body")
+                    if path == b"/disown":
+                        # A GOAWAY that claims the stream unprocessed after answering it.
+                        self.disowned += 1
+                        conn.close_connection(last_stream_id=0)
+                        return
                     if path == b"/reset":
                         conn.reset_stream(stream_id, error_code=2)
                     elif path == b"/goaway-error":

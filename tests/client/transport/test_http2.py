@@ -370,6 +370,20 @@ async def test_goaway_sends_unprocessed_requests_again(scripted_h2: ScriptedH2Se
         assert scripted_h2.connections == 2
 
 
+async def test_a_goaway_disowning_an_answered_stream_does_not_send_it_again(
+    scripted_h2: ScriptedH2Server,
+) -> None:
+    # Issue 20: a request goes again only if not one byte of its answer arrived. This server
+    # answers (head and part of a body), then claims in a GOAWAY it never processed the stream.
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        with pytest.raises(RemoteProtocolError):
+            response = await pool.handle_async_request(
+                Request("POST", scripted_h2.url + "/disown", content=b"pay")
+            )
+            await response.aread()
+    assert scripted_h2.disowned == 1
+
+
 async def test_goaway_with_an_error_mid_body(scripted_h2: ScriptedH2Server) -> None:
     async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
         response = await pool.handle_async_request(

@@ -1,22 +1,26 @@
-"""Pool limits, waiting, expiry and connection errors."""
+"""Pool limits, waiting, expiry, connection errors, and when a request may go again."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import socket
+from collections.abc import Iterator
 
 import pytest
 
+import ferryman
 from ferryman import (
     AsyncConnectionPool,
     ConnectError,
     ConnectTimeout,
     PoolTimeout,
+    RemoteProtocolError,
     Request,
     UnsupportedProtocol,
 )
 from tests.servers.edge import EdgeServer
+from tests.servers.slow_upstream import ScriptedUpstream
 
 
 async def test_per_origin_limit_makes_requests_wait_for_a_free_connection(edge: EdgeServer) -> None:
@@ -159,3 +163,61 @@ async def test_unix_socket(tmp_path) -> None:  # type: ignore[no-untyped-def]
     finally:
         server.close()
         await server.wait_closed()
+
+
+# -- sending a request again ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ScriptedUpstream]:
+    server = ScriptedUpstream().start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(
+    ("method", "route", "executions", "answer"),
+    [
+        ("POST", "close-body", 1, b"complete body"),
+        ("GET", "close-body", 1, b"complete body"),
+        ("POST", "cut", 1, None),
+        ("DELETE", "cut", 1, None),
+        ("POST", "cut-head", 1, None),
+        ("GET", "cut-head", 1, None),
+        ("POST", "hangup", 1, None),
+        ("PATCH", "hangup", 1, None),
+        # The one case that goes again: idempotent, and not one byte of its answer came.
+        ("GET", "hangup", 2, None),
+        ("DELETE", "hangup", 2, None),
+    ],
+)
+async def test_a_request_goes_again_only_if_nothing_of_its_answer_came(
+    upstream: ScriptedUpstream, method: str, route: str, executions: int, answer: bytes | None
+) -> None:
+    """Issue 20's rule for the client itself: on a reused connection (``GET /warm`` first), an
+    answer that is close-delimited, short of its length, cut mid-head or absent reaches the
+    upstream once, unless the request is idempotent and the upstream sent nothing."""
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        assert (await client.get(upstream.url + "/warm")).status_code == 200
+        upstream.reset()
+        if answer is None:
+            with pytest.raises(RemoteProtocolError):
+                await client.request(method, f"{upstream.url}/act/{route}", content=b"")
+        else:
+            response = await client.request(method, f"{upstream.url}/act/{route}", content=b"")
+            assert response.content == answer
+    await asyncio.sleep(0.1)  # (a second attempt would have reached the upstream by now)
+    assert [request.target for request in upstream.requests] == [f"/act/{route}"] * executions
+
+
+async def test_a_post_on_a_connection_the_server_closes_as_it_arrives_is_not_sent_again(
+    upstream: ScriptedUpstream,
+) -> None:
+    """The server read the POST's head and closed (a stale keep-alive connection): whether it
+    acted on it cannot be known, so the caller hears of it. A GET goes again."""
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        assert (await client.get(upstream.url + "/stale")).content == b"fresh"
+        with pytest.raises(RemoteProtocolError):
+            await client.post(upstream.url + "/echo?once", content=b"data")
+        assert (await client.get(upstream.url + "/stale")).content == b"fresh"
+        assert (await client.get(upstream.url + "/echo")).status_code == 200
