@@ -1,7 +1,9 @@
 """One serving process: build the system, listen, wait for a signal, shut down gracefully.
 
 ``serve(config)`` is what ``ferryman start`` runs when it has a single process, and what each
-worker process of ``--workers N`` and the child of ``--reload`` run.
+worker process of ``--workers N`` and the child of ``--reload`` run. It raises the process's
+open-file limit first, and installs the event loop's exception handler that keeps a server out
+of file descriptors serving and its log readable (:mod:`ferryman.cli.resources`).
 
 Signals: the first SIGINT or SIGTERM stops accepting connections and lets the requests in
 flight finish for up to ``proxy.grace_period`` seconds, then the process exits 0. A second
@@ -79,13 +81,22 @@ async def serve(
     that is how the supervisor tells a worker that could not start from one that crashed later.
     """
     # Imported here: the proxy (and what it pulls in) is only needed by a process that serves.
+    from ferryman.cli.resources import LoopErrors, raise_open_file_limit, watch_open_files
     from ferryman.proxy.application import build_kernel
+    from ferryman.proxy.logs import upstream_log
     from ferryman.proxy.server import ProxyServer
     from ferryman.system import SystemBuilder
 
     proxy = config["proxy"]
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
+    raise_open_file_limit()
+    loop_errors = LoopErrors()
+    loop_errors.install(loop)
+    # asyncio reports failed accepts to the handler; uvloop says nothing: look for it instead.
+    probe = None
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        probe = asyncio.create_task(watch_open_files(loop_errors))
     _install_signal_handlers(loop, stopping, supervised=supervised)
     watchdog = asyncio.create_task(_watch_parent(stopping)) if supervised else None
     system = await SystemBuilder(config).build(build_kernel)
@@ -116,7 +127,11 @@ async def serve(
     finally:
         if watchdog is not None:
             watchdog.cancel()
+        if probe is not None:
+            probe.cancel()
         await system.dispose()
+        loop_errors.flush()  # the counts of repeated failures not written yet
+        upstream_log.flush()
     logger.info("stopped (pid %d)", os.getpid())
     return 0
 
