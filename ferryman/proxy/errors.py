@@ -22,6 +22,7 @@ from typing import Final
 
 import httptools
 
+from ferryman.client.transport.http11 import ResponseHeadTooLarge
 from ferryman.exceptions import (
     ConnectError,
     ConnectTimeout,
@@ -212,6 +213,8 @@ def upstream_error(exc: BaseException, origin: str, endpoint: str | None = None)
         return pool_timeout(origin)
     if isinstance(exc, TimeoutException):
         return UpstreamError(504, f"the upstream {origin} timed out", TIMEOUT, origin)
+    if isinstance(exc, ResponseHeadTooLarge):
+        return broken_answer(origin, exc.reason)
     cause = exc.__cause__
     if isinstance(cause, httptools.HttpParserError):
         return broken_answer(origin, f"sent a malformed response ({cause})")

@@ -58,12 +58,13 @@ from ferryman.exceptions import (
     ConnectError,
     ConnectTimeout,
     InvalidURL,
+    ReadError,
     ReadTimeout,
     TransportError,
 )
 from ferryman.http.headers import Headers
 from ferryman.http.models import Request, Response
-from ferryman.http.streams import EMPTY_STREAM, AsyncByteStream, ByteStream
+from ferryman.http.streams import EMPTY_STREAM, AsyncByteStream, ByteStream, SyncByteStream
 from ferryman.http.url import URL
 from ferryman.proxy.context import ProxyContext
 from ferryman.proxy.errors import (
@@ -131,7 +132,12 @@ class HTTPProxyHandler:
     and ``response_rules`` add and remove headers, ``preserve_host`` sends the client's ``Host``
     upstream, ``timeout`` bounds each upstream call, ``dispatcher`` receives the proxy filter
     events (and the http client's, through the default session), ``name`` is the endpoint's,
-    ``mount`` its path prefix when it shares a port (a target may not climb above it).
+    ``mount`` its path prefix when it shares a port (a target may not climb above it),
+    ``response_limits`` the most bytes and header fields an upstream answer's head may have
+    (``(head, headers)``, as the endpoint's ``limits`` say; a 502 past them), and
+    ``request_buffer`` how many request body bytes are read before the upstream is called, as
+    the fast relay does: a slow client then holds no upstream connection while it sends, and
+    a body read whole can go again on another connection.
     """
 
     def __init__(
@@ -149,6 +155,8 @@ class HTTPProxyHandler:
         timeout: TimeoutTypes = DEFAULT_TIMEOUT,
         dispatcher: EventDispatcher | None = None,
         mount: str | None = None,
+        response_limits: tuple[int | None, int | None] | None = None,
+        request_buffer: int = 0,
     ) -> None:
         if context is None:
             context = ctx  # aiorp's spelling
@@ -175,6 +183,10 @@ class HTTPProxyHandler:
         self.response_rules = response_rules
         self.preserve_host = preserve_host
         self.timeout = to_timeout(timeout)
+        #: The most bytes and header fields an upstream answer's head may have (502 past them).
+        self.response_limits = response_limits
+        #: Request body bytes read before the upstream call starts (0: none, the body streams).
+        self.request_buffer = request_buffer
         self.dispatcher = dispatcher
         if dispatcher is not None and context.dispatcher is None:
             context.dispatcher = dispatcher  # the default session fires the client events
@@ -211,6 +223,8 @@ class HTTPProxyHandler:
             timeout=settings.timeout.to_timeout(),
             dispatcher=dispatcher,
             mount=settings.path,
+            response_limits=(settings.limits.response_head, settings.limits.response_headers),
+            request_buffer=settings.request_buffer,
         )
 
     # -- configuration ----------------------------------------------------------------------------
@@ -362,6 +376,8 @@ class HTTPProxyHandler:
             length,
             {"timeout": self.timeout.as_dict(), "target": wire_target},
         )
+        if self.response_limits is not None:
+            upstream.extensions["response_limits"] = self.response_limits
         ctx.upstream_request = upstream
         ctx._prepared = (url, index, target)
 
@@ -398,6 +414,14 @@ class HTTPProxyHandler:
                 "host"
             ) == prepared_url.host_header.decode("latin-1"):
                 upstream.headers["Host"] = upstream.url.host_header.decode("latin-1")
+        if self.request_buffer:
+            try:
+                upstream.stream = await _read_ahead(
+                    upstream.stream, self.request_buffer, "content-length" in upstream.headers
+                )
+            except ReadError:  # (the client left before its body was whole: nobody to answer)
+                ctx.response = error_response(400, "the request body ended early")
+                return
         session = ctx.session
         options = self.request_options
         for attempt in range(attempts):
@@ -547,6 +571,43 @@ class HTTPProxyHandler:
 def _origin(url: URL) -> str:
     """``scheme://host[:port]``, as the fast relay's pools name their upstream."""
     return f"{url.scheme}://{url.host_header.decode('latin-1')}"
+
+
+async def _read_ahead(
+    stream: SyncByteStream | AsyncByteStream, size: int, has_length: bool
+) -> SyncByteStream | AsyncByteStream:
+    """``stream`` with up to ``size`` bytes read already, as the fast relay reads them: fixed
+    bytes (which the client may send again on another connection) when a body with a length
+    ended within them, else those bytes and then the rest as it comes (a chunked body stays
+    chunked, each piece a chunk)."""
+    if not isinstance(stream, AsyncByteStream) or isinstance(stream, ByteStream):
+        return stream  # (in memory already, or read synchronously by the client)
+    chunks: list[bytes] = []
+    read = 0
+    rest = stream.__aiter__()
+    async for chunk in rest:
+        chunks.append(chunk)
+        read += len(chunk)
+        if read >= size:
+            return _ReadAhead(chunks, rest)
+    return ByteStream(b"".join(chunks)) if has_length else _ReadAhead(chunks, None)
+
+
+class _ReadAhead(AsyncByteStream):
+    """A request body whose first chunks were read before the upstream call."""
+
+    __slots__ = ("_chunks", "_rest")
+
+    def __init__(self, chunks: list[bytes], rest: AsyncIterator[bytes] | None) -> None:
+        self._chunks = chunks
+        self._rest = rest
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self._chunks:
+            yield chunk
+        if self._rest is not None:
+            async for chunk in self._rest:
+                yield chunk
 
 
 class _UpstreamBody(AsyncByteStream):

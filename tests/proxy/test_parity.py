@@ -62,12 +62,13 @@ class _Recorder:
 class RecordingUpstream(ScriptedUpstream):
     """The scripted upstream, keeping every request's raw bytes, with an echo that does not
     name the connection, and a ``head-only`` route: a whole head announcing 100 bytes, then
-    the connection closes without one of them."""
+    the connection closes without one of them; ``many-headers?n=N``: N short fields."""
 
     def __init__(self) -> None:
         super().__init__()
         self.received: list[bytearray] = []
         self._routes["head-only"] = self._head_only
+        self._routes["many-headers"] = self._many_headers
 
     def reset(self) -> None:
         super().reset()
@@ -80,6 +81,12 @@ class RecordingUpstream(ScriptedUpstream):
         payload = json.loads(super()._payload(ctx))
         del payload["connection"]
         return json.dumps(payload).encode()
+
+    async def _many_headers(self, ctx: _Ctx) -> None:
+        """``n`` short header fields (over the default limit of 100, in a head of 2 KiB)."""
+        await self._read_body(ctx)
+        fields = [(f"X-{number}", "1") for number in range(int(ctx.arg("n", "150")))]
+        ctx.send(200, b"many", fields)
 
     async def _head_only(self, ctx: _Ctx) -> None:
         await self._read_body(ctx)
@@ -242,6 +249,9 @@ VECTORS = {
     "an answer short of its length": get(b"/cut"),
     "a chunked answer cut": get(b"/cut-chunked"),
     "a head and no body": get(b"/head-only"),
+    "a head over the size limit": get(b"/endless-head?kib=100"),
+    "a head with too many fields": get(b"/many-headers?n=150"),
+    "a head with as many fields as allowed": get(b"/many-headers?n=99"),
     "an upstream too slow": get(b"/slow?delay=2"),
 }
 

@@ -62,7 +62,7 @@ if TYPE_CHECKING:
 
     from ferryman.client.transport.network import AsyncNetworkStream
 
-__all__ = ["AsyncHTTP11Connection", "HTTP11ResponseStream"]
+__all__ = ["AsyncHTTP11Connection", "HTTP11ResponseStream", "ResponseHeadTooLarge"]
 
 READ_BUFFER_SIZE = 64 * 1024
 # Body bytes held for a slow reader before the socket stops being read (flow control).
@@ -100,6 +100,16 @@ def _read_buffer(loop: asyncio.AbstractEventLoop) -> memoryview:
 _HTTP_VERSIONS = {b"1.1": b"HTTP/1.1", b"1.0": b"HTTP/1.0", b"0.9": b"HTTP/0.9"}
 _NO_TIMEOUTS: dict[str, float | None] = {}
 _NEVER = float("inf")
+
+
+class ResponseHeadTooLarge(RemoteProtocolError):
+    """The response head broke a limit of the request's ``response_limits`` extension
+    (``(bytes, header fields)``, either ``None``), which a proxy sets as its fast path does:
+    ``reason`` says which, in the words the proxy passes on."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"the server {reason}")
+        self.reason = reason
 
 
 class AsyncHTTP11Connection(asyncio.BufferedProtocol):
@@ -153,6 +163,8 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._must_close = False
         self._reset_message_state()
         self._progress_wanted = False  # a streaming reader wants a wake-up for every read
+        #: The request's ``response_limits`` extension: (head bytes, header fields), or None.
+        self._head_limits: tuple[int | None, int | None] | None = None
         self._method = b"GET"
 
     def _reset_message_state(self) -> None:
@@ -252,11 +264,30 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         split into fields only if someone looks at them.
         """
         self._feed(self._view[:nbytes])
+        limits = self._head_limits
         if self._head_complete:
             if not self._raw_head:  # (an upgrade captured it already)
                 self._capture_head(nbytes)
+            if limits is not None:
+                self._check_head(limits)
         elif self._error is None:
             self._head_parts.append(bytes(self._view[:nbytes]))
+            most = None if limits is None else limits[0]
+            if most is not None and sum(map(len, self._head_parts)) > most:
+                self._head_refused(f"sent a response head larger than {most} bytes")
+
+    def _check_head(self, limits: tuple[int | None, int | None]) -> None:
+        """The whole head against the request's ``response_limits`` (bytes, header fields)."""
+        head = self._raw_head
+        max_bytes, max_fields = limits
+        if max_bytes is not None and len(head) + 4 > max_bytes:
+            self._head_refused(f"sent a response head larger than {max_bytes} bytes")
+        elif max_fields is not None and head.count(b"\r\n") > max_fields:
+            self._head_refused(f"sent more than {max_fields} headers")
+
+    def _head_refused(self, reason: str) -> None:
+        self._head_complete = False  # (no answer to hand over: the request fails)
+        self._fail(ResponseHeadTooLarge(reason))
 
     def _capture_head(self, nbytes: int) -> None:
         if self._head_parts:
@@ -736,6 +767,8 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         """Reset the per-message state and serialize the request head."""
         self.state = ACTIVE
         self._mode = PARSE
+        extensions = request.extensions
+        self._head_limits = extensions.get("response_limits") if extensions else None
         if self._parser_spent:
             self._parser = httptools.HttpResponseParser(self)
         self._reset_message_state()

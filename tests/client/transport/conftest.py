@@ -11,6 +11,16 @@ import h2.connection
 import h2.events
 import pytest
 
+from tests.servers.slow_upstream import ScriptedUpstream
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ScriptedUpstream]:
+    """The proxy tests' scripted HTTP/1.1 upstream: answers cut, closed, oversized on request."""
+    server = ScriptedUpstream().start()
+    yield server
+    server.stop()
+
 
 @pytest.fixture
 def scripted_h2() -> Iterator[ScriptedH2Server]:

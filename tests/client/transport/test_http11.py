@@ -20,7 +20,9 @@ from ferryman import (
     StreamConsumedError,
     WriteTimeout,
 )
+from ferryman.client.transport.http11 import ResponseHeadTooLarge
 from tests.servers.edge import EdgeServer, pattern
+from tests.servers.slow_upstream import ScriptedUpstream
 
 
 async def test_get_returns_status_headers_body_and_version(edge: EdgeServer) -> None:
@@ -450,3 +452,42 @@ async def test_a_callers_headers_object_is_not_changed(edge: EdgeServer) -> None
             )
             await response.aread()
     assert shared.raw == [(b"X-Api-Key", b"k")]
+
+
+# -- response limits ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("limits", "refused"),
+    [
+        ((512, None), "the server sent a response head larger than 512 bytes"),
+        ((None, 10), "the server sent more than 10 headers"),
+        ((65536, 100), None),
+        (None, None),
+    ],
+)
+async def test_response_limits_refuse_a_head_past_them(
+    upstream: ScriptedUpstream, limits: tuple[int | None, int | None] | None, refused: str | None
+) -> None:
+    """The ``response_limits`` extension (a proxy's, issue 20): ``/api`` answers with 20
+    header fields in about 900 bytes."""
+    extensions = {} if limits is None else {"response_limits": limits}
+    async with AsyncConnectionPool() as pool:
+        request = Request("GET", upstream.url + "/api", extensions=extensions)
+        if refused is None:
+            response = await pool.handle_async_request(request)
+            assert await response.aread() == b'{"id": 4711}'
+        else:
+            with pytest.raises(ResponseHeadTooLarge) as raised:
+                await pool.handle_async_request(request)
+            assert str(raised.value) == refused
+            assert pool.connections == []  # (closed, not kept for the next request)
+
+
+async def test_response_limits_stop_an_endless_head(upstream: ScriptedUpstream) -> None:
+    async with AsyncConnectionPool() as pool:
+        request = Request(
+            "GET", upstream.url + "/endless-head", extensions={"response_limits": (65536, None)}
+        )
+        with pytest.raises(ResponseHeadTooLarge, match="larger than 65536 bytes"):
+            await pool.handle_async_request(request)

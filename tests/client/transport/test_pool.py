@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator
 
 import pytest
 
@@ -166,13 +165,6 @@ async def test_unix_socket(tmp_path) -> None:  # type: ignore[no-untyped-def]
 
 
 # -- sending a request again ---------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def upstream() -> Iterator[ScriptedUpstream]:
-    server = ScriptedUpstream().start()
-    yield server
-    server.stop()
 
 
 @pytest.mark.parametrize(
