@@ -17,7 +17,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Final
 
-from ferryman.proxy.errors import error_body
+from ferryman.proxy.errors import (
+    broken_answer,
+    connect_error,
+    error_body,
+    no_answer,
+    pool_timeout,
+    read_timeout,
+    truncated_answer,
+)
 from ferryman.proxy.headers import (
     NO_RULES,
     DownstreamHead,
@@ -25,6 +33,7 @@ from ferryman.proxy.headers import (
     plain_request_head,
     upstream_pieces,
 )
+from ferryman.proxy.logs import report_upstream
 from ferryman.proxy.redirects import UpstreamRedirects
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
@@ -351,10 +360,7 @@ class Relay:
         if self.cancelled or self.exchange.finished:
             return
         endpoint = self.endpoint
-        if isinstance(error, TimeoutError):
-            self.fail(504, f"connecting to the upstream {self.pool.origin} timed out")
-            return
-        if self.tried < len(endpoint.pools):
+        if not isinstance(error, TimeoutError) and self.tried < len(endpoint.pools):
             # Round robin: the next upstream gets its chance, each one once.
             self.tried += 1
             self.pool_index = (self.pool_index + 1) % len(endpoint.pools)
@@ -362,17 +368,9 @@ class Relay:
             self.start()
             return
         origin = self.pool.origin
-        reason = (
-            "refused the connection"
-            if isinstance(error, ConnectionRefusedError)
-            else (f"is unreachable ({type(error).__name__})")
-        )
-        if len(endpoint.pools) > 1:
-            self.fail(
-                502, f"every upstream of {endpoint.name!r} failed; the last, {origin}, {reason}"
-            )
-        else:
-            self.fail(502, f"the upstream {origin} {reason}")
+        failure = connect_error(error, origin, endpoint.name if len(endpoint.pools) > 1 else None)
+        report_upstream(failure.kind, origin, failure.message)
+        self.fail(failure.status_code, failure.message)
 
     def fail(self, status: int, message: str) -> None:
         self.finished = True
@@ -382,7 +380,9 @@ class Relay:
         """No upstream connection came free within the pool timeout (``UpstreamPool``)."""
         if self.cancelled or self.exchange.finished:
             return
-        self.fail(503, f"no connection to the upstream {self.pool.origin} was free in time")
+        failure = pool_timeout(self.pool.origin)
+        report_upstream(failure.kind, self.pool.origin, failure.message)
+        self.fail(failure.status_code, failure.message)
 
     # -- request body (ServerExchange consumer) -----------------------------------------------
 
@@ -573,10 +573,18 @@ class Relay:
 
     def upstream_failed(self, reason: str) -> None:
         """The upstream broke the protocol: drop its connection, answer 502 if still possible."""
-        self._give_up(502, f"the upstream {self.pool.origin} {reason}")
+        failure = broken_answer(self.pool.origin, reason)
+        report_upstream(failure.kind, self.pool.origin, failure.message)
+        self._give_up(failure.status_code, failure.message)
 
     def upstream_timed_out(self) -> None:
-        self._give_up(504, f"the upstream {self.pool.origin} did not answer in time")
+        origin = self.pool.origin
+        if self.response_started:
+            failure = truncated_answer(origin, timed_out=True)
+        else:
+            failure = read_timeout(origin)
+        report_upstream(failure.kind, origin, failure.message)
+        self._give_up(failure.status_code, failure.message)
 
     def _give_up(self, status: int, message: str) -> None:
         """Detach from the connection first: its parser may still be running (this is called
@@ -636,6 +644,10 @@ class Relay:
                 exchange.finish(keep_alive=self.keep_client)
                 return
             self.finished = True
+            failure = truncated_answer(pool.origin)
+            report_upstream(failure.kind, pool.origin, failure.message)
             exchange.abort()  # the client must not take a truncated body for a whole one
             return
-        self.fail(502, f"the upstream {pool.origin} closed the connection before answering")
+        failure = no_answer(pool.origin)
+        report_upstream(failure.kind, pool.origin, failure.message)
+        self.fail(failure.status_code, failure.message)

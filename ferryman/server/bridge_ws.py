@@ -456,8 +456,10 @@ class WebSocketCycle:
         self.exchange.protocol.close()
 
     def _write(self, data: bytes) -> None:
-        transport = self.exchange.protocol.transport
+        protocol = self.exchange.protocol
+        transport = protocol.transport
         if transport is not None and not transport.is_closing():
+            protocol.idle_ticks = 0  # (a WebSocket is idle when neither side sends)
             transport.write(data)
 
     def _wake(self) -> None:

@@ -165,13 +165,15 @@ def _status_line(status: int, reason: bytes | None) -> bytes:
     return line
 
 
-def _error_head(status: int, body: bytes, close: bool = True) -> bytes:
+def _error_head(status: int, body: bytes, close: bool = True, http10: bool = False) -> bytes:
     headers = [
         (b"Content-Type", b"application/json"),
         (b"Content-Length", str(len(body)).encode("ascii")),
     ]
     if close:
         headers.append((b"Connection", b"close"))
+    elif http10:
+        headers.append((b"Connection", b"keep-alive"))  # (what HTTP/1.0 has to be told)
     return response_head(status, None, headers)
 
 
@@ -444,7 +446,8 @@ class ServerExchange:
             return
         # The connection stays usable when the request was read whole.
         keep_alive = self.body_complete and self.keep_alive and not self.upgrade
-        self.write(_error_head(status, body, close=not keep_alive) + body)
+        http10 = self.http_version == "1.0"
+        self.write(_error_head(status, body, close=not keep_alive, http10=http10) + body)
         self.finish(keep_alive=keep_alive)
 
     def start_tunnel(self) -> None:
@@ -489,6 +492,7 @@ class ServerProtocol(asyncio.Protocol):
         "_reading",
         "_reading_paused",
         "_refusal",
+        "_slice",
         "_send_ticks",
         "_tunnel",
         "_tunnel_rest",
@@ -519,6 +523,8 @@ class ServerProtocol(asyncio.Protocol):
         self.loop = loop
         self.scheme = scheme
         self.limits = limits
+        #: Reads longer than this are parsed in slices this long (see ``data_received``).
+        self._slice = max(min(limits.head // 4, 16384), 1024)
         self.transport: asyncio.Transport | None = None
         self.client: tuple[str, int] | None = None
         self.server: tuple[str, int] | None = None
@@ -587,14 +593,14 @@ class ServerProtocol(asyncio.Protocol):
                     self.pause_reading()  # (the client can still read; tick ends it)
             return
         size = len(data)
-        limit = self.limits.head
-        if size <= limit:
+        step = self._slice
+        if size <= step:
             self._feed(data, 0, size)
             return
         # A long read goes to the parser in slices, the count checked after each: a value,
         # chunk extension or trailer inside one read is cut at the limit too, before what
-        # follows it (the end of a body, say) can reach the handler.
-        step = max(limit // 4, 1024)
+        # follows it (the end of a body, say) can reach the handler. (What follows a head's
+        # end or body bytes in a slice is not counted: at most a slice past the limit.)
         for start in range(0, size, step):
             if not self._feed(data, start, min(start + step, size)):
                 return

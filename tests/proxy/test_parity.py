@@ -335,12 +335,6 @@ async def test_every_upstream_refused_reads_the_same_on_both_paths(
     assert b"every upstream of 'pair' failed; the last, " in seen["fast"][1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the fast relay's JSON errors (ServerExchange.send_error, protocol.py) do not tell an "
-    "HTTP/1.0 client the connection stays open; the general path's do, as both paths' "
-    "relayed answers do",
-)
 async def test_an_error_to_an_http10_client_kept_alive_reads_the_same_on_both_paths(
     serve: Serve, upstream: RecordingUpstream
 ) -> None:

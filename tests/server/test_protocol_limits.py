@@ -406,3 +406,21 @@ async def test_a_refusal_reaches_a_client_that_is_still_sending(serve: Serve) ->
         response = await read_response(reader)
         assert response.status == 413
         writer.close()
+
+
+async def test_an_overlong_chunk_extension_split_across_reads_is_cut(serve: Serve) -> None:
+    """The head and half of a 100 KB extension in one read, the rest and the body's end in
+    the next: what follows the head's end in the first read counts too (up to a slice)."""
+    served = await serve()
+    reader, writer = await served.connect()
+    writer.write(
+        b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5;ext="
+        + b"x" * 50_000
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.write(b"x" * 50_000 + b"\r\nhello\r\n0\r\n\r\n")
+    response = await read_response(reader)
+    assert response.status == 400
+    assert all(not seen.ended and not seen.answered for seen in served.handler.seen)
+    writer.close()
