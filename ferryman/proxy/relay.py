@@ -38,7 +38,13 @@ from ferryman.proxy.redirects import UpstreamRedirects
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
-from ferryman.server.protocol import RequestHandler, ServerExchange, response_head, status_line
+from ferryman.server.protocol import (
+    RequestHandler,
+    ServerExchange,
+    origin_form,
+    response_head,
+    status_line,
+)
 
 __all__ = ["EndpointRelay", "Relay"]
 
@@ -189,7 +195,7 @@ class EndpointRelay:
         """The request line and headers the upstream gets for ``exchange``."""
         target = exchange.target
         if target[:1] != b"/":
-            target = _origin_form(target)
+            target = origin_form(target)
         if self.rewrite is not None:
             target = self.rewrite.apply(target)
         if pool.base_path:
@@ -239,18 +245,6 @@ class EndpointRelay:
 
     def __repr__(self) -> str:
         return f"<EndpointRelay {self.name!r} -> {[pool.origin for pool in self.pools]}>"
-
-
-def _origin_form(target: bytes) -> bytes:
-    """``http://host/path?q`` -> ``/path?q``; ``*`` and anything else is left alone."""
-    scheme_end = target.find(b"://")
-    if scheme_end < 0:
-        return target
-    path_start = target.find(b"/", scheme_end + 3)
-    query_start = target.find(b"?", scheme_end + 3)
-    if path_start < 0 or (0 <= query_start < path_start):
-        return b"/" + (target[query_start:] if query_start >= 0 else b"")
-    return target[path_start:]
 
 
 class Relay:

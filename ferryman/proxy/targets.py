@@ -28,6 +28,7 @@ from typing import Final
 
 from ferryman.proxy.errors import error_body
 from ferryman.proxy.rewrite import Rewrite
+from ferryman.server.protocol import origin_form
 
 __all__ = [
     "ESCAPE_BODY",
@@ -65,31 +66,12 @@ def may_escape(target: bytes) -> bool:
     return _DOT in target and target.find(b"..") >= 0
 
 
-def _origin_form(target: bytes) -> bytes:
-    """An absolute-form target as the relay sends it (``http://h/p?q`` -> ``/p?q``); ``*``, an
-    authority, or anything else without a path gives ``b""``."""
-    if target[:1] == b"/":
-        return target
-    scheme_end = target.find(b"://")
-    if scheme_end < 0:
-        return b""
-    authority_end = len(target)
-    for mark in (b"/", b"?", b"#"):
-        found = target.find(mark, scheme_end + 3)
-        if 0 <= found < authority_end:
-            authority_end = found
-    rest = target[authority_end:]
-    return rest if rest[:1] == b"/" else b"/" + rest
-
-
 def _path(target: bytes) -> bytes:
-    """The path of an origin-form target: before ``?`` or ``#``."""
-    end = len(target)
-    for mark in (b"?", b"#"):
-        found = target.find(mark)
-        if 0 <= found < end:
-            end = found
-    return target[:end]
+    """The path of an origin-form target: before ``?``. A ``#`` has no place in a request
+    target (RFC 9112 section 3.2) and upstreams differ on it, so the path goes on past it:
+    ``/v1/#/../../x`` climbs for an upstream that takes the ``#`` as a character."""
+    end = target.find(b"?")
+    return target if end < 0 else target[:end]
 
 
 def escapes_root(target: bytes) -> bool:
@@ -98,7 +80,7 @@ def escapes_root(target: bytes) -> bool:
     documentation for the reading)."""
     if not may_escape(target):
         return False
-    path = _path(_origin_form(target))
+    path = _path(origin_form(target))
     if not may_escape(path):
         return False
     path = path.lower().replace(b"%2e", b".")
@@ -127,7 +109,7 @@ def target_escapes(target: bytes, rewrite: Rewrite | None = None, mount: bytes =
     """
     if not may_escape(target):
         return False
-    target = _origin_form(target)  # (what the rewrite and the upstream get)
+    target = origin_form(target)  # (what the rewrite and the upstream get)
     if escapes_root(target):
         return True
     if mount and target.startswith(mount):

@@ -36,9 +36,9 @@ from ferryman.server.bridge_ws import (
     refuse_upgrade,
 )
 from ferryman.server.controllers import ASGIApplication, Message
-from ferryman.server.protocol import ServerExchange, WriteGate, response_head
+from ferryman.server.protocol import ServerExchange, WriteGate, origin_form, response_head
 
-__all__ = ["ASGIBridge", "Lifespan", "origin_form"]
+__all__ = ["ASGIBridge", "Lifespan"]
 
 logger = logging.getLogger("ferryman.server")
 
@@ -99,19 +99,6 @@ class ASGIBridge:
         applications get ``websocket.disconnect`` and can end within the grace period."""
         for cycle in list(self.websockets):
             cycle.server_close(code, reason)
-
-
-def origin_form(target: bytes) -> bytes:
-    """``http://host/path?q`` -> ``/path?q`` (RFC 9112 3.2.2: a server takes the absolute form
-    too, and ASGI's ``raw_path`` is the path); ``*`` and anything else is left alone."""
-    scheme_end = target.find(b"://")
-    if scheme_end < 0:
-        return target
-    path_start = target.find(b"/", scheme_end + 3)
-    query_start = target.find(b"?", scheme_end + 3)
-    if path_start < 0 or (0 <= query_start < path_start):
-        return b"/" + (target[query_start:] if query_start >= 0 else b"")
-    return target[path_start:]
 
 
 class _Cycle:

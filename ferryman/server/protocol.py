@@ -46,6 +46,7 @@ __all__ = [
     "ServerProtocol",
     "ServerState",
     "WriteGate",
+    "origin_form",
     "response_head",
     "status_line",
 ]
@@ -163,6 +164,26 @@ def _status_line(status: int, reason: bytes | None) -> bytes:
         if len(_STATUS_LINES) < _MAX_STATUS_LINES:  # reasons come from upstreams: bounded
             _STATUS_LINES[status, reason] = line
     return line
+
+
+def origin_form(target: bytes) -> bytes:
+    """A request target as a path: ``http://host/path?q`` -> ``/path?q`` (RFC 9112 section
+    3.2.2: a server takes the absolute form too); a target that is not absolute (``*``, an
+    authority) is left alone. The authority ends at the first ``/``, ``?`` or ``#``: what is
+    relayed and what is checked (``ferryman.proxy.targets``) must be the same bytes."""
+    scheme_end = target.find(b"://")
+    if target[:1] == b"/" or scheme_end < 0:
+        return target
+    end = len(target)
+    for mark in _AUTHORITY_ENDS:
+        found = target.find(mark, scheme_end + 3)
+        if 0 <= found < end:
+            end = found
+    rest = target[end:]
+    return rest if rest[:1] == b"/" else b"/" + rest
+
+
+_AUTHORITY_ENDS: Final = (b"/", b"?", b"#")
 
 
 def _error_head(status: int, body: bytes, close: bool = True, http10: bool = False) -> bytes:

@@ -45,6 +45,8 @@ ESCAPING = [
     b"/..;jsessionid=1/x",  # Tomcat's path parameters
     b"/a/..;/..;/x",
     b"http://proxy.test/../x",  # absolute form: the path is what goes upstream
+    b"/x#/../..",  # no fragment in a request target: an upstream may take the # as a name
+    b"/#/../../x",
 ]
 
 #: Targets that stay inside the root: relayed byte for byte.
@@ -60,7 +62,8 @@ STAYING = [
     b"/%2e",
     b"/a/%2e%2e",
     b"/x?path=/../../etc",
-    b"/x#/../..",
+    b"/x?a#/../../..",  # (in the query: no path)
+    b"/a/#/../../x",  # (the # a name: a/#/.. and .. stay inside)
     b"/%252e%252e/x",  # decoded once, it is "%2e%2e": a name, not a dot segment
     b"/caf%C3%A9/%7Euser?q=%20",
     b"/",

@@ -85,6 +85,20 @@ async def test_a_target_climbing_above_the_base_path_is_refused_and_never_sent(
     assert upstream.requests == []
 
 
+async def test_a_hash_in_the_path_does_not_hide_dot_segments(
+    start_relay: StartRelay, upstream: ScriptedUpstream
+) -> None:
+    """A request target has no fragment (RFC 9112 section 3.2): an upstream that takes ``#`` as
+    a character reads ``/v1/#/../../internal`` as ``/internal``, so the check reads on past it.
+    (uvicorn cuts a ``#`` and what follows before the handler sees the target: nothing to check
+    on that path.)"""
+    relay = await start_relay(upstream.url + "/v1")
+    upstream.reset()
+    response = await get(relay.port, b"/#/../../internal/x")
+    assert response.status == 400
+    assert upstream.requests == []
+
+
 @pytest.mark.parametrize(
     "target", [b"/a/../b", b"/a/./b/%2e%2e/c", b"/a/%2E%2E", b"/x?next=/../../y", b"/...."]
 )
