@@ -71,6 +71,8 @@ POOL_TIMEOUT: Final = "no free connection"
 NO_ANSWER: Final = "no answer"
 MALFORMED: Final = "malformed answer"
 TRUNCATED: Final = "truncated answer"
+#: What an upstream did when its answer has a transfer coding other than one ``chunked``.
+FOREIGN_CODING: Final = "sent a transfer coding other than chunked"
 
 
 class UpstreamError(Exception):

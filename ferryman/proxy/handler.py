@@ -68,6 +68,7 @@ from ferryman.http.streams import EMPTY_STREAM, AsyncByteStream, ByteStream, Syn
 from ferryman.http.url import URL
 from ferryman.proxy.context import ProxyContext
 from ferryman.proxy.errors import (
+    FOREIGN_CODING,
     UpstreamError,
     broken_answer,
     error_response,
@@ -85,6 +86,7 @@ from ferryman.proxy.headers import (
     Locate,
     downstream_headers,
     header_pairs,
+    only_chunked,
     upstream_pieces,
 )
 from ferryman.proxy.logs import report_upstream
@@ -122,6 +124,7 @@ _SEND_OPTIONS: Final = frozenset(inspect.signature(AsyncClient.send).parameters)
     "request",
 }
 _FORWARDED_SCHEMES: Final = {"ws": "http", "wss": "https"}
+_TE: Final = b"transfer-encoding"
 
 
 class HTTPProxyHandler:
@@ -447,6 +450,12 @@ class HTTPProxyHandler:
                 await network_stream.aclose()  # (a switched connection is no pool's any more)
             error = broken_answer(_origin(upstream.url), "switched protocols unasked")
             await self._fail(error, ctx)
+            return
+        codings = [value for name, value in response.headers.raw if name.lower() == _TE]
+        if codings and (len(codings) > 1 or not only_chunked(codings[0])):
+            # (as the fast relay: a coding it cannot undo would go out as if it were the body)
+            await response.aclose()
+            await self._fail(broken_answer(_origin(upstream.url), FOREIGN_CODING), ctx)
             return
         locate = None
         if ours and self.response_rules.redirects and ctx.request is not None:

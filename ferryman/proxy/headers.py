@@ -34,6 +34,7 @@ __all__ = [
     "RawHeaders",
     "downstream_headers",
     "header_pairs",
+    "only_chunked",
     "plain_request_head",
     "plain_response_lines",
     "upstream_pieces",
@@ -566,6 +567,7 @@ class DownstreamHead:
         "_via",
         "chunked",
         "content_length",
+        "foreign_coding",
         "upgrade",
     )
 
@@ -586,6 +588,9 @@ class DownstreamHead:
         #: The answer's framing, which the relay needs: the parser does not tell it.
         self.content_length: int | None = None
         self.chunked = False
+        #: A transfer coding besides (or before) one ``chunked``: the relay cannot undo it, and
+        #: dropping Transfer-Encoding (hop-by-hop) would pass the coded bytes off as the body.
+        self.foreign_coding = False
         #: What a 101 answer upgrades to (``Upgrade`` itself is hop-by-hop).
         self.upgrade: bytes | None = None
 
@@ -614,6 +619,8 @@ class DownstreamHead:
             except ValueError:  # (llhttp refuses it; other header lists may hold one)
                 self.content_length = None
         elif kind == _TRANSFER_ENCODING:
+            if self.chunked or not only_chunked(value):
+                self.foreign_coding = True
             self.chunked = True
         elif kind == _VIA:
             self._via = value if self._via is None else self._via + b", " + value
@@ -692,6 +699,11 @@ _SPECIAL_RESPONSE_LINE: Final = re.compile(
 )
 
 
+def only_chunked(coding: bytes) -> bool:
+    """Whether a Transfer-Encoding value is ``chunked`` alone, the one coding a proxy undoes."""
+    return coding.strip(b" \t").lower() == b"chunked"
+
+
 def plain_response_lines(
     head: bytes, rules: HeaderRules = NO_RULES
 ) -> tuple[bytes, bytes, int | None, bool] | None:
@@ -736,6 +748,8 @@ def plain_response_lines(
         elif name == b"via":
             return None
         elif name == b"transfer-encoding":
+            if chunked or match[2].strip(b" \t") != b"chunked":
+                return None  # (the per-header way tells the relay of the coding it cannot undo)
             chunked = True
         elif name in (b"location", b"content-location", b"refresh"):  # (_REDIRECTING)
             if rules.redirects:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from ferryman.http.url import URL
+from ferryman.proxy.errors import FOREIGN_CODING
 from ferryman.proxy.headers import NO_RULES, DownstreamHead, HeaderRules, plain_response_lines
 from ferryman.proxy.redirects import UpstreamRedirects, client_host
 
@@ -543,6 +544,9 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             head = self._head
             if head.header_count() > self.pool.max_headers:
                 relay.upstream_failed(f"sent more than {self.pool.max_headers} headers")
+                return
+            if head.foreign_coding:
+                relay.upstream_failed(FOREIGN_CODING)
                 return
             self.content_length = head.content_length
             self.chunked = head.chunked

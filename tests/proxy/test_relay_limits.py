@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from ferryman.proxy import HTTPProxyHandler, ProxyContext
+from tests.proxy.conftest import Serve
 from tests.servers.relay_harness import StartRelay
 from tests.servers.slow_upstream import (
     RawResponse,
@@ -218,3 +220,26 @@ async def test_endless_chunk_framing_from_an_upstream_cuts_the_answer(
         await read_response(reader, timeout=10)
     writer.close()
     await wait_until(lambda: upstream.open_connections() == 0)
+
+
+@pytest.mark.parametrize("path", ["fast", "general"])
+@pytest.mark.parametrize(
+    "query",
+    [b"te=gzip,%20chunked", b"te=chunked,%20chunked", b"te=chunked&te=chunked"],
+    ids=["gzip, chunked", "chunked, chunked", "two headers"],
+)
+async def test_an_answer_with_a_coding_the_proxy_cannot_undo_is_a_502(
+    start_relay: StartRelay, serve: Serve, upstream: ScriptedUpstream, path: str, query: bytes
+) -> None:
+    """Transfer-Encoding is hop-by-hop: the proxy undoes ``chunked`` and frames the body its own
+    way. Any other coding would go to the client as if it were the body (found by the fuzz
+    target, tests/reliability/test_fuzz.py)."""
+    if path == "fast":
+        port = (await start_relay(upstream.url)).port
+    else:
+        port = (await serve(HTTPProxyHandler(ProxyContext(url=upstream.url)))).port
+    response = await roundtrip(port, b"GET /coded?%s HTTP/1.1\r\nHost: p\r\n\r\n" % query)
+    assert response.status == 502
+    assert error_of(response)["message"].endswith("sent a transfer coding other than chunked")
+    plain = await roundtrip(port, b"GET /coded HTTP/1.1\r\nHost: p\r\n\r\n")
+    assert (plain.status, plain.body) == (200, b"body")

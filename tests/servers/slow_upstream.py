@@ -145,6 +145,7 @@ class ScriptedUpstream(ThreadedStreamServer):
             "close-body": self._close_body,
             "cut-head": self._cut_head,
             "big-head": self._big_head,
+            "coded": self._coded,
             "many-headers": self._many_headers,
             "endless-value": self._endless_value,
             "endless-trailers": self._endless_trailers,
@@ -521,6 +522,13 @@ class ScriptedUpstream(ThreadedStreamServer):
                 await asyncio.sleep(0.001)
         else:
             ctx.write(head)
+
+    async def _coded(self, ctx: _Ctx) -> None:
+        """A chunked body under ``Transfer-Encoding: <te>`` (each ``te`` given a header)."""
+        await self._read_body(ctx)
+        codings = ctx.query.get("te", ["chunked"])
+        lines = b"".join(b"Transfer-Encoding: %s\r\n" % te.encode() for te in codings)
+        ctx.write(b"HTTP/1.1 200 OK\r\n" + lines + b"\r\n4\r\nbody\r\n0\r\n\r\n")
 
     async def _many_headers(self, ctx: _Ctx) -> None:
         """``n`` short headers in one head."""
