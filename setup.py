@@ -23,6 +23,8 @@ from setuptools.command.build_ext import build_ext
 
 #: Compiled together (one group: calls between them stay C calls), in import order.
 HOT_PATH = (
+    "ferryman/server/limits.py",
+    "ferryman/server/exchange.py",
     "ferryman/server/protocol.py",
     "ferryman/proxy/headers.py",
     "ferryman/proxy/targets.py",

@@ -434,10 +434,15 @@ class UpstreamConnection(asyncio.BufferedProtocol):
                 if self._body_left > READ_BUFFER_SIZE:
                     self._large_buffer()
             elif self._unparsed > self.pool.max_head:
-                # Past the head: chunk sizes, extensions or trailers with no body among them.
-                relay.upstream_failed(
-                    f"sent more than {self.pool.max_head} bytes of chunk framing or trailers"
-                )
+                if not relay.response_started:
+                    relay.upstream_failed(
+                        f"sent a response head larger than {self.pool.max_head} bytes"
+                    )
+                else:
+                    # Past the head: chunk sizes, extensions or trailers, no body among them.
+                    relay.upstream_failed(
+                        f"sent more than {self.pool.max_head} bytes of chunk framing or trailers"
+                    )
 
     def _head_too_large(self, relay: Relay, nbytes: int) -> bool:
         """This read would take the head past ``max_head`` bytes, unless the head ends within
@@ -537,10 +542,13 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             return
         status = self.parser.get_status_code()
         # 1xx answers (103 Early Hints, a stray 100) are not the answer: wait for the next head.
-        self._informational = status < 200 and status != 101
-        self._unparsed = 0
+        informational = self._informational = status < 200 and status != 101
+        if not informational:
+            # (interim heads and the final one share the limit: what follows an interim head
+            # in the read that ended it would otherwise go uncounted)
+            self._unparsed = 0
         relay = self.relay
-        if relay is not None and not self._informational:
+        if relay is not None and not informational:
             head = self._head
             if head.header_count() > self.pool.max_headers:
                 relay.upstream_failed(f"sent more than {self.pool.max_headers} headers")
@@ -589,11 +597,14 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             relay.response_body(body)
 
     def on_message_complete(self) -> None:
-        self._next_message()
         if self._informational:
+            unparsed = self._unparsed  # (counted on into the final head: on_headers_complete)
+            self._next_message()
+            self._unparsed = unparsed
             self._informational = False
             self._head_start = False  # the final head goes on in this (full) parser
             return
+        self._next_message()
         relay = self.relay
         if relay is not None:
             relay.response_end(self.parser.should_keep_alive())

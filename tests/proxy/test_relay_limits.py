@@ -187,8 +187,16 @@ async def test_an_idempotent_request_read_whole_goes_again_with_its_body(
         (b"/endless-value", "sent a response head larger than 65536 bytes"),
         (b"/many-headers?n=20000", "sent a response head larger than 65536 bytes"),
         (b"/many-headers?n=150", "sent more than 100 headers"),
+        (b"/early-hints?pad=70000", "sent a response head larger than 65536 bytes"),
     ],
-    ids=["100 KiB in one write", "100 KiB in pieces", "endless value", "20,000", "150"],
+    ids=[
+        "100 KiB in one write",
+        "100 KiB in pieces",
+        "endless value",
+        "20,000",
+        "150",
+        "after 103",
+    ],
 )
 async def test_an_upstream_head_over_the_limits_is_a_502(
     start_relay: StartRelay, upstream: ScriptedUpstream, path: bytes, message: str

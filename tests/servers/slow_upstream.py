@@ -578,10 +578,13 @@ class ScriptedUpstream(ThreadedStreamServer):
         await ctx.drain()
 
     async def _early_hints(self, ctx: _Ctx) -> None:
+        """103 then the answer; ``?pad=N``: both in one write, the answer's head N bytes long."""
         await self._read_body(ctx)
         ctx.write(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")
-        await ctx.drain()
-        ctx.send(200, b"final", [("X-After", "hints")])
+        pad = int(ctx.arg("pad", "0"))
+        if not pad:
+            await ctx.drain()
+        ctx.send(200, b"final", [("X-After", "hints"), ("X-Pad", "p" * pad)])
 
     async def _early_hints_split(self, ctx: _Ctx) -> None:
         """An interim answer and the final head in one write, the head's (long) end in the next."""
