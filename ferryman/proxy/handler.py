@@ -197,7 +197,7 @@ class HTTPProxyHandler:
         self._next = 0
         self._urls: dict[tuple[int, bytes], URL] = {}
         self._scope_urls: dict[tuple[object, ...], URL] = {}
-        # [headers: items 5, 10] the mount a target may not climb above; by upstream index,
+        # The mount a target may not climb above; by upstream index,
         # which URLs in answers are that upstream's (built when first needed)
         self.mount = mount.rstrip("/").encode("ascii") if mount else b""
         self._redirects: dict[int, UpstreamRedirects] = {}
@@ -308,7 +308,7 @@ class HTTPProxyHandler:
         if ctx.response is None:
             try:
                 self._prepare(ctx, received_url)
-            except RefusedTarget as exc:  # [headers: item 5] the client's error: no handler
+            except RefusedTarget as exc:  # the client's error: no handler
                 ctx.response = error_response(400, exc.message)
             except Exception as exc:
                 await self._fail(exc, ctx)
@@ -355,7 +355,7 @@ class HTTPProxyHandler:
             target = _raw_target(request, scope)
         else:
             target = request.url.raw_path
-        if target_escapes(target, self.rewrite, self.mount):  # [headers: item 5]
+        if target_escapes(target, self.rewrite, self.mount):
             raise RefusedTarget()
         if self.rewrite is not None:
             target = self.rewrite.apply(target)
@@ -459,7 +459,7 @@ class HTTPProxyHandler:
             return
         locate = None
         if ours and self.response_rules.redirects and ctx.request is not None:
-            locate = self._locator(index, ctx.request)  # [headers: item 10]
+            locate = self._locator(index, ctx.request)
         response.headers = Headers.from_raw(
             downstream_headers(response.headers.raw, rules=self.response_rules, locate=locate)
         )
@@ -469,7 +469,7 @@ class HTTPProxyHandler:
         ctx.response = response
 
     def _locator(self, index: int, request: Request) -> Locate:
-        """[headers: item 10] The upstream's own URLs in answers (``Location``...) as the
+        """The upstream's own URLs in answers (``Location``...) as the
         client of ``request`` reaches them through the proxy (see ``proxy.redirects``)."""
         redirects = self._redirects.get(index)
         if redirects is None:

@@ -105,7 +105,7 @@ class EndpointRelay:
         for pool in self.pools:
             pool.response_rules = response_rules  # (its connections build heads by them)
             pool.pool_timeout = pool_timeout
-            # [headers: item 10] the upstream's own URLs in answers, turned into the proxy's
+            # The upstream's own URLs in answers, turned into the proxy's.
             if response_rules.redirects:
                 scheme = pool.origin.split("://", 1)[0]
                 pool.redirects = UpstreamRedirects(
@@ -136,7 +136,7 @@ class EndpointRelay:
                 413, error_body(413, f"the request body is larger than {limit} bytes")
             )
             return
-        # [headers: item 5] a target climbing above the root never reaches an upstream (both
+        # A target climbing above the root never reaches an upstream (both
         # paths: the fallback's requests too); most targets leave after a memchr or two.
         target = exchange.target
         if may_escape(target) and target_escapes(target, self.rewrite):

@@ -110,7 +110,7 @@ class PrefixRouter:
             if target.startswith(prefix):
                 rest = target[len(prefix) : len(prefix) + 1]
                 if not rest or rest in (b"/", b"?"):
-                    # [headers: item 5] nor may a target climb above its endpoint's mount
+                    # Nor may a target climb above its endpoint's mount.
                     if may_escape(target) and target_escapes(target, mount=prefix):
                         exchange.send_error(400, ESCAPE_BODY)
                         return

@@ -121,7 +121,7 @@ class UpstreamPool:
         self.pool_timeout: float | None = 5.0
         self.max_head = MAX_HEAD_SIZE
         self.max_headers = MAX_HEADERS
-        #: [headers: item 10] Which URLs in answers are this upstream's, and the proxy's for
+        #: Which URLs in answers are this upstream's, and the proxy's for
         #: them: ``EndpointRelay`` sets them when its rules rewrite redirects.
         self.redirects: UpstreamRedirects | None = None
 
@@ -621,7 +621,7 @@ class UpstreamConnection(asyncio.BufferedProtocol):
         self.chunked = False
 
     def _locate(self, url: bytes) -> bytes | None:
-        """[headers: item 10] An absolute URL in the answer (``Location``...) as the client of
+        """An absolute URL in the answer (``Location``...) as the client of
         the request being answered reaches it through the proxy; ``None``: not the upstream's.
         The head builder calls it for those headers only."""
         relay = self.relay
