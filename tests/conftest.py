@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 import trustme
@@ -12,6 +12,8 @@ from hypothesis import HealthCheck, settings
 from tests.servers.edge import EdgeServer
 from tests.servers.httpbin_server import HttpbinServer
 from tests.servers.hypercorn_server import HypercornServer
+from tests.servers.nginx_server import NginxServer, nginx_available
+from tests.servers.slow_upstream import ScriptedUpstream
 from tests.servers.uvicorn_server import UvicornServer
 
 # Property tests check behaviour, not speed: on a loaded CI machine, Hypothesis's timing checks
@@ -91,3 +93,24 @@ def hypercorn(_server_pem: str) -> Iterator[HypercornServer]:
     server = HypercornServer(_server_pem, _server_pem).start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def start_nginx(
+    upstream: ScriptedUpstream, _server_pem: str
+) -> Iterator[Callable[..., NginxServer]]:
+    """Starts nginx (HTTP/2 over TLS, the test CA's certificate) in front of the test module's
+    scripted ``upstream``; ``start_nginx(keepalive_requests=50)``. Skips without nginx."""
+    if not nginx_available():
+        pytest.skip("nginx is not installed")
+    started: list[NginxServer] = []
+
+    def start(**options: int) -> NginxServer:
+        server = NginxServer(upstream.port, _server_pem, _server_pem, **options)
+        started.append(server)
+        return server.start()
+
+    upstream.reset()
+    yield start
+    for server in started:
+        server.stop()

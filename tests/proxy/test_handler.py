@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -24,6 +25,8 @@ from ferryman.server import ASGIKernel
 from tests.proxy.conftest import Serve
 from tests.servers.edge import EdgeServer, pattern
 from tests.servers.httpbin_server import HttpbinServer
+from tests.servers.nginx_server import NginxServer
+from tests.servers.slow_upstream import ScriptedUpstream, wait_until
 from tests.servers.uvicorn_server import UvicornServer
 
 
@@ -311,6 +314,36 @@ async def test_request_options_are_passed_to_the_client(
     target = "/redirect-to?url=/get&status_code=302"
     assert (await client.get(f"{proxy.url}{target}", allow_redirects=False)).status_code == 302
     assert (await client.get(f"{follow.url}{target}", allow_redirects=False)).status_code == 200
+
+
+async def test_an_http2_upstream_reloaded_mid_request_answers_each_request_once(
+    serve: Serve,
+    start_nginx: Callable[..., NginxServer],
+    upstream: ScriptedUpstream,
+    ca_bundle: str,
+    client: ferryman.AsyncClient,
+) -> None:
+    # Issue 21, through the proxy: with request_options {http2: true} the upstream calls share
+    # an HTTP/2 connection; nginx reloaded while they run must answer each once, POSTs too.
+    nginx = start_nginx()
+    handler = HTTPProxyHandler(
+        ProxyContext(url=nginx.url),
+        request_options={"http2": True, "verify": ca_bundle},
+        request_buffer=65536,  # the endpoint default: a small body can go again if declined
+    )
+    proxy = await serve(handler)
+
+    async def one(method: str, index: int) -> tuple[int, bytes]:
+        url = f"{proxy.url}/slow?delay=1.5&id={method}{index}"
+        response = await client.request(method, url, content=b"pay" if method == "POST" else None)
+        return response.status_code, response.content
+
+    tasks = [asyncio.ensure_future(one(m, i)) for i in range(5) for m in ("GET", "POST")]
+    assert await wait_until(lambda: len(upstream.requests) == 10)
+    nginx.reload()
+    assert await asyncio.gather(*tasks) == [(200, b"late")] * 10
+    assert sorted(Counter(request.target for request in upstream.requests).values()) == [1] * 10
+    await handler.aclose()
 
 
 def test_unknown_request_options_are_refused() -> None:

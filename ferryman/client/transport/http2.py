@@ -5,6 +5,12 @@ feeds received bytes to h2, routes h2's events to the stream they concern, and w
 wants sent. Requests share the connection as streams; the pool reserves a stream slot
 (``in_flight``) before it hands the connection to a request, so this class never queues.
 
+A GOAWAY from the server ends the connection for new streams only (RFC 9113 6.8): the streams
+up to its last stream id are read to their end, and those above it fail as unprocessed, so the
+pool sends them again on another connection. h2 itself closes its state machine on a received
+GOAWAY and then refuses every later frame, the answers still due included; ``_H2State`` keeps
+it open (see there).
+
 Writes are coalesced: a request's HEADERS frame is written on the next loop iteration, so the
 requests that tasks start in one iteration leave in one ``write()`` (one TLS record, one
 syscall) instead of one each. Received DATA is acknowledged (WINDOW_UPDATE) only as the reader
@@ -25,6 +31,7 @@ import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
+from hyperframe.frame import Frame, GoAwayFrame
 
 from ferryman.client.transport import _trace
 from ferryman.client.transport.http11_request import aiter_sync
@@ -89,8 +96,12 @@ class StreamNotAnswered(RemoteProtocolError):
     ``unprocessed`` is True when HTTP/2 guarantees the server did not act on the request
     (it was never sent, its stream is above a GOAWAY's last stream id, or it was refused):
     the pool may send it again. ``idempotent_retry``: the connection was lost with no byte of
-    an answer, on a connection that had served before (an idle close racing the request) or
-    that the server had announced it was leaving (GOAWAY): an idempotent request may go again.
+    an answer, on a connection that had served before (an idle close racing the request) and
+    with no GOAWAY received: an idempotent request may go again. A stream a GOAWAY counted as
+    taken (at or below its last stream id) and then lost is neither: the server may have acted.
+    ``rotated``: declined by a GOAWAY whose last stream id is not 0 (a reload,
+    ``keepalive_requests``): that server took at least the connection's first stream, so each
+    such GOAWAY is progress, and the pool does not count it against its resend limit.
     """
 
     def __init__(
@@ -100,11 +111,40 @@ class StreamNotAnswered(RemoteProtocolError):
         unprocessed: bool,
         idempotent_retry: bool = False,
         body_started: bool = True,
+        rotated: bool = False,
     ) -> None:
         super().__init__(message)
         self.unprocessed = unprocessed
         self.idempotent_retry = idempotent_retry
         self.body_started = body_started
+        self.rotated = rotated
+
+
+class _H2State(h2.connection.H2Connection):
+    """h2's connection, kept open after a received GOAWAY.
+
+    h2 (4.4 as of this writing; python-hyper/h2#1181, open since 2019) moves its state
+    machine to CLOSED on a GOAWAY and drops what it had queued to send (a SETTINGS or PING
+    acknowledgement included); every later frame is then a ProtocolError ("Invalid input
+    RECV_HEADERS in state CLOSED"), the answers the GOAWAY promised included. Here the GOAWAY
+    only becomes h2's own ``ConnectionTerminated`` event: no new stream is opened after it
+    because ``AsyncHTTP2Connection`` stops taking them, and the streams in progress keep
+    sending and receiving (request body data and window updates included) until the
+    connection closes. The tests against nginx and the scripted server fail if an h2 release
+    stops calling this method.
+    """
+
+    def _receive_goaway_frame(
+        self, frame: GoAwayFrame
+    ) -> tuple[list[Frame], list[h2.events.Event]]:
+        event = h2.events.ConnectionTerminated()
+        try:
+            event.error_code = h2.errors.ErrorCodes(frame.error_code)
+        except ValueError:
+            event.error_code = frame.error_code
+        event.last_stream_id = frame.last_stream_id
+        event.additional_data = frame.additional_data or None
+        return [], [event]
 
 
 class _Stream:
@@ -151,7 +191,7 @@ class AsyncHTTP2Connection(asyncio.Protocol):
         self.origin = origin
         self._loop = loop
         self._transport = transport
-        self._h2 = h2.connection.H2Connection(config=_CONFIG)
+        self._h2 = _H2State(config=_CONFIG)
         self._streams: dict[int, _Stream] = {}
         self.state = OPEN
         self.in_flight = 0  # stream slots the pool handed out and not yet given back
@@ -265,6 +305,8 @@ class AsyncHTTP2Connection(asyncio.Protocol):
             _wake(stream)
 
     def _on_goaway(self, event: h2.events.ConnectionTerminated) -> None:
+        """No new streams; those above the last stream id go again elsewhere, the others are
+        still answered (a server may send a second GOAWAY with a lower last stream id)."""
         last = event.last_stream_id or 0
         for stream in self._streams.values():
             if stream.stream_id > last and not stream.remote_ended:
@@ -272,6 +314,7 @@ class AsyncHTTP2Connection(asyncio.Protocol):
                     f"the server is going away and did not process stream {stream.stream_id}",
                     unprocessed=True,
                     body_started=stream.body_started,
+                    rotated=last > 0,
                 )
                 stream.remote_ended = True
                 _wake(stream)
@@ -309,10 +352,15 @@ class AsyncHTTP2Connection(asyncio.Protocol):
         if cause is None and self._closed_locally:
             return ReadError("the connection was closed")
         if not stream.status and not stream.chunks:
+            # After a GOAWAY that took this stream the server may have acted on it: no resend.
+            taken = self._goaway_received
+            message = f"{cause or 'the server closed the connection'}; the request got no answer"
+            if taken:
+                message += " (its GOAWAY had taken the stream: it may have been processed)"
             error: RemoteProtocolError = StreamNotAnswered(
-                f"{cause or 'the server closed the connection'}; the request got no answer",
+                message,
                 unprocessed=False,
-                idempotent_retry=stream.reused or self._goaway_received,
+                idempotent_retry=stream.reused and not taken,
                 body_started=stream.body_started,
             )
         else:

@@ -56,7 +56,10 @@ __all__ = ["AsyncConnectionPool"]
 CLOSE_GRACE = 0.25
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _NO_TIMEOUTS: dict[str, float | None] = {}
-# Times a request goes again after the server declined its stream (GOAWAY, REFUSED_STREAM).
+# Times a request goes again after the server declined its stream (REFUSED_STREAM, a GOAWAY
+# that took no stream) or lost it unanswered. A GOAWAY that names streams it took (a reload,
+# keepalive_requests) is not counted: each one completes streams, so a burst larger than the
+# server's per-connection limit gets through, however many connections that takes.
 HTTP2_RESENDS = 3
 
 # A connection that is not an AsyncHTTP11Connection is an AsyncHTTP2Connection.
@@ -366,11 +369,12 @@ class AsyncConnectionPool:
             try:
                 return await conn.handle_async_request(request)
             except StreamNotAnswered as exc:
-                if resends <= 0 or not _can_resend_http2(exc, request):
+                if not _can_resend_http2(exc, request) or (resends <= 0 and not exc.rotated):
                     if exc.request is None:
                         exc.request = request
                     raise
-                resends -= 1
+                if not exc.rotated:  # a GOAWAY naming streams it took: the server made progress
+                    resends -= 1
             except TransportError as exc:
                 if exc.request is None:
                     exc.request = request

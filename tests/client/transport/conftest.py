@@ -1,4 +1,5 @@
-"""HTTP/2 servers for the transport tests: hypercorn, and a scripted one that misbehaves."""
+"""HTTP/2 servers for the transport tests: a scripted one that misbehaves, and the scripted
+HTTP/1.1 upstream (nginx stands in front of it: ``start_nginx`` in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+from hyperframe.frame import GoAwayFrame
 
 from tests.servers.slow_upstream import ScriptedUpstream
 
@@ -41,12 +43,21 @@ class ScriptedH2Server:
     ``/no-window``: no answer, and uploaded data is never acknowledged (the flow-control
     window stays shut); ``/disown``: part of a body, then a GOAWAY whose last stream id (0)
     says the stream was never processed (``disowned`` counts them).
+
+    ``/graceful`` is a server going away politely, as nginx does on a reload: once the first
+    connection has ``graceful_batch`` such streams, a GOAWAY names the second as the last it
+    took, and then (in writes of their own: head, then body) those up to it are answered; the
+    ones above get nothing. ``/graceful-cut``: the same GOAWAY, then the socket closes with the
+    taken streams unanswered. Later connections answer both at once. ``executed`` lists what
+    was acted on: (connection, path and query).
     """
 
     def __init__(self) -> None:
         self.connections = 0
         self.refused = 0
         self.disowned = 0
+        self.graceful_batch = 4
+        self.executed: list[tuple[int, bytes]] = []
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._ready = threading.Event()
@@ -89,6 +100,7 @@ class ScriptedH2Server:
         writer.write(conn.data_to_send())
         first_stream = 0
         paths: dict[int, bytes] = {}
+        graceful: list[tuple[int, bytes]] = []
         try:
             while data := await reader.read(65536):
                 for event in conn.receive_data(data):
@@ -102,7 +114,18 @@ class ScriptedH2Server:
                     if not isinstance(event, h2.events.RequestReceived):
                         continue
                     stream_id = event.stream_id
-                    path = paths[stream_id] = dict(event.headers)[b":path"]
+                    target = dict(event.headers)[b":path"]
+                    path = paths[stream_id] = target.partition(b"?")[0]
+                    if path in (b"/graceful", b"/graceful-cut"):
+                        if number > 1:
+                            self._answer(conn, number, stream_id, target)
+                            continue
+                        graceful.append((stream_id, target))
+                        if len(graceful) == self.graceful_batch:
+                            await self._go_away_gracefully(conn, writer, number, graceful)
+                            if path == b"/graceful-cut":
+                                return
+                        continue
                     if path == b"/goaway-after-first" and first_stream:
                         conn.close_connection(last_stream_id=first_stream)
                         return
@@ -143,3 +166,38 @@ class ScriptedH2Server:
             if not writer.is_closing():
                 writer.write(conn.data_to_send())
                 writer.close()
+
+    def _answer(
+        self, conn: h2.connection.H2Connection, number: int, stream_id: int, target: bytes
+    ) -> None:
+        self.executed.append((number, target))
+        conn.send_headers(stream_id, [(b":status", b"200")])
+        conn.send_data(stream_id, b"%s on connection %d" % (target, number), end_stream=True)
+
+    async def _go_away_gracefully(
+        self,
+        conn: h2.connection.H2Connection,
+        writer: asyncio.StreamWriter,
+        number: int,
+        streams: list[tuple[int, bytes]],
+    ) -> None:
+        """GOAWAY naming the second stream as the last taken, written by hand: h2 would close
+        its own state machine and refuse to answer the streams the GOAWAY promises."""
+        last = sorted(stream_id for stream_id, _ in streams)[1]
+        writer.write(conn.data_to_send() + GoAwayFrame(0, last_stream_id=last).serialize())
+        await writer.drain()
+        taken = [(stream_id, target) for stream_id, target in streams if stream_id <= last]
+        if taken[0][1].startswith(b"/graceful-cut"):
+            self.executed += [(number, target) for _, target in taken]  # then the crash
+            return
+        await asyncio.sleep(0.05)  # the answers come in reads of their own, after the GOAWAY
+        for stream_id, _ in taken:
+            conn.send_headers(stream_id, [(b":status", b"200")])
+        writer.write(conn.data_to_send())
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        for stream_id, target in taken:
+            self.executed.append((number, target))
+            conn.send_data(stream_id, b"%s on connection %d" % (target, number), end_stream=True)
+        writer.write(conn.data_to_send())
+        await writer.drain()

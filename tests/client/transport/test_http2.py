@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import h2.config
@@ -29,11 +30,14 @@ from ferryman.client.transport.http2 import (
     STREAM_WINDOW,
     AsyncHTTP2Connection,
     HTTP2ResponseStream,
+    StreamNotAnswered,
     http2_header_fields,
 )
 from tests.client.transport.conftest import ScriptedH2Server
 from tests.servers.edge import EdgeServer
 from tests.servers.hypercorn_server import HypercornServer, pattern
+from tests.servers.nginx_server import NginxServer
+from tests.servers.slow_upstream import ScriptedUpstream, wait_until
 
 
 class Recorder:
@@ -384,6 +388,71 @@ async def test_a_goaway_disowning_an_answered_stream_does_not_send_it_again(
     assert scripted_h2.disowned == 1
 
 
+# Four requests sent at once, streams 1, 3, 5, 7 in this order: the scripted server's GOAWAY
+# names stream 3 as the last it took.
+_GET_POST_GET_POST = [("GET", "a"), ("POST", "b"), ("GET", "c"), ("POST", "d")]
+
+
+async def _send_all(pool: AsyncConnectionPool, url: str) -> list[bytes | BaseException]:
+    """Send ``_GET_POST_GET_POST`` at once to ``url``, bodies read (or the error)."""
+
+    async def one(method: str, name: str) -> bytes:
+        content = b"body of " + name.encode() if method == "POST" else None
+        response = await pool.handle_async_request(
+            Request(method, f"{url}?r={name}", content=content)
+        )
+        return await response.aread()
+
+    requests = (one(method, name) for method, name in _GET_POST_GET_POST)
+    results = await asyncio.gather(*requests, return_exceptions=True)
+    return list(results)
+
+
+async def test_streams_up_to_a_goaways_last_stream_id_are_still_answered(
+    scripted_h2: ScriptedH2Server,
+) -> None:
+    # Issue 21: h2 closed its state machine on the GOAWAY, so the answers that came after it
+    # broke the connection: GETs went again (the server ran them twice), POSTs failed.
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        results = await _send_all(pool, scripted_h2.url + "/graceful")
+        # Streams 1 and 3 were taken and answered on the first connection; 5 and 7, above
+        # the last stream id, went again (a POST too) on a new one.
+        assert results == [
+            b"/graceful?r=a on connection 1",
+            b"/graceful?r=b on connection 1",
+            b"/graceful?r=c on connection 2",
+            b"/graceful?r=d on connection 2",
+        ]
+        later = await pool.handle_async_request(Request("GET", scripted_h2.url + "/ok"))
+        assert await later.aread() == b"connection 2"  # new requests: not on the old one
+    assert sorted(scripted_h2.executed) == [  # each once
+        (1, b"/graceful?r=a"),
+        (1, b"/graceful?r=b"),
+        (2, b"/graceful?r=c"),
+        (2, b"/graceful?r=d"),
+    ]
+
+
+async def test_a_stream_taken_before_a_goaway_and_then_lost_is_not_sent_again(
+    scripted_h2: ScriptedH2Server,
+) -> None:
+    # The GOAWAY says the server may have acted on streams 1 and 3; the connection then closes
+    # without their answers. Even a GET fails rather than run twice; 5 and 7 go again.
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        results = await _send_all(pool, scripted_h2.url + "/graceful-cut")
+    assert all(isinstance(result, StreamNotAnswered) for result in results[:2])
+    assert results[2:] == [
+        b"/graceful-cut?r=c on connection 2",
+        b"/graceful-cut?r=d on connection 2",
+    ]
+    assert sorted(scripted_h2.executed) == [
+        (1, b"/graceful-cut?r=a"),
+        (1, b"/graceful-cut?r=b"),
+        (2, b"/graceful-cut?r=c"),
+        (2, b"/graceful-cut?r=d"),
+    ]
+
+
 async def test_goaway_with_an_error_mid_body(scripted_h2: ScriptedH2Server) -> None:
     async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
         response = await pool.handle_async_request(
@@ -413,6 +482,103 @@ async def test_read_timeout_resets_the_stream_and_keeps_the_connection(
             )
         ok = await pool.handle_async_request(Request("GET", scripted_h2.url + "/ok"))
         assert await ok.aread() == b"connection 1"
+
+
+# -- servers that go away (GOAWAY, RFC 9113 6.8) ------------------------------------------------
+
+
+def _executions(upstream: ScriptedUpstream) -> Counter[str]:
+    return Counter(request.target for request in upstream.requests)
+
+
+async def test_nginx_reload_answers_every_stream_in_flight_once(
+    start_nginx: Callable[..., NginxServer], upstream: ScriptedUpstream, ca_bundle: str
+) -> None:
+    # Issue 21: on a reload, GETs in flight ran twice upstream and POSTs failed although
+    # nginx had run them. The old worker's GOAWAY names them all: they are answered.
+    nginx = start_nginx()
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+
+        async def one(method: str, index: int) -> tuple[int, bytes]:
+            content = b"payload" if method == "POST" else None
+            url = f"{nginx.url}/slow?delay=1.5&id={method}{index}"
+            response = await pool.handle_async_request(Request(method, url, content=content))
+            return response.status_code, await response.aread()
+
+        tasks = [asyncio.ensure_future(one(m, i)) for i in range(10) for m in ("GET", "POST")]
+        assert await wait_until(lambda: len(upstream.requests) == 20)  # all taken by nginx
+        [conn] = pool.connections
+        nginx.reload()
+        assert await wait_until(lambda: conn.going_away)  # the old worker's GOAWAY came
+        assert not any(task.done() for task in tasks)
+        assert await asyncio.gather(*tasks) == [(200, b"late")] * 20
+        after = await pool.handle_async_request(Request("GET", nginx.url + "/echo?id=after"))
+        await after.aread()
+        assert after.extensions["stream_id"] == 1  # a new connection, to the new worker
+    executions = _executions(upstream)
+    assert len(executions) == 21 and set(executions.values()) == {1}
+
+
+@pytest.mark.parametrize("keepalive_requests", [50, 10])
+async def test_a_burst_above_nginx_keepalive_requests_goes_through(
+    start_nginx: Callable[..., NginxServer],
+    upstream: ScriptedUpstream,
+    ca_bundle: str,
+    keepalive_requests: int,
+) -> None:
+    # Issue 21: 100 of 120 GETs failed with keepalive_requests 50. Each connection takes that
+    # many streams, its GOAWAY sends the others to the next one: with 10, a request may be
+    # declined a dozen times, each time by a connection that served others.
+    nginx = start_nginx(keepalive_requests=keepalive_requests)
+    async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+
+        async def one(index: int) -> tuple[int, int]:
+            method = "POST" if index % 2 else "GET"
+            content = b"payload" if method == "POST" else None
+            url = f"{nginx.url}/echo?id={index}"
+            response = await pool.handle_async_request(Request(method, url, content=content))
+            await response.aread()
+            return response.status_code, response.extensions["stream_id"]
+
+        results = await asyncio.gather(*(one(index) for index in range(120)))
+    assert {status for status, _ in results} == {200}
+    assert max(stream_id for _, stream_id in results) < 2 * keepalive_requests
+    executions = _executions(upstream)
+    assert len(executions) == 120 and set(executions.values()) == {1}
+
+
+async def test_hypercorn_shutting_down_answers_the_streams_in_flight(
+    _server_pem: str, ca_bundle: str
+) -> None:
+    # hypercorn's goodbye: it finishes the streams it has, then sends GOAWAY and closes. (Its
+    # keep_alive_max_requests GOAWAY cannot be tested for answers: hypercorn's own h2 state
+    # closes with the GOAWAY it sends, so the streams it names are never answered.)
+    server = HypercornServer(_server_pem, _server_pem).start()
+    try:
+        async with AsyncConnectionPool(http2=True, verify=ca_bundle) as pool:
+
+            async def one(method: str, index: int) -> tuple[int, str, int]:
+                content = b"x" * index if method == "POST" else None
+                url = f"{server.url}/slow?delay=0.5&i={index}"
+                response = await pool.handle_async_request(Request(method, url, content=content))
+                body = json.loads(await response.aread())
+                return response.status_code, body["method"], body["body_size"]
+
+            methods = ("GET", "POST")
+            tasks = [asyncio.ensure_future(one(m, i)) for i in range(10) for m in methods]
+            assert await wait_until(lambda: len(pool.connections) == 1)
+            [conn] = pool.connections
+            await asyncio.sleep(0.2)  # the requests reach the server
+            stopped = asyncio.ensure_future(asyncio.to_thread(server.stop))
+            results = await asyncio.gather(*tasks)
+            assert results == [
+                (200, m, i if m == "POST" else 0) for i in range(10) for m in methods
+            ]
+            assert await wait_until(lambda: conn.is_closed)  # GOAWAY, then the close
+            assert pool.connections == []
+            await stopped
+    finally:
+        server.stop()
 
 
 # -- pool life cycle -----------------------------------------------------------------------------
