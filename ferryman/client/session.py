@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Coroutine, Iterable, Mapping
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
+
+from wsproto.extensions import Extension
 
 from ferryman.client.auth import Auth, to_auth
 from ferryman.client.body import ClientBodyStream
@@ -228,6 +230,8 @@ class AsyncClient:
         http2: bool | None = None,
         pool_size: int | None = None,
         websocket_handler: Any = None,
+        subprotocols: Sequence[str] | str | None = None,
+        websocket_extensions: Sequence[Extension] | None = None,
         extensions: dict[str, Any] | None = None,
         pre_request: Handler | Iterable[Handler] | None = None,
         on_headers: Handler | Iterable[Handler] | None = None,
@@ -237,8 +241,11 @@ class AsyncClient:
     ) -> Any:
         """Send a request and return its :class:`Response` (read in full unless ``stream``).
 
-        With ``websocket_handler`` (or a ``ws://``/``wss://`` URL) the request is a WebSocket
-        upgrade and the return value is the open :class:`WebSocketConnection`.
+        With ``websocket_handler``, ``subprotocols`` or ``websocket_extensions`` (or a
+        ``ws://``/``wss://`` URL) the request is a WebSocket upgrade and the return value is
+        the open :class:`WebSocketConnection`. ``subprotocols`` are offered in order of
+        preference (the server's choice is ``ws.subprotocol``); ``websocket_extensions`` are
+        wsproto extension objects, e.g. ``[PerMessageDeflate()]``, copied for each connection.
         """
         if self._closed:
             raise RuntimeError("this client has been closed")
@@ -254,10 +261,17 @@ class AsyncClient:
             and pool_size is None
         ):
             transport = self._router.select(request.url, verify, cert, proxies, http2, pool_size)
-        if websocket_handler is not None or request.url.scheme in ("ws", "wss"):
+        if (
+            websocket_handler is not None
+            or subprotocols is not None
+            or websocket_extensions is not None
+            or request.url.scheme in ("ws", "wss")
+        ):
             # An upgrade needs HTTP/1.1: an h2 pool would strip its Upgrade headers.
             transport = self._router.select(request.url, verify, cert, proxies, False, pool_size)
-            return await self._connect_websocket(transport, request, websocket_handler)
+            return await self._connect_websocket(
+                transport, request, websocket_handler, subprotocols, websocket_extensions
+            )
         handlers = self._handlers_for(
             pre_request, on_headers, post_request, data_received, data_processed
         )
@@ -465,12 +479,19 @@ class AsyncClient:
         return base.copy_with(raw_path=base_path + parsed.raw_path.lstrip(b"/"))
 
     async def _connect_websocket(
-        self, transport: AsyncTransport, request: Request, handler: Any
+        self,
+        transport: AsyncTransport,
+        request: Request,
+        handler: Any,
+        subprotocols: Sequence[str] | str | None,
+        extensions: Sequence[Extension] | None,
     ) -> WebSocketConnection:
         """Upgrade to a WebSocket: the session's headers and cookies go with the handshake."""
         headers = Headers(request.headers)
         headers.pop("accept-encoding", None)  # no compressed HTTP body will follow
-        upgrade, handshake = handshake_request(request.url, headers=headers)
+        upgrade, handshake = handshake_request(
+            request.url, headers=headers, subprotocols=subprotocols or (), extensions=extensions
+        )
         upgrade.extensions = request.extensions
         response = await transport.handle_async_request(upgrade)
         return await open_websocket(response, handshake, handler)

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
+from wsproto.extensions import Extension
+
 from ferryman.client.hooks import EventHandlers
 from ferryman.client.session import AsyncClient
 from ferryman.client.transport.sync import LoopThread, SyncResponseStream
@@ -178,6 +180,10 @@ class SyncWebSocket:
     @property
     def subprotocol(self) -> str | None:
         return self.connection.subprotocol
+
+    @property
+    def extensions(self) -> tuple[Extension, ...]:
+        return self.connection.extensions
 
     def send(self, message: str | bytes) -> None:
         self._portal.run(self.connection.send(message))

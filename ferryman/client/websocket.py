@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import inspect
 import logging
 import os
+import re
 from collections import deque
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
@@ -55,6 +57,8 @@ DEFAULT_CLOSE_TIMEOUT = 10.0
 READ_SIZE = 64 * 1024
 
 _HTTP_SCHEMES = {"ws": "http", "wss": "https", "http": "http", "https": "https"}
+# A subprotocol name is an RFC 7230 token (RFC 6455 section 4.1).
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _OPEN = ConnectionState.OPEN
 _CLOSED = ConnectionState.CLOSED
 
@@ -101,10 +105,16 @@ def handshake_request(
     url: URL | str,
     *,
     headers: HeadersTypes | None = None,
-    subprotocols: Sequence[str] = (),
+    subprotocols: Sequence[str] | str = (),
     extensions: Sequence[Extension] | None = None,
 ) -> tuple[Request, WebSocketHandshake]:
-    """The upgrade request for ``url`` (``ws://`` and ``wss://`` become ``http``/``https``)."""
+    """The upgrade request for ``url`` (``ws://`` and ``wss://`` become ``http``/``https``).
+
+    ``subprotocols`` are offered in order of preference; a ``Sec-WebSocket-Protocol`` header
+    among ``headers`` is read as the same offer, so the server's choice is checked against
+    what was really sent. ``extensions`` are wsproto extension objects used as templates: each
+    handshake negotiates on copies, so one list can serve any number of connections.
+    """
     url = url if isinstance(url, URL) else URL(url)
     scheme = _HTTP_SCHEMES.get(url.scheme)
     if scheme is None:
@@ -113,13 +123,22 @@ def handshake_request(
         )
     key = generate_nonce()
     merged = Headers(headers)
+    offered_protocols = _subprotocol_offer(merged, subprotocols)
+    if "sec-websocket-extensions" in merged:
+        # An extension changes how frames are read and written: one the connection does not
+        # run would garble every message once the server accepted it.
+        raise ValueError(
+            "a Sec-WebSocket-Extensions header cannot be set by hand: the extensions offered "
+            "must be ones the connection runs; pass them as objects instead, e.g. "
+            "websocket_extensions=[wsproto.extensions.PerMessageDeflate()]"
+        )
     merged["Upgrade"] = "websocket"
     merged["Connection"] = "Upgrade"
     merged["Sec-WebSocket-Key"] = key.decode("ascii")
     merged["Sec-WebSocket-Version"] = "13"
-    if subprotocols:
-        merged["Sec-WebSocket-Protocol"] = ", ".join(subprotocols)
-    offered = tuple(extensions or ())
+    if offered_protocols:
+        merged["Sec-WebSocket-Protocol"] = ", ".join(offered_protocols)
+    offered = tuple(copy.copy(extension) for extension in extensions or ())
     offers = ((extension.name, extension.offer()) for extension in offered)
     offer_list = ", ".join(  # as wsproto's own handshake writes it
         f"{name}; {offer}" if isinstance(offer, str) and offer else name
@@ -130,7 +149,32 @@ def handshake_request(
         merged["Sec-WebSocket-Extensions"] = offer_list
     # RFC 6455 section 3: a WebSocket URL has no fragment.
     request = Request("GET", url.copy_with(scheme=scheme, fragment=None), headers=merged)
-    return request, WebSocketHandshake(key, tuple(subprotocols), offered)
+    return request, WebSocketHandshake(key, offered_protocols, offered)
+
+
+def _subprotocol_offer(headers: Headers, subprotocols: Sequence[str] | str) -> tuple[str, ...]:
+    """The subprotocols to offer: the argument, else a hand-set ``Sec-WebSocket-Protocol``."""
+    given = (subprotocols,) if isinstance(subprotocols, str) else tuple(subprotocols)
+    hand_set = tuple(
+        token.strip()
+        for token in headers.get_list("sec-websocket-protocol", split_commas=True)
+        if token.strip()
+    )
+    if given and hand_set and given != hand_set:
+        raise ValueError(
+            f"subprotocols={list(given)} and the Sec-WebSocket-Protocol header "
+            f"{', '.join(hand_set)!r} offer different subprotocols: give them one way"
+        )
+    offer = given or hand_set
+    for name in offer:
+        if not isinstance(name, str) or not _TOKEN.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a valid WebSocket subprotocol name (an HTTP token: "
+                "letters, digits and !#$%&'*+-.^_`|~, no spaces or commas)"
+            )
+    if len(set(offer)) != len(offer):
+        raise ValueError(f"subprotocols {list(offer)} name one subprotocol twice")
+    return offer
 
 
 async def open_websocket(
@@ -171,6 +215,7 @@ async def open_websocket(
         raise
     ws = WebSocketConnection(stream, Connection(ConnectionType.CLIENT, extensions), handler)
     ws.subprotocol = subprotocol
+    ws.extensions = tuple(extensions)
     ws._max_message_size, ws._max_queue = max_message_size, max_queue
     ws._close_timeout, ws._write_timeout = close_timeout, write_timeout
     ws._start(ping_interval)
@@ -228,13 +273,20 @@ def _check_switching_protocols(
 
 class WebSocketConnection:
     """An open WebSocket, made by ``open_websocket``: send with ``send()``/``write()``,
-    receive with a handler or ``async for``, end with ``close()`` or ``async with``."""
+    receive with a handler or ``async for``, end with ``close()`` or ``async with``.
+
+    ``subprotocol`` is the one the server chose, or None when it chose none (also when some
+    were offered: RFC 6455 lets the client fail then, but many servers speak the protocol
+    without naming it, so the caller decides); ``extensions`` are the wsproto extensions the
+    server accepted, with the parameters it agreed to.
+    """
 
     def __init__(
         self, stream: AsyncNetworkStream, protocol: Connection, handler: WS | None
     ) -> None:
         self.handler = handler
         self.subprotocol: str | None = None
+        self.extensions: tuple[Extension, ...] = ()
         self.close_code: int | None = None
         self.close_reason = ""
         self._stream = stream

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import trustme
+from wsproto.extensions import PerMessageDeflate
 
 import ferryman
 from tests.servers.edge import EdgeServer
@@ -37,6 +38,31 @@ def ws_server() -> Iterator[WsEchoServer]:
     server = WsEchoServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def graphql_ws_server() -> Iterator[WsEchoServer]:
+    """Negotiates as the ``websockets`` package does: a 400 unless graphql-transport-ws is
+    offered."""
+    server = WsEchoServer(subprotocols=["graphql-transport-ws"]).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def plain_ws_server() -> Iterator[WsEchoServer]:
+    """Knows no subprotocol: picks none, whatever the client offers."""
+    server = WsEchoServer(subprotocols=[]).start()
+    yield server
+    server.stop()
+
+
+def offered_headers(server: WsEchoServer) -> dict[str, str]:
+    """The request head of the server's latest handshake (earlier ones are dropped)."""
+    headers = server.request_headers.get(timeout=5)
+    while not server.request_headers.empty():
+        headers = server.request_headers.get_nowait()
+    return headers
 
 
 @pytest.fixture
@@ -204,6 +230,112 @@ async def test_websocket_refused(ws_server: WsEchoServer) -> None:
     async with ferryman.AsyncClient(trust_env=False) as client:
         with pytest.raises(ferryman.ProtocolError, match="403"):
             await client.get(f"{ws_server.url}/forbidden", websocket_handler=ferryman.WS())
+
+
+async def test_websocket_subprotocols_are_offered_and_the_choice_exposed(
+    graphql_ws_server: WsEchoServer,
+) -> None:
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        ws = await client.get(
+            f"{graphql_ws_server.url}/subprotocol",
+            subprotocols=["graphql-ws", "graphql-transport-ws"],
+        )
+        assert ws.subprotocol == "graphql-transport-ws"
+        assert await anext(ws) == "graphql-transport-ws"  # what the server's side agreed to
+        await ws.close()
+        headers = offered_headers(graphql_ws_server)
+        assert headers["sec-websocket-protocol"] == "graphql-ws, graphql-transport-ws"
+        # subprotocols= alone makes an http:// request an upgrade, as websocket_handler= does.
+        http_url = graphql_ws_server.url.replace("ws://", "http://")
+        ws = await client.get(f"{http_url}/subprotocol", subprotocols="graphql-transport-ws")
+        assert isinstance(ws, ferryman.WebSocketConnection)
+        assert ws.subprotocol == "graphql-transport-ws"
+        await ws.close()
+
+
+async def test_websocket_subprotocol_the_server_requires_but_was_not_offered(
+    graphql_ws_server: WsEchoServer,
+) -> None:
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        for offer in ([], ["graphql-ws"]):
+            with pytest.raises(ferryman.ProtocolError, match=r"refused .* 400 Bad Request"):
+                await client.get(f"{graphql_ws_server.url}/echo", subprotocols=offer)
+
+
+async def test_websocket_server_that_picks_no_subprotocol(plain_ws_server: WsEchoServer) -> None:
+    """RFC 6455 lets a client fail here; ferryman goes on, as the websockets and aiohttp
+    clients do (servers that speak a protocol without naming it are common): the caller sees
+    ``ws.subprotocol is None`` and decides."""
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        ws = await client.get(f"{plain_ws_server.url}/echo", subprotocols=["graphql-transport-ws"])
+        assert ws.subprotocol is None
+        await ws.send("still a WebSocket")
+        assert await anext(ws) == "still a WebSocket"
+        await ws.close()
+    assert offered_headers(plain_ws_server)["sec-websocket-protocol"] == "graphql-transport-ws"
+
+
+async def test_websocket_subprotocol_not_offered_fails_clearly(ws_server: WsEchoServer) -> None:
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        with pytest.raises(
+            ferryman.RemoteProtocolError,
+            match=r"chose the subprotocol 'never\.offered', which was not offered "
+            r"\(offered: chat\.v1\)",
+        ):
+            await client.get(f"{ws_server.url}/bad-subprotocol", subprotocols=["chat.v1"])
+
+
+async def test_websocket_hand_set_protocol_header_is_the_offer(ws_server: WsEchoServer) -> None:
+    hand_set = {"Sec-WebSocket-Protocol": "x.v9, chat.v1"}
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        ws = await client.get(f"{ws_server.url}/subprotocol", headers=hand_set)
+        assert ws.subprotocol == "chat.v1"
+        assert await anext(ws) == "chat.v1"
+        await ws.close()
+        # The same list both ways is one offer; two different ones are refused before sending.
+        ws = await client.get(
+            f"{ws_server.url}/subprotocol", headers=hand_set, subprotocols=["x.v9", "chat.v1"]
+        )
+        assert ws.subprotocol == "chat.v1"
+        await ws.close()
+        with pytest.raises(ValueError, match="offer different subprotocols"):
+            await client.get(f"{ws_server.url}/echo", headers=hand_set, subprotocols=["chat.v2"])
+    async with ferryman.AsyncClient(headers=hand_set, trust_env=False) as client:
+        ws = await client.get(f"{ws_server.url}/subprotocol")
+        assert ws.subprotocol == "chat.v1"
+        await ws.close()
+
+
+async def test_websocket_extensions_are_offered_and_exposed(ws_server: WsEchoServer) -> None:
+    deflate = [PerMessageDeflate(client_max_window_bits=12)]
+    message = "compressible " * 10_000
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        for _ in range(2):  # one list serves every connection: each negotiates on a copy
+            ws = await client.get(f"{ws_server.url}/echo", websocket_extensions=deflate)
+            assert [extension.name for extension in ws.extensions] == ["permessage-deflate"]
+            assert ws.extensions[0] is not deflate[0]
+            await ws.send(message)
+            assert await anext(ws) == message
+            await ws.close()
+            offered = offered_headers(ws_server)["sec-websocket-extensions"]
+            assert offered.startswith("permessage-deflate; client_max_window_bits=12")
+        with pytest.raises(ValueError, match="Sec-WebSocket-Extensions header cannot be set"):
+            await client.get(
+                f"{ws_server.url}/echo", headers={"Sec-WebSocket-Extensions": "permessage-deflate"}
+            )
+
+
+def test_websocket_subprotocol_from_the_sync_client(graphql_ws_server: WsEchoServer) -> None:
+    with ferryman.Client(trust_env=False) as client:
+        ws = client.get(
+            f"{graphql_ws_server.url}/subprotocol",
+            subprotocols=["graphql-transport-ws"],
+            websocket_extensions=[PerMessageDeflate()],
+        )
+        with ws:
+            assert ws.subprotocol == "graphql-transport-ws"
+            assert [extension.name for extension in ws.extensions] == ["permessage-deflate"]
+            assert next(iter(ws)) == "graphql-transport-ws"
 
 
 def test_ssl_context_is_accepted_as_verify(tls_edge: EdgeServer, ca: trustme.CA) -> None:

@@ -112,7 +112,9 @@ class Recorder(WS):
     port=st.one_of(st.none(), st.integers(1, 65535)),
     path=st.lists(st.text("abcXYZ019-._~", min_size=1, max_size=8), max_size=4),
     query=st.text("abc=&019", max_size=12),
-    subprotocols=st.lists(st.text("abcdefgh.0123456789", min_size=1, max_size=8), max_size=3),
+    subprotocols=st.lists(
+        st.text("abcdefgh.0123456789", min_size=1, max_size=8), max_size=3, unique=True
+    ),
 )
 def test_handshake_request_maps_the_url_and_sets_the_upgrade_headers(
     secure: bool, port: int | None, path: list[str], query: str, subprotocols: list[str]
@@ -145,6 +147,43 @@ def test_each_handshake_has_its_own_key_and_keeps_caller_headers() -> None:
     assert hs1.key != hs2.key
     assert first.headers["authorization"] == "Bearer t"
     assert first.headers.get_list("upgrade") == ["websocket"]
+
+
+def test_a_hand_set_protocol_header_is_the_offer_checked_against() -> None:
+    request, handshake = handshake_request(
+        "ws://h/", headers={"Sec-WebSocket-Protocol": " a.v2 ,b.v1"}
+    )
+    assert handshake.subprotocols == ("a.v2", "b.v1")
+    assert request.headers.get_list("sec-websocket-protocol") == ["a.v2, b.v1"]
+    accept = generate_accept_token(handshake.key).decode()
+    chosen = _switching_headers(accept, **{"Sec-WebSocket-Protocol": "b.v1"})
+    assert _check_switching_protocols(chosen, handshake) == ("b.v1", [])
+    _, same = handshake_request(
+        "ws://h/", headers={"Sec-WebSocket-Protocol": "a.v2, b.v1"}, subprotocols=["a.v2", "b.v1"]
+    )
+    assert same.subprotocols == ("a.v2", "b.v1")
+    with pytest.raises(ValueError, match="offer different subprotocols: give them one way"):
+        handshake_request("ws://h/", headers={"Sec-WebSocket-Protocol": "a"}, subprotocols=["b"])
+
+
+def test_subprotocol_names_are_checked() -> None:
+    _, handshake = handshake_request("ws://h/", subprotocols="graphql-transport-ws")
+    assert handshake.subprotocols == ("graphql-transport-ws",)  # a string is one name
+    for bad in (["a, b"], ["two words"], [""], ["é"]):
+        with pytest.raises(ValueError, match="not a valid WebSocket subprotocol name"):
+            handshake_request("ws://h/", subprotocols=bad)
+    with pytest.raises(ValueError, match="twice"):
+        handshake_request("ws://h/", subprotocols=["a", "a"])
+
+
+def test_extensions_are_templates_and_cannot_be_hand_set() -> None:
+    template = PerMessageDeflate(server_no_context_takeover=True)
+    request, first = handshake_request("ws://h/", extensions=[template])
+    _, second = handshake_request("ws://h/", extensions=[template])
+    assert first.extensions[0] is not template and second.extensions[0] is not first.extensions[0]
+    assert request.headers["sec-websocket-extensions"].endswith("; server_no_context_takeover")
+    with pytest.raises(ValueError, match="cannot be set by hand"):
+        handshake_request("ws://h/", headers={"Sec-WebSocket-Extensions": "permessage-deflate"})
 
 
 def test_handshake_request_refuses_other_schemes() -> None:

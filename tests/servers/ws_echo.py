@@ -2,7 +2,10 @@
 
 It runs on its own event loop in a daemon thread on 127.0.0.1, port 0. Each path is one
 behaviour; what the server saw of each closing handshake is put on ``closes`` so tests can
-check the code the client sent.
+check the code the client sent. Subprotocols are chosen by a script (``/bad-subprotocol``
+picks one never offered), or, given ``subprotocols=[...]``, by the ``websockets`` package's own
+negotiation: the first of the server's list the client offered, a 400 when the client offered
+none of them, and no subprotocol at all when the list is empty.
 """
 
 from __future__ import annotations
@@ -63,8 +66,11 @@ def _process_response(
 class WsEchoServer:
     """``start()`` returns once the server listens; ``url`` is ``ws://`` or ``wss://``."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, ssl_context: ssl.SSLContext | None = None, subprotocols: Sequence[str] | None = None
+    ) -> None:
         self._ssl_context = ssl_context
+        self._subprotocols = subprotocols
         self.port = 0
         self.closes: queue.Queue[tuple[str, int | None, str | None]] = queue.Queue()
         self.request_headers: queue.Queue[dict[str, str]] = queue.Queue()
@@ -95,12 +101,15 @@ class WsEchoServer:
 
     async def _serve(self) -> None:
         self._loop = asyncio.get_running_loop()
+        names = self._subprotocols
+        scripted = names is None
         async with serve(
             self._handle,
             "127.0.0.1",
             0,
             ssl=self._ssl_context,
-            select_subprotocol=_select_subprotocol,
+            subprotocols=None if names is None else [Subprotocol(name) for name in names],
+            select_subprotocol=_select_subprotocol if scripted else None,
             process_request=_process_request,
             process_response=_process_response,
             ping_interval=None,
