@@ -22,6 +22,8 @@ tree follows httpcore/httpx so that users moving from those libraries find the n
     │   ├── ProxyError
     │   └── UnsupportedProtocol
     ├── DecodingError
+    │   └── DecompressionBombError
+    ├── ResponseTooLarge
     ├── HTTPStatusError
     ├── TooManyRedirects
     ├── InvalidURL
@@ -111,6 +113,26 @@ class UnsupportedProtocol(TransportError):
 
 class DecodingError(FerrymanError, ValueError):
     """A body could not be decoded as its ``Content-Encoding`` (or charset) says it is encoded."""
+
+
+class DecompressionBombError(DecodingError):
+    """A compressed body expanded far beyond what real data does: past the client's
+    ``decompression_bomb_threshold`` and more than ``max_decompression_ratio`` times the bytes
+    read off the wire. Raised while decoding, before the expanded bytes fill the memory."""
+
+    def __init__(self, message: str, *, decoded_size: int, encoded_size: int) -> None:
+        super().__init__(message)
+        self.decoded_size = decoded_size
+        self.encoded_size = encoded_size
+
+
+class ResponseTooLarge(FerrymanError):
+    """A body read whole (``content``, ``aread()``, ``json()``) went past the client's
+    ``max_body_size``; streaming the body (``stream=True``, ``iter_bytes()``) is not capped."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class HTTPStatusError(FerrymanError):

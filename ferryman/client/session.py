@@ -18,7 +18,12 @@ from typing import Any
 from wsproto.extensions import Extension
 
 from ferryman.client.auth import Auth, to_auth
-from ferryman.client.body import ClientBodyStream
+from ferryman.client.body import (
+    DEFAULT_DECOMPRESSION_BOMB_THRESHOLD,
+    DEFAULT_MAX_DECOMPRESSION_RATIO,
+    BodyLimits,
+    ClientBodyStream,
+)
 from ferryman.client.config import (
     DEFAULT_MAX_REDIRECTS,
     DEFAULT_TIMEOUT,
@@ -88,6 +93,12 @@ class AsyncClient:
     ``http2`` (False), ``base_url``, ``default_encoding`` (for ``text`` when the response names
     no charset). ``transport`` replaces the connection pools altogether; ``dispatcher`` routes
     every request through the filter events (:class:`AsyncFilterableTransport`).
+
+    Body limits (session-wide): a decoded body past ``decompression_bomb_threshold`` (64 MiB)
+    and more than ``max_decompression_ratio`` (100) times the bytes read off the wire raises
+    :class:`DecompressionBombError` (``max_decompression_ratio=None``: no check); a body read
+    whole (``content``, ``aread()``, ``json()``) over ``max_body_size`` bytes (default: no cap)
+    raises :class:`ResponseTooLarge`.
     """
 
     def __init__(
@@ -117,6 +128,9 @@ class AsyncClient:
         dispatcher: EventDispatcher | None = None,
         default_encoding: str | None = None,
         client_version: str = USER_AGENT,
+        max_decompression_ratio: float | None = DEFAULT_MAX_DECOMPRESSION_RATIO,
+        decompression_bomb_threshold: int = DEFAULT_DECOMPRESSION_BOMB_THRESHOLD,
+        max_body_size: int | None = None,
     ) -> None:
         self.base_url = None if base_url is None else URL(base_url)
         self.params = params
@@ -137,6 +151,11 @@ class AsyncClient:
         self.decompress = decompress
         self.stream = stream
         self.default_encoding = default_encoding
+        # The bounds a body is decoded and buffered within (see ClientBodyStream).
+        self._body_limits = BodyLimits(
+            max_decompression_ratio, decompression_bomb_threshold, max_body_size
+        )
+        self._cap_bodies = max_body_size is not None  # every body is wrapped, to be counted
         self._router = TransportRouter(
             verify=verify,
             cert=cert,
@@ -619,7 +638,7 @@ class AsyncClient:
             if has_cookies and exchange.cookies is not None:
                 exchange.cookies.extract_cookies(response)
             read_now = not exchange.stream or read
-            if handlers is not None or (encoded and exchange.decompress):
+            if handlers is not None or (encoded and exchange.decompress) or self._cap_bodies:
                 self._wrap_body(response, exchange, read_now, encoded)
             if read_now:
                 if response._read_if_complete() is None:  # (no coroutine when it is all there)
@@ -646,7 +665,7 @@ class AsyncClient:
             processed = handlers["data_processed"]
             if not read_now:  # a streamed body: post_request fires when it ends
                 done = handlers["post_request"]
-        if decoder is None and not received and not processed and not done:
+        if decoder is None and not received and not processed and not done and not self._cap_bodies:
             return
         stream = response.stream
         if not isinstance(stream, AsyncByteStream):
@@ -656,7 +675,13 @@ class AsyncClient:
             await fire(done, response, "exc", exc)
 
         response.stream = ClientBodyStream(
-            stream, response, decoder, received, processed, on_done if done else None
+            stream,
+            response,
+            decoder,
+            received,
+            processed,
+            on_done if done else None,
+            self._body_limits,
         )
 
     # -- closing ------------------------------------------------------------------------------

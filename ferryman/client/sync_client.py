@@ -8,18 +8,24 @@ Where it can be called from:
 
 - plain code and any number of threads at once (calls are queued onto the private loop);
 - the thread of a running event loop (inside a coroutine, a callback, a Jupyter cell): the call
-  blocks that loop while it waits, as any blocking I/O would, but cannot deadlock, because the
-  private loop is not the caller's. Code that is async anyway should use ``AsyncClient``.
+  blocks that loop while it waits, as any blocking I/O would. Code that is async anyway should
+  use ``AsyncClient``.
 
-Event handlers run on the private loop's thread; they may be sync or async, but a handler must
-not call the same ``Client`` synchronously (that would wait on itself: it raises RuntimeError).
+What the caller hands over runs on the private loop, while the caller's loop is blocked. So an
+async body (an async generator, or a generator yielding awaitables) is refused there with a
+RuntimeError: one that waits on the caller's loop (an ``asyncio.Queue`` fed by a task) would
+wait forever, and no timeout covers waiting for a body's next chunk. Event handlers run on the
+private loop's thread; they may be sync or async, but must not wait on the caller's loop either,
+nor call the same ``Client`` synchronously (that would wait on itself: it raises RuntimeError).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -100,6 +106,8 @@ class Client:
     def request(self, method: str, url: URL | str, **kwargs: Any) -> Any:
         if self._closed:
             raise RuntimeError("this client has been closed")
+        if ("content" in kwargs or "data" in kwargs) and _in_running_loop():
+            kwargs = _without_loop_bound_body(kwargs)
         result = self._portal.run(self._client.request(method, url, **kwargs))
         if isinstance(result, Response):
             self._to_sync(result)
@@ -220,6 +228,49 @@ class SyncWebSocket:
 
 async def _next_message(connection: WebSocketConnection) -> str | bytes:
     return await connection.__anext__()
+
+
+def _in_running_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+_ASYNC_BODY_IN_LOOP = (
+    "ferryman.Client was called from a running event loop with {} as the request body. The "
+    "body would run on the client's own loop while this call blocks yours, so anything it waits "
+    "for from your loop (a queue, an event, a task) would never come. In async code, use "
+    "ferryman.AsyncClient and await it; or send bytes, a file or a plain iterable."
+)
+
+
+def _without_loop_bound_body(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The call's arguments once its body is known not to need the caller's (blocked) loop.
+
+    An async iterable is refused at once. A plain iterator passed as ``data`` may yield
+    awaitables (``AwaitingIteratorByteStream``), which nothing shows before it runs: it is
+    wrapped so that the first awaitable raises the same error instead of running."""
+    for name in ("content", "data"):
+        body = kwargs.get(name)
+        if isinstance(body, AsyncIterable) and not isinstance(body, SyncByteStream):
+            raise RuntimeError(
+                _ASYNC_BODY_IN_LOOP.format(f"an async iterable ({type(body).__name__})")
+            )
+    data = kwargs.get("data")
+    if isinstance(data, Iterator) and not hasattr(data, "read"):
+        kwargs = {**kwargs, "data": _refusing_awaitables(data)}
+    return kwargs
+
+
+def _refusing_awaitables(items: Iterable[Any]) -> Iterator[Any]:
+    for item in items:
+        if inspect.isawaitable(item):
+            if inspect.iscoroutine(item):
+                item.close()  # never awaited: closed so that no warning follows
+            raise RuntimeError(_ASYNC_BODY_IN_LOOP.format("a generator yielding awaitables"))
+        yield item
 
 
 async def _make_client(options: dict[str, Any]) -> AsyncClient:

@@ -4,12 +4,12 @@ Everything here is incremental: a decoder is fed the body chunk by chunk as it a
 only the state its algorithm needs, so memory stays flat whatever the body's size. Nothing here
 does I/O; the session client, the reverse proxy and the cache drive these objects themselves.
 
-Decompression bombs: ``ContentDecoder.iter_decode`` hands output back in pieces of about
-``MAX_PIECE_SIZE`` bytes (zlib ``max_length``, brotli ``output_buffer_limit``), so a consumer that
-writes or checks each piece as it comes never holds a whole expanded chunk. The exception is
-zstd: ``zstandard``'s streaming object has no output limit, so one input chunk comes back in one
-piece; its window is capped at 8 MiB (RFC 9659) so at least the decoder's own memory is bounded.
-A consumer that must cap the total (a proxy, a cache) counts the bytes of the pieces.
+Decompression bombs: ``ContentDecoder.iter_decode`` hands output back in pieces of at most
+``MAX_PIECE_SIZE`` bytes for zlib (``max_length``), about that for brotli
+(``output_buffer_limit``) and at most one zstd block (128 KiB, see ``ZStandardDecoder``), and
+``iter_flush`` does the same for what is left at the end, so a consumer that writes or checks
+each piece as it comes never holds a whole expanded chunk. A consumer that must cap the total (the
+client's decompression-bomb guard, a proxy, a cache) counts the bytes of the pieces.
 
 Corrupt input raises ``ContentDecodingError``. A stream that merely stops early (no gzip trailer,
 no final deflate block) is not an error here: ``flush`` returns what could be decoded, as
@@ -48,10 +48,14 @@ __all__ = [
 ]
 
 MAX_PIECE_SIZE = 64 * 1024
-"""The size a single piece of decoded output aims at (brotli may overshoot it by half)."""
+"""The size a single piece of decoded output aims at (brotli may overshoot it by half, a zstd
+piece is at most one block: ``ZSTD_MAX_BLOCK_SIZE``)."""
 
 ZSTD_MAX_WINDOW_SIZE = 8 * 1024 * 1024
 """RFC 9659: a zstd content coding uses a window of at most 8 MB, so decoders may refuse more."""
+
+ZSTD_MAX_BLOCK_SIZE = 128 * 1024
+"""RFC 8878 3.1.1.2.3: no zstd block decodes to more than 128 KiB."""
 
 
 class ContentDecodingError(DecodingError):
@@ -79,6 +83,12 @@ class ContentDecoder(abc.ABC):
     def flush(self) -> bytes:
         """What the decoder still holds once the body has ended."""
         return b""
+
+    def iter_flush(self) -> Iterator[bytes]:
+        """``flush`` in pieces of bounded size: a stack of codings may still hold a bomb."""
+        tail = self.flush()
+        if tail:
+            yield tail
 
 
 class IdentityDecoder(ContentDecoder):
@@ -187,21 +197,16 @@ class GZipDecoder(ContentDecoder):
 class BrotliDecoder(ContentDecoder):
     """``br`` (RFC 7932) with the ``brotli`` package."""
 
-    __slots__ = ("_decompressor", "_limited")
+    __slots__ = ("_decompressor",)
 
     def __init__(self) -> None:
+        # brotli 1.2 added ``output_buffer_limit`` (hence the requirement): before it, one small
+        # chunk came back whole, however far it expanded.
         self._decompressor = brotli.Decompressor()
-        # brotli 1.2 added the output limit; older releases decode each chunk in one piece.
-        self._limited = hasattr(self._decompressor, "can_accept_more_data")
 
     def iter_decode(self, data: bytes) -> Iterator[bytes]:
         decompressor = self._decompressor
         try:
-            if not self._limited:
-                piece = decompressor.process(data)
-                if piece:
-                    yield piece
-                return
             piece = decompressor.process(data, output_buffer_limit=MAX_PIECE_SIZE)
             # Output may still be pending when can_accept_more_data() is already true, so
             # drain until a call gives nothing: that is the sign the decoder needs input.
@@ -215,22 +220,125 @@ class BrotliDecoder(ContentDecoder):
 
 
 class ZStandardDecoder(ContentDecoder):
-    """``zstd`` (RFC 8878): one stream may hold several frames, decoded one after another."""
+    """``zstd`` (RFC 8878): one stream may hold several frames, decoded one after another.
 
-    __slots__ = ("_decompressor",)
+    ``zstandard``'s streaming object has no output limit: a 64 KiB chunk of 4-byte RLE blocks
+    came back as one 2 GiB piece. But no block decodes to more than ``ZSTD_MAX_BLOCK_SIZE``,
+    and a block's header gives its length on the wire, so ``_ZstdBlocks`` finds where each block
+    ends and the chunk is fed up to one block end at a time: each piece is then at most one
+    block. Cutting the input anywhere never changes the output (the object is a stream), so the
+    scan decides only the sizes of the pieces; a body that is not zstd fails in the scan or in
+    the decompressor, as it did before.
+    """
+
+    __slots__ = ("_blocks", "_decompressor")
 
     def __init__(self) -> None:
         self._decompressor = zstandard.ZstdDecompressor(
             max_window_size=ZSTD_MAX_WINDOW_SIZE
         ).decompressobj(read_across_frames=True)
+        self._blocks = _ZstdBlocks()
 
     def iter_decode(self, data: bytes) -> Iterator[bytes]:
+        decompress = self._decompressor.decompress
+        view = memoryview(data)
+        start = 0
         try:
-            piece = self._decompressor.decompress(data)
+            for end in (*self._blocks.ends(data), len(data)):
+                if end > start:
+                    piece = decompress(view[start:end])
+                    start = end
+                    if piece:
+                        yield piece
         except zstandard.ZstdError as exc:
             raise ContentDecodingError(f"invalid zstd data: {exc}") from exc
-        if piece:
-            yield piece
+
+
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_SKIPPABLE_MAGIC = 0x184D2A50  # to 0x184D2A5F: the low four bits are free
+_DICTIONARY_ID_SIZES = (0, 1, 2, 4)
+_CONTENT_SIZE_SIZES = (0, 2, 4, 8)  # the first is 1 in a single-segment frame
+
+# What _ZstdBlocks reads next: a field of fixed size it collects, or bytes it only counts.
+_MAGIC, _DESCRIPTOR, _BLOCK_HEADER, _SKIPPABLE_SIZE, _SKIP, _BLOCK = range(6)
+
+
+class _ZstdBlocks:
+    """Where the blocks of a zstd stream end, read from their headers (RFC 8878 3.1).
+
+    A frame is a magic number, a header whose first byte tells its length, blocks of a 3-byte
+    header and a body (1 byte for an RLE block, ``Block_Size`` bytes otherwise), and an optional
+    4-byte checksum; a skippable frame is a magic number, a 4-byte length and that many bytes.
+    Only lengths are read here: whether the bytes are valid is the decompressor's to say.
+    """
+
+    __slots__ = ("_checksum", "_field", "_last", "_left", "_next", "_state")
+
+    def __init__(self) -> None:
+        self._state = _MAGIC
+        self._field = b""  # the part of a fixed-size field read so far
+        self._left = 4  # bytes still to collect (a field) or to count (_SKIP, _BLOCK)
+        self._next = _MAGIC  # what follows a _SKIP
+        self._last = False
+        self._checksum = False
+
+    def ends(self, data: bytes) -> list[int]:
+        """The offsets in ``data`` at which a block ends (or an empty raw block sits)."""
+        ends: list[int] = []
+        position = 0
+        size = len(data)
+        while position < size or (self._state == _BLOCK and not self._left):
+            state = self._state
+            if state in (_SKIP, _BLOCK):
+                step = min(self._left, size - position)
+                position += step
+                self._left -= step
+                if self._left:
+                    break
+                if state == _SKIP:
+                    self._expect(self._next, 4 if self._next == _MAGIC else 3)
+                    continue
+                ends.append(position)
+                if not self._last:
+                    self._expect(_BLOCK_HEADER, 3)
+                elif self._checksum:
+                    self._skip(4, _MAGIC)
+                else:
+                    self._expect(_MAGIC, 4)
+                continue
+            step = min(self._left, size - position)
+            self._field += data[position : position + step]
+            position += step
+            self._left -= step
+            if self._left:
+                break
+            value = int.from_bytes(self._field, "little")
+            if state == _MAGIC:
+                if value == _ZSTD_MAGIC:
+                    self._expect(_DESCRIPTOR, 1)
+                elif value & 0xFFFFFFF0 == _ZSTD_SKIPPABLE_MAGIC:
+                    self._expect(_SKIPPABLE_SIZE, 4)
+                else:
+                    raise ContentDecodingError("invalid zstd data: not a zstd frame")
+            elif state == _DESCRIPTOR:
+                single_segment = value >> 5 & 1
+                self._checksum = bool(value >> 2 & 1)
+                content_size = _CONTENT_SIZE_SIZES[value >> 6] or single_segment
+                header = 1 - single_segment + _DICTIONARY_ID_SIZES[value & 3] + content_size
+                self._skip(header, _BLOCK_HEADER)
+            elif state == _BLOCK_HEADER:
+                self._last = bool(value & 1)
+                # An RLE block (type 1) is one byte repeated Block_Size times.
+                self._state, self._left = _BLOCK, 1 if value >> 1 & 3 == 1 else value >> 3
+            else:  # _SKIPPABLE_SIZE
+                self._skip(value, _MAGIC)
+        return ends
+
+    def _expect(self, state: int, size: int) -> None:
+        self._state, self._left, self._field = state, size, b""
+
+    def _skip(self, size: int, then: int) -> None:
+        self._state, self._left, self._next = _SKIP, size, then
 
 
 class MultiDecoder(ContentDecoder):
@@ -254,10 +362,13 @@ class MultiDecoder(ContentDecoder):
             yield from self._through(index + 1, piece)
 
     def flush(self) -> bytes:
-        data = b""
-        for decoder in self._decoders:
-            data = decoder.decode(data) + decoder.flush()
-        return data
+        return b"".join(self.iter_flush())
+
+    def iter_flush(self) -> Iterator[bytes]:
+        # What a layer still held goes through the layers after it before they are flushed.
+        for index, decoder in enumerate(self._decoders):
+            for piece in decoder.iter_flush():
+                yield from self._through(index + 1, piece)
 
 
 _DECODERS: dict[str, type[ContentDecoder]] = {

@@ -9,9 +9,12 @@ the transport can choose between ``Content-Length`` and chunked framing without 
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ferryman.exceptions import StreamConsumedError
+
+if TYPE_CHECKING:
+    from ferryman.http.multipart import BinaryReadable
 
 __all__ = [
     "AsyncByteStream",
@@ -181,6 +184,15 @@ def encode_request_content(
         return content, None
     if isinstance(content, AsyncIterable):
         return AsyncIteratorByteStream(content), None
+    if hasattr(content, "read"):
+        # A binary file (an async one went above, as an async iterable): read in chunks, with
+        # its size as Content-Length when that can be known, as data=file is and as httpx and
+        # requests do. Iterated, it would give lines, sent chunked, which S3 presigned PUTs
+        # and many upload endpoints refuse.
+        from ferryman.http.content import FileByteStream  # built on this module
+
+        stream = FileByteStream(cast("BinaryReadable", content))
+        return stream, stream.length
     if isinstance(content, Iterable):
         return IteratorByteStream(content), None
     raise TypeError(

@@ -6,7 +6,9 @@ import asyncio
 import gc
 import threading
 import warnings
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -69,6 +71,61 @@ def test_inside_a_running_event_loop_thread(httpbin: HttpbinServer) -> None:
             return client.get(f"{httpbin.url}/get").status_code
 
     assert asyncio.run(main()) == 200
+
+
+@pytest.mark.timeout(30)
+def test_an_async_body_in_a_running_loop_raises_instead_of_hanging(
+    uvicorn_server: UvicornServer,
+) -> None:
+    """The body would run on the client's loop while the call blocks the caller's: one that
+    waits on the caller's loop (a queue fed by a task) hung forever, and no timeout fired."""
+    url = f"{uvicorn_server.url}/echo"
+
+    async def main() -> None:
+        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+
+        async def feed() -> None:
+            for word in (b"alpha ", b"beta"):
+                await queue.put(word)
+            await queue.put(None)
+
+        async def body() -> AsyncIterator[bytes]:
+            while (item := await queue.get()) is not None:
+                yield item
+
+        def awaitables() -> Iterator[Any]:
+            yield b"first "
+            yield queue.get()
+
+        feeder = asyncio.create_task(feed())
+        with ferryman.Client(trust_env=False, timeout=2) as client:
+            with pytest.raises(RuntimeError, match=r"running event loop.*AsyncClient"):
+                client.post(url, content=body())
+            with pytest.raises(RuntimeError, match="AsyncClient"):
+                client.post(url, data=body())
+            with pytest.raises(RuntimeError, match="yielding awaitables"):
+                client.post(url, data=awaitables())
+            # What needs no loop still goes, from the same place.
+            assert client.post(url, content=b"bytes").json()["body"] == "bytes"
+            assert client.post(url, data=iter([b"a", b"b"])).json()["body"] == "ab"
+        # The async client runs the body on this loop, so the same body goes through.
+        async with ferryman.AsyncClient(trust_env=False, timeout=2) as async_client:
+            response = await async_client.post(url, content=body())
+        assert response.json()["body"] == "alpha beta"
+        await feeder
+
+    asyncio.run(main())
+
+
+def test_an_async_body_from_plain_code_still_goes(uvicorn_server: UvicornServer) -> None:
+    async def body() -> AsyncIterator[bytes]:
+        for word in (b"alpha ", b"beta"):
+            await asyncio.sleep(0)
+            yield word
+
+    with ferryman.Client(trust_env=False) as client:
+        response = client.post(f"{uvicorn_server.url}/echo", content=body())
+    assert response.json()["body"] == "alpha beta"
 
 
 def test_events_run_and_cookies_persist(httpbin: HttpbinServer) -> None:

@@ -7,6 +7,7 @@ import email.parser
 import email.policy
 import gc
 import json
+import os
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -30,6 +31,7 @@ from ferryman.http.streams import (
     SyncByteStream,
 )
 from tests.servers.httpbin_server import HttpbinServer
+from tests.servers.slow_upstream import ScriptedUpstream
 from tests.servers.uvicorn_server import UvicornServer
 
 BodyParts = tuple[list[tuple[bytes, bytes]], SyncByteStream | AsyncByteStream, int | None]
@@ -185,6 +187,73 @@ async def test_a_binary_file_is_sent_with_its_length(
         assert document["data"] == path.read_text()
         # Seekable: a retry or redirect can send it again.
         assert _read_sync(stream) == path.read_bytes()
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[ScriptedUpstream]:
+    """Records each request's framing: a Content-Length, or chunked."""
+    server = ScriptedUpstream().start()
+    yield server
+    server.stop()
+
+
+def _upload(tmp_path: Path) -> Path:
+    # Binary, with line breaks: iterating the file would have cut it into lines.
+    path = tmp_path / "upload.bin"
+    path.write_bytes(bytes(range(256)) * 2000 + b"\n\r\nlast line")
+    return path
+
+
+async def test_content_given_a_file_sends_its_length_not_chunks(
+    upstream: ScriptedUpstream, tmp_path: Path
+) -> None:
+    """content=open(path, "rb") is framed as data=file is, as httpx and requests frame it: S3
+    presigned PUTs and many upload endpoints refuse a chunked body."""
+    path = _upload(tmp_path)
+    size = path.stat().st_size
+    with path.open("rb") as upload:
+        headers, stream, length = encode_request(content=upload)
+        assert (headers, length) == ([], size)
+        assert isinstance(stream, FileByteStream)
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        with path.open("rb") as upload:
+            echo = (await client.put(f"{upstream.url}/echo", content=upload)).json()
+        with path.open("rb") as upload:
+            upload.seek(1000)  # from where the file stands, as data= does
+            rest = (await client.put(f"{upstream.url}/echo", content=upload)).json()
+    assert echo["chunked"] is False
+    assert dict(echo["headers"])["Content-Length"] == str(size)
+    assert echo["body"].encode("latin-1") == path.read_bytes()
+    assert dict(rest["headers"])["Content-Length"] == str(size - 1000)
+    assert rest["body"].encode("latin-1") == path.read_bytes()[1000:]
+
+
+def test_the_sync_client_and_a_bare_request_frame_a_file_the_same(
+    upstream: ScriptedUpstream, tmp_path: Path
+) -> None:
+    path = _upload(tmp_path)
+    size = str(path.stat().st_size)
+    with ferryman.Client(trust_env=False) as client, path.open("rb") as upload:
+        echo = client.post(f"{upstream.url}/echo", content=upload).json()
+    assert (echo["chunked"], dict(echo["headers"])["Content-Length"]) == (False, size)
+    with path.open("rb") as upload:
+        request = Request("PUT", f"{upstream.url}/echo", content=upload)
+        assert request.headers["content-length"] == size
+        with ferryman.ConnectionPool() as pool:
+            response = pool.handle_request(request)
+            echo = json.loads(response.read())
+    assert (echo["chunked"], echo["body"].encode("latin-1")) == (False, path.read_bytes())
+
+
+async def test_a_file_of_unknown_size_still_goes_chunked(upstream: ScriptedUpstream) -> None:
+    read_end, write_end = os.pipe()
+    with open(write_end, "wb") as writer:
+        writer.write(b"from a pipe\n" * 1000)
+    async with ferryman.AsyncClient(trust_env=False) as client:
+        with open(read_end, "rb") as pipe:
+            echo = (await client.put(f"{upstream.url}/echo", content=pipe)).json()
+    assert echo["chunked"] is True
+    assert echo["body"] == "from a pipe\n" * 1000
 
 
 # -- streamed bodies -----------------------------------------------------------------------------

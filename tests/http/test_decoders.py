@@ -24,6 +24,7 @@ from ferryman.http.decoders import (
     ACCEPT_ENCODING,
     DETECTION_SAMPLE_SIZE,
     MAX_PIECE_SIZE,
+    ZSTD_MAX_BLOCK_SIZE,
     BrotliDecoder,
     ContentDecoder,
     ContentDecodingError,
@@ -54,6 +55,19 @@ def _zstd_frames(data: bytes) -> bytes:
     return compressor.compress(data[:half]) + compressor.compress(data[half:])
 
 
+def _zstd_streamed(data: bytes) -> bytes:
+    """What a streaming server sends: a frame of unknown size, flushed block by block (some
+    blocks raw, some empty), with a checksum, between skippable frames (RFC 8878 3.1.2)."""
+    skippable = (0x184D2A53).to_bytes(4, "little") + (5).to_bytes(4, "little") + b"meta!"
+    compressor = zstandard.ZstdCompressor(write_checksum=True).compressobj()
+    parts = [skippable]
+    for start in range(0, len(data), 700):
+        parts.append(compressor.compress(data[start : start + 700]))
+        parts.append(compressor.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK))
+    parts.append(compressor.flush())
+    return b"".join([*parts, skippable])
+
+
 CODINGS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
     "gzip": ("gzip", gzip.compress),
     "x-gzip": ("x-gzip", gzip.compress),
@@ -62,6 +76,7 @@ CODINGS: dict[str, tuple[str, Callable[[bytes], bytes]]] = {
     "br": ("br", brotli.compress),
     "zstd": ("zstd", zstandard.ZstdCompressor().compress),
     "zstd-frames": ("zstd", _zstd_frames),
+    "zstd-streamed": ("zstd", _zstd_streamed),
     "gzip-then-br": ("gzip, br", lambda data: brotli.compress(gzip.compress(data))),
     "deflate-then-zstd": (
         "deflate, zstd",
@@ -114,6 +129,10 @@ def test_every_fixed_chunk_size(coding: str) -> None:
         ("deflate", _raw_deflate, MAX_PIECE_SIZE),
         # brotli grows its output buffer in steps and stops once past the limit.
         ("br", brotli.compress, 2 * MAX_PIECE_SIZE),
+        # RLE blocks, 4 bytes for 128 KiB: one piece was the whole chunk's 32 MiB.
+        ("zstd", zstandard.ZstdCompressor().compress, ZSTD_MAX_BLOCK_SIZE),
+        ("gzip, gzip", lambda data: gzip.compress(gzip.compress(data)), MAX_PIECE_SIZE),
+        ("zstd, br", lambda data: brotli.compress(_zstd_frames(data)), ZSTD_MAX_BLOCK_SIZE),
     ],
 )
 def test_a_small_bomb_chunk_comes_out_in_bounded_pieces(
@@ -134,6 +153,18 @@ def test_a_small_bomb_chunk_comes_out_in_bounded_pieces(
     total += len(decoder.flush())
     assert total == expanded
     assert pieces >= expanded // limit
+
+
+@pytest.mark.parametrize("size", [1, 3, 4096, 1 << 20])
+def test_a_zstd_bomb_fed_in_any_chunks_comes_out_in_blocks(size: int) -> None:
+    body = _zstd_frames(b"\x00" * (8 * 1024 * 1024))
+    decoder = ZStandardDecoder()
+    total = 0
+    for start in range(0, len(body), size):
+        for piece in decoder.iter_decode(body[start : start + size]):
+            assert 0 < len(piece) <= ZSTD_MAX_BLOCK_SIZE
+            total += len(piece)
+    assert total == 8 * 1024 * 1024
 
 
 def test_gzip_members_are_concatenated_and_trailing_padding_ignored() -> None:
