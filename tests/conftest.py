@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import ssl
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 import trustme
 from hypothesis import HealthCheck, settings
 
+from ferryman.system import applications
 from tests.servers.edge import EdgeServer
 from tests.servers.httpbin_server import HttpbinServer
 from tests.servers.hypercorn_server import HypercornServer
@@ -21,6 +23,15 @@ from tests.servers.uvicorn_server import UvicornServer
 # (per-example deadline, slow input generation) would fail tests that are correct.
 settings.register_profile("ferryman", deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ferryman")
+
+
+@pytest.fixture(autouse=True)
+def _import_path_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``ferryman start``/``config`` run in this process (CliRunner) put the application
+    directory first on ``sys.path`` (``--app-dir``, the current directory by default): the
+    tests after them do not see it."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(applications, "_app_dir", applications._app_dir)
 
 
 @pytest.fixture(scope="session")

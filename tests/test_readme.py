@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 import shlex
 import signal
@@ -11,7 +12,20 @@ from pathlib import Path
 import yaml
 from click.testing import CliRunner
 
+import ferryman
 from ferryman.cli.main import main
+from ferryman.client.filtering import EVENT_FILTER_HTTP_CLIENT_REQUEST, HttpClientFilterEvent
+from ferryman.proxy.context import default_session
+from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, ProxyFilterEvent
+from ferryman.proxy.settings import TimeoutSettings
+from ferryman.server.events import (
+    EVENT_CORE_CONTROLLER,
+    EVENT_CORE_REQUEST,
+    EVENT_CORE_RESPONSE,
+    ControllerEvent,
+    RequestEvent,
+    ResponseEvent,
+)
 from tests.cli.proxy_process import ProxyProcess
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -71,3 +85,54 @@ def test_proxy_examples_run() -> None:
     for code in examples:
         namespace: dict[str, object] = {}
         exec(compile(code, str(README), "exec"), namespace)
+
+
+def text() -> str:
+    """The README as one paragraph stream: lines joined, so a phrase may span a line break."""
+    return " ".join(README.read_text().split())
+
+
+def test_event_table_lists_each_event_class_and_its_attributes() -> None:
+    classes = {
+        EVENT_CORE_REQUEST: RequestEvent,
+        EVENT_CORE_CONTROLLER: ControllerEvent,
+        EVENT_FILTER_PROXY_REQUEST: ProxyFilterEvent,
+        EVENT_FILTER_HTTP_CLIENT_REQUEST: HttpClientFilterEvent,
+        EVENT_CORE_RESPONSE: ResponseEvent,
+    }
+    rows = re.findall(r"^\| `([\w.]+)` \| `(\w+)` \| ([^|]+) \|", README.read_text(), re.M)
+    assert {event for event, _, _ in rows} == set(classes)
+    for event, name, attributes in rows:
+        cls = classes[event]
+        assert cls.__name__ == name
+        assert set(re.findall(r"`(\w+)`", attributes)) == set(cls.__slots__), event
+
+
+def test_the_response_a_listener_sets_is_the_one_shown() -> None:
+    [example] = re.findall(r"`(ferryman\.Response\(.*?\))`", text())
+    response = eval(example, {"ferryman": ferryman})
+    assert isinstance(response, ferryman.http.Response) and response.status_code == 403
+
+
+def test_websocket_handler_signatures_are_the_ws_methods() -> None:
+    documented = dict(re.findall(r"`(on_\w+)\(([\w, ]*)\)`", text()))
+    assert documented.keys() == {"on_open", "on_message", "on_ping", "on_pong", "on_close"}
+    for name, arguments in documented.items():
+        parameters = list(inspect.signature(getattr(ferryman.WS, name)).parameters)
+        assert ["self", *arguments.split(", ")] == parameters, name
+
+
+def test_the_proxy_timeouts_are_the_defaults() -> None:
+    paragraph = text().partition("An endpoint's `timeout` bounds each upstream call")[2]
+    said = {
+        phase: float(seconds)
+        for phase, seconds in re.findall(r"`(connect|read|write|pool)` (\d+)", paragraph)
+    }
+    assert said == TimeoutSettings().model_dump()
+
+
+def test_store_cookies_default_is_the_one_said() -> None:
+    assert "the session's `store_cookies` is `True` by default" in text()
+    assert inspect.signature(ferryman.AsyncClient).parameters["store_cookies"].default is True
+    assert "`False` keeps none, as the proxy's session does" in text()
+    assert default_session().store_cookies is False

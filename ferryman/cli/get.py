@@ -170,7 +170,8 @@ def get(
             )
         )
     except FerrymanError as exc:
-        _error(f"{type(exc).__name__}: {exc}", EXIT_ERROR)
+        # In words ("cannot resolve api.example.org: ..."), not a class name.
+        _error(str(exc) or type(exc).__name__, EXIT_ERROR)
     except BrokenPipeError:
         # Whoever read stdout has gone; point stdout at /dev/null so the interpreter's final
         # flush does not fail again, and exit as curl does.

@@ -8,16 +8,19 @@ Both commands take the same options so that ``ferryman config ...`` prints exact
   ``proxy.endpoints``, after the endpoints the files and ``FERRYMAN_*`` variables define, and
   before ``--set`` applies, so ``--set proxy.endpoints.0.timeout=2`` can tune it;
 * ``--set key=value`` (repeatable): dotted overrides, applied last but one;
-* ``--host HOST``: where every socket listens (``proxy.host``), applied last.
+* ``--host HOST``: where every socket listens (``proxy.host``), applied last;
+* ``--app-dir DIR``: where the applications' modules are imported from first (the current
+  directory by default), as ``uvicorn --app-dir``.
 
 A configuration error ends the command with exit code 2 (click's code for bad usage) and one
 ``error: key: reason`` line per problem (:func:`ferryman.cli.errors.fail`), never a traceback.
+Each line names the source of the value (the file and line, the ``FERRYMAN_*`` variable, the
+``--endpoint`` or ``--set``), and every problem is reported at once.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,13 +28,15 @@ from typing import Any, TypeVar
 
 import click
 
-from ferryman.system import ConfigurationError, load_config, resolve_config
+from ferryman.system import ConfigLayers
+from ferryman.system.applications import use_app_dir
 
 __all__ = [
     "ConfigOptions",
     "EndpointOption",
     "config_options",
     "effective_config",
+    "effective_layers",
     "parse_endpoint",
 ]
 
@@ -46,6 +51,13 @@ class EndpointOption:
     port: int
     url: str
     text: str
+    #: How the user gave it, when not as ``--endpoint TEXT`` (``python -m ferryman.proxy``).
+    given_as: str | None = None
+
+    @property
+    def source(self) -> str:
+        """What a problem with this endpoint says it came from."""
+        return self.given_as or f"--endpoint {self.text}"
 
     def to_settings(self) -> dict[str, Any]:
         return {"name": self.name, "port": self.port, "url": self.url}
@@ -59,6 +71,8 @@ class ConfigOptions:
     sets: tuple[str, ...] = ()
     endpoints: tuple[EndpointOption, ...] = ()
     host: str | None = None
+    #: Where applications are imported from first; ``None``: the current directory.
+    app_dir: str | None = None
     #: ``key=value`` overrides a supervisor adds after the user's (the ports it chose for 0).
     extra_sets: tuple[str, ...] = ()
 
@@ -73,6 +87,8 @@ class ConfigOptions:
             words += ["--set", override]
         if self.host is not None:
             words += ["--host", self.host]
+        if self.app_dir is not None:
+            words += ["--app-dir", os.path.abspath(self.app_dir)]
         return words
 
 
@@ -101,7 +117,7 @@ def _parse_endpoints(
 
 
 def config_options(function: F) -> F:
-    """Add ``--config``, ``--endpoint``, ``--set`` and ``--host`` to a command.
+    """Add ``--config``, ``--endpoint``, ``--set``, ``--host`` and ``--app-dir`` to a command.
 
     The command receives them as one ``options: ConfigOptions`` argument.
     """
@@ -137,6 +153,13 @@ def config_options(function: F) -> F:
             metavar="HOST",
             help="Listen on this address instead of proxy.host (default 127.0.0.1).",
         ),
+        click.option(
+            "--app-dir",
+            metavar="DIR",
+            type=click.Path(file_okay=False),
+            help="Import the applications' modules from DIR first (default: the current "
+            "directory).",
+        ),
     ]
     wrapped: Callable[..., Any] = _collect_options(function)
     for decorator in reversed(decorators):
@@ -152,9 +175,12 @@ def _collect_options(function: Callable[..., Any]) -> Callable[..., Any]:
         endpoints: tuple[EndpointOption, ...],
         sets: tuple[str, ...],
         host: str | None,
+        app_dir: str | None,
         **kwargs: Any,
     ) -> Any:
-        options = ConfigOptions(files=files, sets=sets, endpoints=endpoints, host=host)
+        options = ConfigOptions(
+            files=files, sets=sets, endpoints=endpoints, host=host, app_dir=app_dir
+        )
         return function(options=options, **kwargs)
 
     return command
@@ -163,54 +189,33 @@ def _collect_options(function: Callable[..., Any]) -> Callable[..., Any]:
 def effective_config(
     options: ConfigOptions, env: Mapping[str, str] | None = None
 ) -> dict[str, Any]:
-    """Files, ``FERRYMAN_*`` variables, ``--endpoint``, ``--set``, ``--host``: validated.
+    """Files, ``FERRYMAN_*`` variables, ``--endpoint``, ``--set``, ``--host``: validated, with
+    the applications imported from ``--app-dir`` (the current directory) first.
 
-    Raises :class:`ConfigurationError`; a problem in an endpoint given with ``--endpoint``
-    names that option too.
+    Raises :class:`~ferryman.system.ConfigurationError` with every problem, each naming the
+    source of the value: ``(from --endpoint api=4000:...)``, ``(from --set ...)``...
     """
-    if env is None:
-        env = os.environ
-    first_index = 0
-    endpoint_sets: list[str] = []
-    if options.endpoints:
-        # Where the shortcut's endpoints go: after those the files and environment define.
-        before = load_config(options.files, env=env)
-        if "proxy" not in before:
-            raise ConfigurationError(
-                "--endpoint: the 'proxy' application is not in 'applications' "
-                f"(they are {', '.join(before['applications']) or 'none'})"
-            )
-        first_index = len(before["proxy"]["endpoints"])
-        # A YAML flow mapping (JSON is one) keeps each value's type: a name "404" stays a string.
-        endpoint_sets = [
-            f"proxy.endpoints.{first_index + i}={json.dumps(endpoint.to_settings())}"
-            for i, endpoint in enumerate(options.endpoints)
-        ]
-    try:
-        config = load_config(
-            options.files,
-            env=env,
-            overrides=[*endpoint_sets, *options.sets, *options.extra_sets],
-        )
-        if options.host is not None:
-            if "proxy" not in config:
-                raise ConfigurationError("--host: the 'proxy' application is not in 'applications'")
-            config["proxy"]["host"] = options.host
-            config = resolve_config(config).to_dict()
-    except ConfigurationError as exc:
-        if not options.endpoints:
-            raise
-        raise ConfigurationError(
-            *(_name_endpoint_option(problem, options, first_index) for problem in exc.problems)
-        ) from exc
-    return config
+    return effective_layers(options, env).resolve().to_dict()
 
 
-def _name_endpoint_option(problem: str, options: ConfigOptions, first_index: int) -> str:
+def effective_layers(options: ConfigOptions, env: Mapping[str, str] | None = None) -> ConfigLayers:
+    """The sources of :func:`effective_config`, laid in order but not validated yet: what
+    ``ferryman start`` keeps to say where a setting came from once it serves."""
+    use_app_dir(options.app_dir if options.app_dir is not None else os.curdir)
+    layers = ConfigLayers()
+    for file in options.files:
+        layers.add_file(file)
+    layers.add_environment(os.environ if env is None else env)
+    # The shortcut's endpoints go after those the files and environment define.
+    first_index = layers.length(["proxy", "endpoints"])
     for i, endpoint in enumerate(options.endpoints):
-        key = f"proxy.endpoints.{first_index + i}"
-        if problem.startswith((key + ".", key + ":")):
-            return f"{problem} (from --endpoint {endpoint.text})"
-        if problem.startswith(f"--set {key}="):
-            return f"--endpoint {endpoint.text}: {problem.split(': ', 1)[-1]}"
-    return problem
+        layers.assign(
+            ["proxy", "endpoints", str(first_index + i)],
+            endpoint.to_settings(),
+            source=endpoint.source,
+        )
+    for override in (*options.sets, *options.extra_sets):
+        layers.add_override(override)
+    if options.host is not None:
+        layers.assign(["proxy", "host"], options.host, source=f"--host {options.host}")
+    return layers

@@ -16,8 +16,10 @@ supervisor forwards it once as SIGTERM; it also stops when its supervisor disapp
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from contextlib import suppress
@@ -26,8 +28,9 @@ from typing import Any
 from ferryman import _compiled
 from ferryman.cli.logs import logger
 from ferryman.http.url import URL
+from ferryman.system.problems import Sources
 
-__all__ = ["LOOPS", "describe_addresses", "loop_factory", "run", "serve"]
+__all__ = ["LOOPS", "describe_addresses", "describe_listen_error", "loop_factory", "run", "serve"]
 
 #: The choices of ``--loop``.
 LOOPS = ("auto", "asyncio", "uvloop")
@@ -43,14 +46,22 @@ def run(
     supervised: bool = False,
     ready_fd: int | None = None,
     loop: str = "auto",
+    sources: Sources | None = None,
 ) -> int:
     """Serve ``config`` until a signal stops it; the process's exit code.
 
     ``loop``: ``"uvloop"``, ``"asyncio"``, or ``"auto"`` for uvloop when it is installed.
+    ``sources`` (where each setting came from) lets a port that cannot listen name its source.
     """
     with asyncio.Runner(loop_factory=loop_factory(loop)) as runner:
         return runner.run(
-            serve(config, reuse_port=reuse_port, supervised=supervised, ready_fd=ready_fd)
+            serve(
+                config,
+                reuse_port=reuse_port,
+                supervised=supervised,
+                ready_fd=ready_fd,
+                sources=sources,
+            )
         )
 
 
@@ -74,6 +85,7 @@ async def serve(
     reuse_port: bool = False,
     supervised: bool = False,
     ready_fd: int | None = None,
+    sources: Sources | None = None,
 ) -> int:
     """Build the system from a validated ``config``, serve it, and dispose of it at the end.
 
@@ -105,7 +117,7 @@ async def serve(
         try:
             await server.start()
         except OSError as exc:
-            logger.error("cannot listen: %s", exc)
+            logger.error("%s", describe_listen_error(exc, proxy, sources))
             with suppress(Exception):  # release the ports bound before the one that failed
                 await server.shutdown(0)
             return 1
@@ -134,6 +146,41 @@ async def serve(
         upstream_log.flush()
     logger.info("stopped (pid %d)", os.getpid())
     return 0
+
+
+def describe_listen_error(
+    exc: OSError, proxy: Mapping[str, Any], sources: Sources | None = None
+) -> str:
+    """Why a socket could not listen, naming the setting that chose its address: ``cannot
+    listen on 127.0.0.1:4000: address already in use; the port is proxy.endpoints.0.port
+    (endpoint 'api', from --endpoint api=4000:...)``."""
+    from ferryman.proxy.server import KERNEL, ListenError
+
+    if not isinstance(exc, ListenError):
+        return f"cannot listen: {exc.strerror or exc}"
+    cause = exc.error
+    key: tuple[str, ...]
+    whose: str | None
+    if isinstance(cause, socket.gaierror):
+        reason, key, whose = f"cannot resolve {exc.host}", ("proxy", "host"), None
+    else:
+        reason = os.strerror(exc.errno).lower() if exc.errno else str(cause)
+        if exc.errno == errno.EADDRNOTAVAIL:  # not an address of this machine
+            key, whose = ("proxy", "host"), None
+        elif exc.listener == KERNEL:
+            key, whose = ("proxy", "port"), "the kernel's port"
+        else:
+            names = [endpoint["name"] for endpoint in proxy["endpoints"]]
+            index = names.index(exc.listener) if exc.listener in names else 0
+            key, whose = ("proxy", "endpoints", str(index), "port"), f"endpoint {exc.listener!r}"
+    source = None if sources is None else sources.describe(key)
+    about = [part for part in (whose, f"from {source}" if source else "the default") if part]
+    setting = "host" if key[-1] == "host" else "port"
+    where = f"[{exc.host}]" if ":" in exc.host else exc.host
+    return (
+        f"cannot listen on {where}:{exc.port}: {reason}; the {setting} is {'.'.join(key)} "
+        f"({', '.join(about)})"
+    )
 
 
 def describe_addresses(

@@ -17,9 +17,10 @@ import click
 
 from ferryman.cli.errors import fail
 from ferryman.cli.logs import setup_logging
-from ferryman.cli.options import ConfigOptions, config_options, effective_config
+from ferryman.cli.options import ConfigOptions, config_options, effective_layers
 from ferryman.cli.serve import LOOPS
 from ferryman.system import ConfigurationError, dump_config
+from ferryman.system.problems import Sources
 
 __all__ = ["config", "start", "start_proxy"]
 
@@ -37,8 +38,8 @@ __all__ = ["config", "start", "start_proxy"]
 @click.option(
     "--reload",
     is_flag=True,
-    help="Restart when a .py file (ferryman's or the current directory's) or a config file "
-    "changes; for development.",
+    help="Restart when a .py file (ferryman's, the current directory's or the --app-dir's) or "
+    "a config file changes; for development.",
 )
 @click.option(
     "--reuse-port",
@@ -94,7 +95,7 @@ def start_proxy(
     """What ``ferryman start`` does once its options are parsed; exits the process."""
     if workers > 1 and reload:
         raise click.UsageError("--reload restarts a single process: it cannot go with --workers")
-    config = _load(options)
+    config, sources = _load(options)
     if "proxy" not in config:
         fail(
             "ferryman start serves the 'proxy' application, which 'applications' does not list "
@@ -117,7 +118,12 @@ def start_proxy(
 
     try:
         code = run(
-            config, reuse_port=reuse_port, supervised=supervised, ready_fd=ready_fd, loop=loop
+            config,
+            reuse_port=reuse_port,
+            supervised=supervised,
+            ready_fd=ready_fd,
+            loop=loop,
+            sources=sources,
         )
     except ConfigurationError as exc:  # a service the applications registered cannot be built
         fail(exc)
@@ -132,11 +138,13 @@ def start_proxy(
 @config_options
 def config(options: ConfigOptions) -> None:
     """Print the configuration `ferryman start` would run with the same options, as YAML."""
-    click.echo(dump_config(_load(options)), nl=False)
+    click.echo(dump_config(_load(options)[0]), nl=False)
 
 
-def _load(options: ConfigOptions) -> dict[str, Any]:
+def _load(options: ConfigOptions) -> tuple[dict[str, Any], Sources]:
+    """The validated configuration, and where each of its settings came from."""
+    layers = effective_layers(options)
     try:
-        return effective_config(options)
+        return layers.resolve().to_dict(), layers.sources
     except ConfigurationError as exc:
         fail(exc)

@@ -10,8 +10,9 @@ same configuration options (a fresh interpreter, so ``--reload`` picks up change
   it died before it listened (bad configuration, port taken: each child says on a pipe when its
   ports listen), which stops them all, since restarting would fail the same way;
 * with ``--reload``, polls once a second the modification times of the ``.py`` files under the
-  ferryman package and the current directory and of the configuration files, and restarts the
-  child when one changed; a child that crashed is restarted at the next change.
+  ferryman package, the current directory and the ``--app-dir``, and of the configuration
+  files, and restarts the child when one changed; a child that crashed is restarted at the next
+  change.
 
 Workers bind the same ports with SO_REUSEPORT and the kernel spreads connections among them.
 A port 0 would give each worker a different port, so the supervisor picks the port first: it
@@ -275,7 +276,10 @@ class Supervisor:
     # -- files -------------------------------------------------------------------------------------
 
     def _snapshot(self) -> Iterator[tuple[str, int]]:
-        for path in source_files([Path(ferryman.__file__).parent, Path.cwd()]):
+        roots = [Path(ferryman.__file__).parent, Path.cwd()]
+        if self.options.app_dir is not None:
+            roots.append(Path(self.options.app_dir))
+        for path in source_files(roots):
             yield _mtime(path)
         for file in self.options.files:
             yield _mtime(Path(file))

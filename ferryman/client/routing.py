@@ -23,7 +23,7 @@ from ferryman.client.transport.proxy import AsyncHTTPProxy
 from ferryman.events import EventDispatcher
 from ferryman.http.url import URL
 
-__all__ = ["TransportRouter"]
+__all__ = ["TransportRouter", "check_proxies"]
 
 _PROXY_KEYS = frozenset({"http", "https", "all", "ws", "wss"})
 
@@ -66,7 +66,7 @@ class TransportRouter:
             self._proxies.update(get_environment_proxies())
             self._no_proxy = get_environment_no_proxy()
         if proxies:
-            self._proxies.update(_check_proxies(proxies))
+            self._proxies.update(check_proxies(proxies))
         self._transports: dict[Any, AsyncTransport] = {}
         if transport is None:
             self.default = self._build((verify, cert, http2, None, pool_size))
@@ -107,7 +107,7 @@ class TransportRouter:
             return self.default
         table = self._proxies
         if proxies is not UNSET:
-            table = {**self._proxies, **_check_proxies(proxies or {})}
+            table = {**self._proxies, **check_proxies(proxies or {})}
         proxy = proxy_for_url(url, table, self._no_proxy) if table else None
         key = (
             self._verify if verify is UNSET else verify,
@@ -157,7 +157,9 @@ class TransportRouter:
             await transport.aclose()
 
 
-def _check_proxies(proxies: Mapping[str, str | URL | None]) -> dict[str, str | None]:
+def check_proxies(proxies: Mapping[str, str | URL | None]) -> dict[str, str | None]:
+    """A ``proxies`` mapping with its keys checked and its URLs as text; ``ValueError`` names a
+    key the router does not look up (public: configurations check theirs when loaded)."""
     checked: dict[str, str | None] = {}
     for scheme, value in proxies.items():
         if scheme not in _PROXY_KEYS:

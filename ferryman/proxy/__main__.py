@@ -7,6 +7,8 @@ the same defaults as ``ferryman start`` and the same configuration options besid
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import click
 
 from ferryman.cli.errors import Command
@@ -35,16 +37,15 @@ def proxy(
     options: ConfigOptions, port: int, upstream: str, name: str, workers: int, loop: str
 ) -> None:
     """Proxy PORT to the upstream URL until SIGINT or SIGTERM."""
-    endpoint = EndpointOption(name, port, upstream, f"{name}={port}:{upstream}")
+    endpoint = EndpointOption(
+        name,
+        port,
+        upstream,
+        f"{name}={port}:{upstream}",
+        given_as=f"--port {port} --upstream {upstream}",
+    )
     start_proxy(
-        ConfigOptions(
-            files=options.files,
-            sets=options.sets,
-            endpoints=(*options.endpoints, endpoint),
-            host=options.host,
-        ),
-        workers=workers,
-        loop=loop,
+        replace(options, endpoints=(*options.endpoints, endpoint)), workers=workers, loop=loop
     )
 
 

@@ -98,7 +98,7 @@ from ferryman.proxy.middleware import (
 )
 from ferryman.proxy.redirects import UpstreamRedirects, client_host
 from ferryman.proxy.rewrite import Rewrite
-from ferryman.proxy.settings import EndpointSettings, TimeoutSettings
+from ferryman.proxy.settings import EndpointSettings, RequestOptions, TimeoutSettings
 from ferryman.proxy.targets import RefusedTarget, target_escapes
 from ferryman.proxy.websocket import relay_websocket
 from ferryman.server.asgi import AnswerAborted, ReceiveStream, request_from_scope, send_response
@@ -119,10 +119,6 @@ DEFAULT_TIMEOUT: Final = TimeoutSettings().to_timeout()
 _METHODS_WITH_BODY: Final = frozenset({"POST", "PUT", "PATCH"})
 _HTTP1: Final = frozenset({"1.0", "1.1"})
 _URL_CACHE_SIZE: Final = 1024
-_SEND_OPTIONS: Final = frozenset(inspect.signature(AsyncClient.send).parameters) - {
-    "self",
-    "request",
-}
 _FORWARDED_SCHEMES: Final = {"ws": "http", "wss": "https"}
 _TE: Final = b"transfer-encoding"
 
@@ -148,7 +144,7 @@ class HTTPProxyHandler:
         context: ProxyContext | None = None,
         *,
         ctx: ProxyContext | None = None,
-        request_options: Mapping[str, Any] | None = None,
+        request_options: Mapping[str, Any] | RequestOptions | None = None,
         error_handler: ErrorHandler | None = None,
         rewrite: Rewrite | None = None,
         name: str = "proxy",
@@ -167,18 +163,15 @@ class HTTPProxyHandler:
             raise TypeError("give the proxy context once: context= or ctx=, not both")
         if context is None:
             raise TypeError("HTTPProxyHandler needs a ProxyContext (context=...)")
-        options = dict(request_options or {})
-        unknown = set(options) - _SEND_OPTIONS
-        if unknown:
-            raise ValueError(
-                f"request_options {sorted(unknown)} are not options of AsyncClient.send "
-                f"(those are {', '.join(sorted(_SEND_OPTIONS))}); the method, URL, headers and "
-                "body come from the request and the middlewares"
-            )
+        # Checked as a configuration's are (names and values: a ValueError now, not a 500
+        # for each request); the method, URL, headers and body come from the request.
+        if not isinstance(request_options, RequestOptions):
+            request_options = RequestOptions.model_validate(dict(request_options or {}))
+        options = request_options.to_options()
+        self._has_options = bool(options)
         options.setdefault("decompress", False)  # the body goes out with its Content-Encoding
         self.context = context
         self.request_options = options
-        self._has_options = bool(request_options)
         self.error_handler = error_handler
         self.rewrite = rewrite
         self.name = name

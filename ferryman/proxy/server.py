@@ -46,7 +46,7 @@ from ferryman.server.protocol import (
 )
 from ferryman.system.builder import System
 
-__all__ = ["KERNEL", "PrefixRouter", "ProxyServer"]
+__all__ = ["KERNEL", "ListenError", "PrefixRouter", "ProxyServer"]
 
 logger = logging.getLogger("ferryman.proxy")
 
@@ -63,6 +63,19 @@ WATCHED_EVENTS: Final = (
     EVENT_FILTER_HTTP_CLIENT_REQUEST,
     EVENT_FILTER_HTTP_CLIENT_RESPONSE,
 )
+
+
+class ListenError(OSError):
+    """A socket could not listen: ``listener`` says whose it was (an endpoint's name, or
+    :data:`KERNEL`), for the message to name the setting that chose the address."""
+
+    def __init__(self, listener: str, host: str, port: int, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.listener = listener
+        self.host = host
+        self.port = port
+        #: What the event loop raised (a ``socket.gaierror`` for a host that does not resolve).
+        self.error = error
 
 
 class FastPathGate:
@@ -214,7 +227,7 @@ class ProxyServer:
             use_fast=gate,
             fallback=bridge,
         )
-        if endpoint.request_options:
+        if endpoint.request_options.to_options():
             relay.use_fast = lambda: False  # options only the http client understands
         self._relays.append(relay)
         return relay
@@ -228,13 +241,16 @@ class ProxyServer:
         limits: ServerLimits,
     ) -> None:
         state = self.state
-        server = await loop.create_server(
-            lambda: ServerProtocol(handler, state, loop, limits=limits),
-            self.host,
-            port,
-            reuse_port=self.reuse_port or None,
-            backlog=1024,
-        )
+        try:
+            server = await loop.create_server(
+                lambda: ServerProtocol(handler, state, loop, limits=limits),
+                self.host,
+                port,
+                reuse_port=self.reuse_port or None,
+                backlog=1024,
+            )
+        except OSError as exc:
+            raise ListenError(name, self.host, port, exc) from exc
         self._servers.append(server)
         sockname = server.sockets[0].getsockname()
         self.addresses[name] = (sockname[0], sockname[1])

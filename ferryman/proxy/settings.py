@@ -35,12 +35,22 @@ reads heads under the proxy's defaults; the body limit and request buffering are
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
-from typing import Annotated, Any, TypeVar
+import os
+import ssl
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Annotated, Any, Final, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
-from ferryman.client.config import Timeout
+from ferryman.client.config import Timeout, to_timeout
+from ferryman.client.routing import check_proxies
 from ferryman.exceptions import InvalidURL
 from ferryman.http.url import URL
 from ferryman.proxy.headers import HeaderRules
@@ -55,6 +65,7 @@ __all__ = [
     "HeaderRulesSettings",
     "LimitSettings",
     "ProxySettings",
+    "RequestOptions",
     "RewriteSettings",
     "TimeoutSettings",
 ]
@@ -63,6 +74,16 @@ DEFAULT_PORT = 4080
 Port = Annotated[int, Field(ge=0, le=65535)]
 Seconds = Annotated[float, Field(gt=0)]
 Size = Annotated[int, Field(gt=0)]
+#: What a timeout mapping may hold, in both ``timeout`` and ``request_options.timeout``.
+TIMEOUT_PHASES: Final = ("connect", "read", "write", "pool")
+#: ``AsyncClient.send``'s event handler options: functions, which only Python can give.
+HANDLER_OPTIONS: Final = (
+    "pre_request",
+    "on_headers",
+    "post_request",
+    "data_received",
+    "data_processed",
+)
 
 
 class LimitSettings(Settings):
@@ -103,6 +124,145 @@ class TimeoutSettings(Settings):
 
     def to_timeout(self) -> Timeout:
         return Timeout(connect=self.connect, read=self.read, write=self.write, pool=self.pool)
+
+
+class RequestOptions(Settings):
+    """An endpoint's ``request_options``: what it passes to ``AsyncClient.send`` for each
+    upstream call, checked when the configuration is loaded, as the client will take them (a
+    misspelt name was a traceback at start-up, and ``timeout: abc`` a 500 for every request).
+
+    The fields are ``send``'s keyword options but ``stream`` (the proxy streams every answer);
+    only those given are passed (:meth:`to_options`), so the session's own settings stand for
+    the others. The event handlers (``pre_request``...) take functions, which only Python gives
+    (``HTTPProxyHandler(request_options=...)``), not a configuration file.
+    """
+
+    allow_redirects: bool = False
+    max_redirects: Annotated[int, Field(ge=0)] | None = None
+    decompress: bool | None = None
+    #: Seconds for all four phases, a mapping of some of them, or null: no limit.
+    timeout: Any = None
+    #: true, false (no verification), a CA bundle file or directory, or an ``ssl.SSLContext``.
+    verify: Any = None
+    #: A PEM file with the client certificate and key, or ``[cert, key]``/``[cert, key,
+    #: password]``.
+    cert: Any = None
+    #: ``{http: URL, https: URL, all: URL, ws: ..., wss: ...}``; null for none.
+    proxies: Any = None
+    http2: bool | None = None
+    pool_size: Annotated[int, Field(gt=0)] | None = None
+    pre_request: Any = None
+    on_headers: Any = None
+    post_request: Any = None
+    data_received: Any = None
+    data_processed: Any = None
+
+    def to_options(self) -> dict[str, Any]:
+        """The keyword arguments for ``send``: the options given, no default added."""
+        given = self.model_fields_set
+        return {name: getattr(self, name) for name in type(self).model_fields if name in given}
+
+    @model_serializer(mode="plain")
+    def _dump(self) -> dict[str, Any]:
+        # What a dump prints, and loads back to the same: the options given, not every default.
+        return self.to_options()
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: Any) -> Any:
+        if isinstance(value, Mapping):
+            for phase, seconds in value.items():
+                if phase not in TIMEOUT_PHASES:
+                    raise ValueError(
+                        f"{phase!r} is not a timeout phase: they are {', '.join(TIMEOUT_PHASES)}"
+                    )
+                if seconds is not None and not _is_seconds(seconds):
+                    raise ValueError(f"{phase} must be a number of seconds or null (no limit)")
+        elif not (value is None or isinstance(value, Timeout) or _is_seconds(value)):
+            raise ValueError(
+                "must be a number of seconds (all four phases), null (no limit), or a mapping "
+                f"of {', '.join(TIMEOUT_PHASES)}"
+            )
+        try:
+            to_timeout(value)  # what send() does with it: anything it refuses, refused now
+        except (TypeError, ValueError) as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("verify")
+    @classmethod
+    def _verify(cls, value: Any) -> Any:
+        if isinstance(value, bool | ssl.SSLContext):
+            return value
+        if isinstance(value, str | os.PathLike):
+            if not os.path.exists(value):
+                raise ValueError(f"there is no CA bundle file or directory at {value!r}")
+            return value
+        raise ValueError(
+            "must be true, false (no verification) or the path of a CA bundle file or directory"
+        )
+
+    @field_validator("cert")
+    @classmethod
+    def _cert(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        files: tuple[Any, ...]
+        if isinstance(value, str | os.PathLike):
+            files = (value,)
+        elif isinstance(value, list | tuple) and len(value) in (2, 3):
+            files = tuple(value)
+            value = files  # the client takes a tuple, and pools are keyed by it (hashable)
+        else:
+            raise ValueError(
+                "must be the path of a PEM file with the certificate and its key, or a list "
+                "[certificate, key] or [certificate, key, password]"
+            )
+        if not all(isinstance(part, str | os.PathLike) for part in files):
+            raise ValueError("the certificate, key and password must be strings")
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(*files)
+        except OSError as exc:  # ssl.SSLError included
+            reason = exc.strerror or getattr(exc, "reason", None) or str(exc)
+            raise ValueError(f"cannot load the client certificate {files[0]!r}: {reason}") from None
+        return value
+
+    @field_validator("proxies")
+    @classmethod
+    def _proxies(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise ValueError("must be a mapping of http, https, all, ws or wss to a proxy URL")
+        check_proxies(value)  # the keys the client looks up
+        for scheme, proxy in value.items():
+            if proxy is None or proxy == "":
+                continue
+            try:
+                url = URL(str(proxy))
+            except InvalidURL as exc:
+                raise ValueError(f"{scheme}: {proxy!r} is not a URL: {exc}") from None
+            if url.scheme not in ("http", "https") or not url.host:
+                raise ValueError(f"{scheme}: {proxy!r} must be an http:// or https:// URL")
+        return value
+
+    @field_validator(*HANDLER_OPTIONS)
+    @classmethod
+    def _handlers(cls, value: Any) -> Any:
+        if value is None or callable(value):
+            return value
+        if isinstance(value, Iterable) and not isinstance(value, str | bytes | Mapping):
+            handlers = list(value)
+            if all(callable(handler) for handler in handlers):
+                return handlers
+        raise ValueError(
+            "must be a function or a list of functions, given from Python: a configuration "
+            "file cannot give one"
+        )
+
+
+def _is_seconds(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 class HeaderRulesSettings(Settings):
@@ -162,7 +322,7 @@ class EndpointSettings(Settings):
     preserve_host: bool = False
     rewrite: RewriteSettings | None = None
     state: dict[str, Any] = {}
-    request_options: dict[str, Any] = {}
+    request_options: RequestOptions = RequestOptions()
     limits: LimitSettings = LimitSettings()
     client_timeout: ClientTimeoutSettings = ClientTimeoutSettings()
     #: Request bodies up to this many bytes are read whole before an upstream connection is
@@ -217,7 +377,12 @@ class EndpointSettings(Settings):
     @classmethod
     def _seconds_for_all(cls, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return {"connect": value, "read": value, "write": value, "pool": value}
+            return dict.fromkeys(TIMEOUT_PHASES, value)
+        if not isinstance(value, Mapping | TimeoutSettings):
+            raise ValueError(
+                "must be a number of seconds (all four phases) or a mapping of "
+                f"{', '.join(TIMEOUT_PHASES)} (each a number, or null: no limit)"
+            )
         return value
 
     @model_validator(mode="after")

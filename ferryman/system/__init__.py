@@ -15,6 +15,7 @@ from ferryman.system.builder import KernelFactory, System, SystemBuilder
 from ferryman.system.config import (
     DEFAULT_APPLICATIONS,
     DEFAULT_CONFIG,
+    ConfigLayers,
     ResolvedConfig,
     dump_config,
     load_config,
@@ -47,6 +48,7 @@ __all__ = [
     "EVENT_SHUTDOWN",
     "ASGIApp",
     "Application",
+    "ConfigLayers",
     "ConfigurationError",
     "Container",
     "DependencyError",

@@ -25,11 +25,18 @@ load, in order:
   :func:`register_application`, then in ``ferryman.apps.storage`` and ``ferryman.storage``;
 * a dotted name is imported: ``"mypkg.myapp:MyApplication"`` names the class,
   ``"mypkg.myapp"`` a module whose ``application`` attribute is the class.
+
+Dotted names are imported from the application directory first (:func:`use_app_dir`; the
+command line's ``--app-dir``, the current directory by default), as uvicorn imports
+``module:app``: an ``audit.py`` in the directory ``ferryman start`` runs in loads as
+``audit:Audit`` without ``PYTHONPATH=.``.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 from collections.abc import Sequence
 from typing import ClassVar
 
@@ -43,6 +50,8 @@ __all__ = [
     "load_application",
     "load_applications",
     "register_application",
+    "try_load_applications",
+    "use_app_dir",
 ]
 
 # Short name -> "module:Class". Applications shipped elsewhere get a short name here.
@@ -50,6 +59,9 @@ _registry: dict[str, str] = {}
 
 #: Where a short name not in the registry is looked for, in order.
 SHORT_NAME_MODULES = ("ferryman.apps.{name}", "ferryman.{name}")
+
+#: The directory :func:`use_app_dir` put first on ``sys.path``, for the words of an import error.
+_app_dir: str | None = None
 
 
 class Settings(BaseModel):
@@ -79,23 +91,55 @@ def register_application(name: str, target: str) -> None:
     _registry[name] = target
 
 
+def use_app_dir(directory: str | os.PathLike[str]) -> str:
+    """Import applications from ``directory`` before anywhere else: its absolute path goes to
+    the front of ``sys.path``, as ``uvicorn --app-dir`` does. Returns that path."""
+    global _app_dir
+    path = os.path.abspath(directory)
+    if not sys.path or sys.path[0] != path:
+        sys.path.insert(0, path)
+    importlib.invalidate_caches()  # files written since the directory was last looked at
+    _app_dir = path
+    return path
+
+
 def load_applications(names: Sequence[str]) -> list[type[Application]]:
-    """Load the ``applications`` list of a configuration, refusing two with the same key."""
+    """Load the ``applications`` list of a configuration, refusing two with the same key.
+
+    Every entry that cannot be loaded is reported, not only the first.
+    """
+    loaded, problems = try_load_applications(names)
+    if problems:
+        raise ConfigurationError(*(f"applications.{index}: {reason}" for index, reason in problems))
+    return loaded
+
+
+def try_load_applications(
+    names: Sequence[str],
+) -> tuple[list[type[Application]], list[tuple[int, str]]]:
+    """The applications of ``names`` that load, and for each entry that does not, its index
+    and why; so that the settings of those that load can be checked all the same."""
     loaded: list[type[Application]] = []
+    problems: list[tuple[int, str]] = []
     index_of_key: dict[str, int] = {}
     for index, entry in enumerate(names):
         try:
             application = load_application(entry)
         except ConfigurationError as exc:
-            raise ConfigurationError(f"applications.{index}: {exc}") from exc.__cause__
+            problems.append((index, str(exc)))
+            continue
         previous = index_of_key.setdefault(application.name, index)
         if previous != index:
-            raise ConfigurationError(
-                f"applications.{index}: {entry!r} uses the key {application.name!r}, "
-                f"already used by applications.{previous} ({names[previous]!r})"
+            problems.append(
+                (
+                    index,
+                    f"{entry!r} uses the key {application.name!r}, "
+                    f"already used by applications.{previous} ({names[previous]!r})",
+                )
             )
+            continue
         loaded.append(application)
-    return loaded
+    return loaded, problems
 
 
 def load_application(name: str) -> type[Application]:
@@ -133,6 +177,10 @@ def _load_target(name: str, target: str) -> type[Application]:
     module_name, _, attribute = target.partition(":")
     try:
         found: object = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (module_name + ".").startswith(exc.name + "."):
+            raise ConfigurationError(_not_found(name, exc.name)) from exc
+        raise ConfigurationError(_cannot_load(name, exc)) from exc
     except Exception as exc:
         raise ConfigurationError(_cannot_load(name, exc)) from exc
     path = attribute.split(".") if attribute else ["application"]
@@ -167,4 +215,12 @@ def _load_target(name: str, target: str) -> type[Application]:
 
 
 def _cannot_load(name: str, exc: Exception) -> str:
+    # The module is there and failed: its error, named as Python names it, is for its author.
     return f"application {name!r} cannot be loaded: {type(exc).__name__}: {exc}"
+
+
+def _not_found(name: str, module_name: str) -> str:
+    where = "on Python's path"
+    if _app_dir is not None:
+        where = f"in {_app_dir} (the application directory) or elsewhere {where}"
+    return f"application {name!r} cannot be loaded: there is no module {module_name!r} {where}"

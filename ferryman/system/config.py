@@ -15,7 +15,12 @@ starts with ``[`` or ``{``, as a YAML flow collection (``FERRYMAN_APPLICATIONS=[
 
 The result is then validated: each application named in ``applications`` is imported, the
 settings under its key are validated with its ``settings_type``, and a top-level key no
-application reads is an error. Every problem is reported as ``dotted.key.path: reason``.
+application reads is an error. Every problem is reported as ``dotted.key.path: reason``, with the
+source of the value (``FERRYMAN_PROXY__PORT``, ``ferryman.yml:4``, ``--set ...``: see
+:mod:`ferryman.system.problems`), and all of them at once: a value that cannot be set does not
+hide the others, and the settings of the applications that load are checked even when another
+one does not. Only a file that cannot be read stops the settings from being judged: what it
+holds is unknown, and they would be judged without what it may well set.
 
 Why not pydantic-settings: its sources feed one model known in advance, while here the model is
 only known once the ``applications`` list has been read from those same sources.
@@ -38,12 +43,20 @@ from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
 from ferryman._compiled import SWITCHES
-from ferryman.system.applications import Application, load_applications
+from ferryman.system.applications import Application, try_load_applications
 from ferryman.system.errors import ConfigurationError
+from ferryman.system.problems import (
+    KeyPath,
+    Sources,
+    describe_errors,
+    show_value,
+    unknown_key,
+)
 
 __all__ = [
     "DEFAULT_APPLICATIONS",
     "DEFAULT_CONFIG",
+    "ConfigLayers",
     "ResolvedConfig",
     "dump_config",
     "load_config",
@@ -88,6 +101,111 @@ class ResolvedConfig:
         return data
 
 
+class ConfigLayers:
+    """The configuration as its sources lay it down, each over the ones before, remembering
+    which source set each value and collecting the problems met on the way.
+
+    :func:`load_config` lays files, the environment and ``--set`` overrides; ``ferryman start``
+    adds ``--endpoint`` and ``--host`` in their places (:mod:`ferryman.cli.options`).
+    :meth:`resolve` validates the result and reports every problem, each with its source.
+    """
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = merge_config({}, DEFAULT_CONFIG)
+        self.sources = Sources()
+        self.problems: list[str] = []
+        self._unread_file = False
+
+    def add_file(self, path: str | Path) -> None:
+        """Merge a YAML or TOML file (mappings key by key, anything else replaced)."""
+        try:
+            data, lines = _read_file(Path(path))
+        except ConfigurationError as exc:
+            self.problems.extend(exc.problems)
+            self._unread_file = True
+            return
+        self._record_file(self.data, data, (), str(path), lines)
+        self.data = merge_config(self.data, data)
+
+    def add_environment(self, env: Mapping[str, str]) -> None:
+        """The ``FERRYMAN_*`` variables, in the order of their names."""
+        for variable in sorted(env):
+            if variable.startswith(ENV_PREFIX) and variable not in NOT_CONFIGURATION:
+                path = variable.removeprefix(ENV_PREFIX).lower().split(ENV_SEPARATOR)
+                self.assign_text(path, env[variable], source=variable)
+
+    def add_override(self, override: str) -> None:
+        """One ``--set key=value``."""
+        key, equals, text = override.partition("=")
+        if not equals:
+            self.problems.append(f"--set {override!r}: expected key=value")
+            return
+        self.assign_text(key.strip().split("."), text, source=f"--set {override}")
+
+    def assign_text(self, path: Sequence[str], text: str, *, source: str) -> None:
+        """Set the value ``text`` spells (:func:`parse_value`) at ``path``."""
+        try:
+            value = parse_value(text)
+        except ConfigurationError as exc:
+            self.problems.append(f"{source}: {exc}")
+            return
+        self.assign(path, value, source=source)
+
+    def assign(self, path: Sequence[str], value: Any, *, source: str) -> None:
+        """Set ``value`` at ``path`` (:func:`set_config_value`); ``source`` names where it came
+        from in any problem with it. One that cannot apply changes nothing."""
+        data = copy.deepcopy(self.data)
+        try:
+            set_config_value(data, path, value, source=source)
+        except ConfigurationError as exc:
+            self.problems.extend(exc.problems)
+            return
+        self.data = data
+        self.sources.set(tuple(path), value, source)
+
+    def length(self, path: Sequence[str]) -> int:
+        """How many items the list at ``path`` has so far (0 when there is none)."""
+        node: Any = self.data
+        for key in path:
+            if isinstance(node, dict):
+                node = node.get(key)
+            elif isinstance(node, list) and key.isdecimal() and int(key) < len(node):
+                node = node[int(key)]
+            else:
+                return 0
+        return len(node) if isinstance(node, list) else 0
+
+    def resolve(self) -> ResolvedConfig:
+        """Validate; raise :class:`ConfigurationError` with every problem, sources' first."""
+        if self._unread_file:
+            raise ConfigurationError(*self.problems)
+        try:
+            resolved = resolve_config(self.data, sources=self.sources)
+        except ConfigurationError as exc:
+            raise ConfigurationError(*self.problems, *exc.problems) from None
+        if self.problems:
+            raise ConfigurationError(*self.problems)
+        return resolved
+
+    def _record_file(
+        self,
+        base: Mapping[Any, Any],
+        data: Mapping[Any, Any],
+        prefix: KeyPath,
+        file: str,
+        lines: Mapping[KeyPath, int],
+    ) -> None:
+        """Note the file as the source of what it sets: a mapping merged into one already there
+        is not the file's alone, so its keys are noted one by one (as merge_config merges)."""
+        for key, value in data.items():
+            path = (*prefix, str(key))
+            current = base.get(key)
+            if isinstance(current, Mapping) and isinstance(value, Mapping):
+                self._record_file(current, value, path, file, lines)
+            else:
+                self.sources.set(path, value, file, lines)
+
+
 def load_config(
     files: Sequence[str | Path] = (),
     *,
@@ -99,26 +217,22 @@ def load_config(
     ``env`` defaults to ``os.environ``. The result has every default filled in, and is what
     :class:`~ferryman.system.SystemBuilder` takes and :func:`dump_config` prints.
     """
-    if env is None:
-        env = os.environ
-    config = merge_config({}, DEFAULT_CONFIG)
+    layers = ConfigLayers()
     for file in files:
-        config = merge_config(config, read_config_file(file))
-    for variable in sorted(env):
-        if variable.startswith(ENV_PREFIX) and variable not in NOT_CONFIGURATION:
-            path = variable.removeprefix(ENV_PREFIX).lower().split(ENV_SEPARATOR)
-            _assign(config, path, env[variable], source=variable)
+        layers.add_file(file)
+    layers.add_environment(os.environ if env is None else env)
     for override in overrides:
-        key, equals, text = override.partition("=")
-        if not equals:
-            raise ConfigurationError(f"--set {override!r}: expected key=value")
-        _assign(config, key.strip().split("."), text, source=f"--set {override}")
-    return resolve_config(config).to_dict()
+        layers.add_override(override)
+    return layers.resolve().to_dict()
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
     """The mapping a YAML or TOML file holds (an empty file holds an empty one)."""
-    path = Path(path)
+    return _read_file(Path(path))[0]
+
+
+def _read_file(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """The file's mapping, and the line of each key of a YAML file (TOML's parser tells none)."""
     suffix = path.suffix.lower()
     if suffix not in (".yml", ".yaml", ".toml"):
         raise ConfigurationError(
@@ -132,6 +246,7 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigurationError(f"{path}: cannot read configuration file: {exc}") from exc
     data: object
+    lines: dict[KeyPath, int] = {}
     if suffix == ".toml":
         try:
             data = tomllib.loads(text)
@@ -142,20 +257,47 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             raise ConfigurationError(f"{where}: invalid TOML: {reason}") from exc
     else:
         try:
-            data = yaml.safe_load(text)
+            # As yaml.safe_load, keeping the nodes: they know the line of each key.
+            loader = yaml.SafeLoader(text)
+            try:
+                node = loader.get_single_node()
+                data = None if node is None else loader.construct_document(node)
+            finally:
+                loader.dispose()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else f"{path}"
             raise ConfigurationError(f"{where}: invalid YAML: {exc.problem}") from exc
+        except yaml.reader.ReaderError as exc:  # a character YAML does not allow
+            line = text.count("\n", 0, exc.position) + 1
+            column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+            reason = str(exc).splitlines()[0]  # (the next line names "<unicode string>")
+            raise ConfigurationError(f"{path}:{line}:{column}: invalid YAML: {reason}") from exc
         except yaml.YAMLError as exc:
             raise ConfigurationError(f"{path}: invalid YAML: {exc}") from exc
+        if node is not None:
+            _yaml_lines(node, (), lines)
     if data is None:
-        return {}
+        return {}, lines
     if not isinstance(data, dict):
         raise ConfigurationError(
             f"{path}: the top level must be a mapping of settings, got a {type(data).__name__}"
         )
-    return data
+    return data, lines
+
+
+def _yaml_lines(node: Any, path: KeyPath, lines: dict[KeyPath, int]) -> None:
+    """The line of each key (and list item) under ``node``; keys that are not plain scalars
+    (and merge keys' entries) are left out: their values are then blamed on the file alone."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode):
+                lines[(*path, key.value)] = key.start_mark.line + 1
+                _yaml_lines(value, (*path, key.value), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            lines[(*path, str(index))] = item.start_mark.line + 1
+            _yaml_lines(item, (*path, str(index)), lines)
 
 
 def merge_config(base: Mapping[Any, Any], override: Mapping[Any, Any]) -> dict[Any, Any]:
@@ -239,43 +381,50 @@ def set_config_value(
         node = child
 
 
-def _assign(config: dict[str, Any], path: Sequence[str], text: str, *, source: str) -> None:
-    try:
-        value = parse_value(text)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{source}: {exc}") from exc.__cause__
-    set_config_value(config, path, value, source=source)
-
-
-def resolve_config(config: Mapping[str, Any]) -> ResolvedConfig:
+def resolve_config(config: Mapping[str, Any], *, sources: Sources | None = None) -> ResolvedConfig:
     """Import the applications ``config`` names and validate the settings of each.
 
-    Without an ``applications`` key, :data:`DEFAULT_APPLICATIONS` run.
+    Without an ``applications`` key, :data:`DEFAULT_APPLICATIONS` run. ``sources`` says where
+    each value came from, for the problems to name it. Every problem is reported at once: the
+    settings of the applications that load are checked even when another one does not; only
+    the keys of the configuration no application reads are left unjudged then (one of them
+    may be the key of the one that did not load).
     """
+
+    def blame(line: str, *path: str) -> str:
+        source = None if sources is None else sources.describe(path)
+        return line if source is None else f"{line} (from {source})"
+
     try:
         names = _APPLICATION_NAMES.validate_python(config.get("applications", DEFAULT_APPLICATIONS))
     except ValidationError as exc:
-        raise ConfigurationError(*_describe(exc, "applications")) from None
-    applications = load_applications(names)
-    known = {"applications", *(application.name for application in applications)}
-    unknown = sorted(str(key) for key in config if key not in known)
-    if unknown:
-        raise ConfigurationError(
-            *(
-                f"{key}: unknown configuration key (no application listed in 'applications' "
-                f"reads it; the keys read are {', '.join(sorted(known))})"
-                for key in unknown
-            )
-        )
+        raise ConfigurationError(*describe_errors(exc, "applications", sources=sources)) from None
+    applications, failures = try_load_applications(names)
+    problems = [
+        blame(f"applications.{index}: {reason}", "applications", str(index))
+        for index, reason in failures
+    ]
+    known = ["applications", *(application.name for application in applications)]
+    if not failures:
+        for key in sorted(str(key) for key in config if key not in known):
+            reason = unknown_key(key, known, what="unknown configuration key")
+            if "did you mean" not in reason:
+                reason = (
+                    "unknown configuration key (no application listed in 'applications' "
+                    f"reads it; the keys read are {', '.join(sorted(known))})"
+                )
+            problems.append(blame(f"{key}: {reason}", key))
     settings: dict[str, Any] = {"applications": names}
-    problems: list[str] = []
     for application in applications:
         raw = config.get(application.name)
         if application.settings_type is None:
             if raw is not None:
                 problems.append(
-                    f"{application.name}: the application takes no settings "
-                    f"(got {_short_repr(raw)})"
+                    blame(
+                        f"{application.name}: the application takes no settings "
+                        f"(got {show_value(raw)})",
+                        application.name,
+                    )
                 )
             continue
         try:
@@ -283,7 +432,9 @@ def resolve_config(config: Mapping[str, Any]) -> ResolvedConfig:
                 {} if raw is None else raw
             )
         except ValidationError as exc:
-            problems.extend(_describe(exc, application.name))
+            problems.extend(
+                describe_errors(exc, application.name, application.settings_type, sources)
+            )
     if problems:
         raise ConfigurationError(*problems)
     return ResolvedConfig(tuple(applications), MappingProxyType(settings))
@@ -294,18 +445,3 @@ def dump_config(config: Mapping[str, Any]) -> str:
     data = to_jsonable_python(dict(config))
     dumped: str = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
     return dumped
-
-
-def _describe(error: ValidationError, prefix: str) -> list[str]:
-    """One ``dotted.path: reason (got value)`` line per problem pydantic found."""
-    lines = []
-    for problem in error.errors(include_url=False):
-        path = ".".join([prefix, *(str(part) for part in problem["loc"])])
-        got = "" if problem["type"] == "missing" else f" (got {_short_repr(problem['input'])})"
-        lines.append(f"{path}: {problem['msg']}{got}")
-    return lines
-
-
-def _short_repr(value: object, limit: int = 80) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

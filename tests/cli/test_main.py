@@ -109,7 +109,7 @@ def test_malformed_header_is_a_usage_error(edge: EdgeServer, value: str) -> None
 def test_invalid_header_name_is_reported_without_traceback(edge: EdgeServer) -> None:
     result = invoke("get", edge.url + "/echo", "-H", "Bad Name: x")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: LocalProtocolError: Invalid header name 'Bad Name'")
+    assert result.stderr.startswith("error: Invalid header name 'Bad Name'")
 
 
 def test_url_without_scheme_is_http(edge: EdgeServer) -> None:
@@ -123,13 +123,13 @@ def test_url_without_scheme_is_http(edge: EdgeServer) -> None:
 def test_url_without_host(url: str) -> None:
     result = invoke("get", url)
     assert result.exit_code == 1
-    assert result.stderr == f"error: InvalidURL: {url!r} is not an absolute http(s) URL\n"
+    assert result.stderr == f"error: {url!r} is not an absolute http(s) URL\n"
 
 
 def test_unsupported_scheme() -> None:
     result = invoke("get", "ftp://example.com/file")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: UnsupportedProtocol: the URL scheme 'ftp'")
+    assert result.stderr.startswith("error: the URL scheme 'ftp'")
 
 
 @pytest.mark.parametrize("code", [400, 503])
@@ -194,7 +194,7 @@ def test_timeout_option_reaches_the_transport(edge: EdgeServer) -> None:
 def test_tls_is_verified_by_default(tls_edge: EdgeServer) -> None:
     result = invoke("get", tls_edge.url + "/echo")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: ConnectError: ")
+    assert result.stderr.startswith("error: TLS handshake failed: ")
     assert "CERTIFICATE_VERIFY_FAILED" in result.stderr
 
 
@@ -255,8 +255,18 @@ def test_subprocess_connection_refused(refused_url: str) -> None:
     proc = run("get", refused_url)
     assert proc.returncode == 1
     assert proc.stdout == b""
-    assert proc.stderr.startswith(b"error: ConnectError: ")
+    where = refused_url.removeprefix("http://").rstrip("/")
+    assert proc.stderr == f"error: cannot connect to {where}: connection refused\n".encode()
     assert b"Traceback" not in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1
+
+
+def test_subprocess_dns_failure_is_said_in_words() -> None:
+    # .invalid never resolves (RFC 6761), with or without a network.
+    proc = run("get", "http://api.example.invalid/x")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(b"error: cannot resolve api.example.invalid: ")
+    assert b"gaierror" not in proc.stderr and b"Error" not in proc.stderr
     assert len(proc.stderr.splitlines()) == 1
 
 
@@ -265,7 +275,7 @@ def test_subprocess_read_timeout(edge: EdgeServer) -> None:
     # assertion: a loaded CI machine may take seconds just to start the interpreter).
     proc = run("get", "--timeout", "0.2", edge.url + "/slow-head?delay=2")
     assert proc.returncode == 1
-    assert proc.stderr.startswith(b"error: ReadTimeout: ")
+    assert proc.stderr.startswith(b"error: no data received from the server for 0.2 s")
     assert b"Traceback" not in proc.stderr
 
 
@@ -279,7 +289,7 @@ def test_subprocess_fail_on_404(edge: EdgeServer) -> None:
 def test_subprocess_url_without_host() -> None:
     proc = run("get", "http://")
     assert proc.returncode == 1
-    assert proc.stderr.startswith(b"error: InvalidURL: 'http://' is not an absolute")
+    assert proc.stderr.startswith(b"error: 'http://' is not an absolute")
     assert b"Traceback" not in proc.stderr
 
 
@@ -343,4 +353,4 @@ def test_console_script(edge: EdgeServer) -> None:
     assert ["X-Script", "yes"] in echoed_headers(body)
     proc = run("get", "http://", command=[script])
     assert proc.returncode == 1
-    assert proc.stderr.startswith(b"error: InvalidURL: ")
+    assert proc.stderr.startswith(b"error: 'http://' is not an absolute http(s) URL")

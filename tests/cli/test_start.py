@@ -199,21 +199,40 @@ def test_applications_listening_to_events_see_the_traffic(
 # -- failures ---------------------------------------------------------------------------------
 
 
-def test_port_in_use_exits_1(start_proxy: StartProxy) -> None:
+def test_port_in_use_exits_1_naming_the_setting_that_chose_it(start_proxy: StartProxy) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proxy = start_proxy(*KERNEL_ON_PORT_0, "-e", f"api={port}:http://127.0.0.1:9")
-        assert proxy.wait() == 1
-    assert "ferryman: error: cannot listen: " in proxy.output
-    assert "Traceback" not in proxy.output
+        endpoint = start_proxy(*KERNEL_ON_PORT_0, "-e", f"api={port}:http://127.0.0.1:9")
+        kernel = start_proxy(env={"FERRYMAN_PROXY__PORT": str(port)})
+        assert endpoint.wait() == 1
+        assert kernel.wait() == 1
+    assert endpoint.output == (
+        f"ferryman: error: cannot listen on 127.0.0.1:{port}: address already in use; the port "
+        f"is proxy.endpoints.0.port (endpoint 'api', from --endpoint api={port}:http://127.0.0.1:9)"
+    )
+    assert kernel.output == (
+        f"ferryman: error: cannot listen on 127.0.0.1:{port}: address already in use; the port "
+        "is proxy.port (the kernel's port, from FERRYMAN_PROXY__PORT)"
+    )
+
+
+def test_a_host_that_does_not_resolve_is_named(start_proxy: StartProxy) -> None:
+    proxy = start_proxy(*KERNEL_ON_PORT_0, "--host", "nowhere.invalid")
+    assert proxy.wait() == 1
+    assert proxy.output == (
+        "ferryman: error: cannot listen on nowhere.invalid:0: cannot resolve nowhere.invalid; "
+        "the host is proxy.host (from --host nowhere.invalid)"
+    )
 
 
 def test_bad_configuration_exits_2_before_listening(start_proxy: StartProxy) -> None:
     proxy = start_proxy("--set", "proxy.grace_period=-1")
     assert proxy.wait() == 2
-    assert proxy.output.startswith("error: proxy.grace_period: Input should be greater than")
+    assert proxy.output == (
+        "error: proxy.grace_period: must be at least 0 (got -1 from --set proxy.grace_period=-1)"
+    )
 
 
 # -- signals ---------------------------------------------------------------------------------
@@ -408,11 +427,44 @@ def test_reload_waits_for_a_fix_after_a_bad_change(
     proxy = start_proxy("--reload", "-c", str(config), cwd=tmp_path).wait_serving()
     _touch(config, "proxy:\n  port: nope\n")
     proxy.wait_for_line(r"waiting for a file to change before starting again")
-    assert "error: proxy.port: Input should be a valid integer" in proxy.output
+    assert f"error: proxy.port: must be a whole number (got 'nope' from {config}:2)" in proxy.output
     _touch(config, good)
     proxy.wait_serving(count=2)
     assert fetch(proxy.url("api") + "/status?code=204").status_code == 204
     proxy.signal(signal.SIGINT)
+    assert proxy.wait() == 0
+
+
+def test_reload_passes_the_app_dir_to_its_child(
+    start_proxy: StartProxy, edge: EdgeServer, tmp_path: Path
+) -> None:
+    apps, elsewhere = tmp_path / "apps", tmp_path / "elsewhere"
+    apps.mkdir()
+    elsewhere.mkdir()
+    (apps / "tagging.py").write_text(
+        "from ferryman.events import EventDispatcher\n"
+        "from ferryman.server import EVENT_CORE_RESPONSE\n"
+        "from ferryman.system import Application\n\n\n"
+        "class Tagging(Application):\n"
+        "    name = 'tagging'\n\n"
+        "    def on_bound(self, event):\n"
+        "        def tag(e):\n"
+        "            e.response.headers['X-Tagged'] = 'yes'\n\n"
+        "        event.provider.resolve(EventDispatcher).add_listener(EVENT_CORE_RESPONSE, tag)\n"
+    )
+    proxy = start_proxy(
+        "--reload",
+        "--app-dir",
+        str(apps),
+        "--set",
+        "applications=[proxy, 'tagging:Tagging']",
+        "--endpoint",
+        f"api=0:{edge.url}",
+        *KERNEL_ON_PORT_0,
+        cwd=elsewhere,
+    ).wait_serving()
+    assert fetch(proxy.url("api") + "/status?code=204").headers["X-Tagged"] == "yes"
+    proxy.signal(signal.SIGTERM)
     assert proxy.wait() == 0
 
 

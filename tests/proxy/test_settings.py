@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from pydantic import ValidationError
 
+from ferryman import AsyncClient
+from ferryman.proxy import HTTPProxyHandler, ProxyContext
 from ferryman.proxy.rewrite import Rewrite
-from ferryman.proxy.settings import DEFAULT_PORT, EndpointSettings, ProxySettings
+from ferryman.proxy.settings import DEFAULT_PORT, EndpointSettings, ProxySettings, RequestOptions
 
 
 def endpoint(**values: Any) -> dict[str, Any]:
@@ -158,3 +163,94 @@ def test_proxy_level_errors(key: str, value: object) -> None:
     with pytest.raises(ValidationError) as exc:
         ProxySettings.model_validate({key: value})
     assert key in error_text(exc)
+
+
+# -- request_options: checked when loaded, as AsyncClient.send will take them --------------------
+
+
+def request_options(**values: Any) -> RequestOptions:
+    return EndpointSettings.model_validate(endpoint(request_options=values)).request_options
+
+
+def test_request_options_are_send_s_options_but_stream() -> None:
+    # (The proxy streams every answer; the method, URL, headers and body are the request's.)
+    send = set(inspect.signature(AsyncClient.send).parameters) - {"self", "request"}
+    assert set(RequestOptions.model_fields) == send - {"stream"}
+
+
+def test_only_the_options_given_are_passed() -> None:
+    assert request_options().to_options() == {}
+    assert request_options(http2=True, timeout=None).to_options() == {
+        "http2": True,
+        "timeout": None,
+    }
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"htt2": True}, "htt2"),
+        ({"stream": False}, "stream"),
+        ({"headers": {}}, "headers"),
+        ({"http2": "maybe"}, "http2"),
+        ({"timeout": "abc"}, "must be a number of seconds (all four phases)"),
+        ({"timeout": {"reed": 1}}, "'reed' is not a timeout phase"),
+        ({"timeout": {"read": -1}}, "read must be a number of seconds or null"),
+        ({"timeout": True}, "must be a number of seconds"),
+        ({"max_redirects": -1}, "max_redirects"),
+        ({"pool_size": 0}, "pool_size"),
+        ({"verify": None}, "must be true, false"),
+        ({"verify": "/nonexistent/ca.pem"}, "there is no CA bundle file or directory"),
+        ({"cert": "/nonexistent/client.pem"}, "cannot load the client certificate"),
+        ({"cert": ["a"]}, "[certificate, key]"),
+        ({"proxies": {"htp": "http://p:3128"}}, "'htp'"),
+        ({"proxies": {"http": "ftp://p"}}, "must be an http:// or https:// URL"),
+        ({"pre_request": "mymodule.hook"}, "a configuration file cannot give one"),
+    ],
+)
+def test_bad_request_options_are_refused_when_loaded(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError) as exc:
+        request_options(**values)
+    assert message in error_text(exc)
+
+
+def test_good_request_options_are_kept_as_the_client_takes_them(
+    tmp_path: Path, ca: trustme.CA
+) -> None:
+    bundle = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(bundle))
+    leaf = ca.issue_cert("client.test")
+    cert, key = tmp_path / "client.pem", tmp_path / "client.key"
+    leaf.cert_chain_pems[0].write_to_path(str(cert))
+    leaf.private_key_pem.write_to_path(str(key))
+
+    options = request_options(
+        timeout={"connect": 1, "read": None},
+        verify=str(bundle),
+        cert=[str(cert), str(key)],
+        proxies={"https": "http://proxy.test:3128", "http": None},
+        http2=True,
+        allow_redirects=True,
+        max_redirects=3,
+        pool_size=4,
+        pre_request=[print],
+    ).to_options()
+
+    assert options["cert"] == (str(cert), str(key))  # a tuple: the pools are keyed by it
+    assert options["timeout"] == {"connect": 1, "read": None}
+    assert options["pre_request"] == [print]
+
+
+def test_a_dump_of_request_options_holds_what_was_given() -> None:
+    settings = EndpointSettings.model_validate(endpoint(request_options={"http2": True}))
+    dumped = settings.model_dump(by_alias=True)
+    assert dumped["request_options"] == {"http2": True}
+    assert EndpointSettings.model_validate(dumped) == settings
+
+
+def test_the_handler_refuses_what_the_configuration_refuses() -> None:
+    context = ProxyContext(url="http://127.0.0.1:9")
+    with pytest.raises(ValueError, match="timeout"):
+        HTTPProxyHandler(context, request_options={"timeout": "abc"})
+    handler = HTTPProxyHandler(context, request_options={"timeout": 5})
+    assert handler.request_options == {"timeout": 5, "decompress": False}

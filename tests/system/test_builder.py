@@ -149,7 +149,7 @@ async def test_the_served_app_is_the_kernel_wrapped_by_ready_listeners_in_order(
 
 
 async def test_an_invalid_configuration_fails_before_any_event() -> None:
-    with pytest.raises(ConfigurationError, match=r"^gateway\.endpoints\.0\.port: Input should be"):
+    with pytest.raises(ConfigurationError, match=r"^gateway\.endpoints\.0\.port: must be at most"):
         await build(GATEWAY, gateway={"endpoints": [{"name": "api", "port": 70000}]})
 
     assert EVENTS == []

@@ -15,6 +15,7 @@ HTTP/2 too.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import ssl
 from typing import TYPE_CHECKING, Any
@@ -69,10 +70,12 @@ async def open_http11_connection(
                 f"connecting to {host}:{port} timed out after {connect_timeout} s"
             ) from exc
         except socket.gaierror as exc:
-            raise ConnectError(f"cannot resolve {host!r}: {exc.strerror or exc}") from exc
+            raise ConnectError(f"cannot resolve {host}: {exc.strerror or exc}") from exc
         except OSError as exc:
             where = uds if uds is not None else f"{host}:{port}"
-            raise ConnectError(f"cannot connect to {where}: {exc.strerror or exc}") from exc
+            # The errno's words: asyncio's strerror is "Connect call failed ('127.0.0.1', 9)".
+            reason = os.strerror(exc.errno).lower() if exc.errno else exc.strerror or str(exc)
+            raise ConnectError(f"cannot connect to {where}: {reason}") from exc
         return conn.network_stream()
 
     if trace is None:
