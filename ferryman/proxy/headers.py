@@ -29,6 +29,7 @@ from ferryman.proxy.redirects import relocate
 __all__ = [
     "FORWARDING",
     "HOP_BY_HOP",
+    "TAG_PREFIX",
     "DownstreamHead",
     "HeaderRules",
     "RawHeaders",
@@ -74,6 +75,8 @@ _HTTPS: Final = b"https"
 _VIA_LINE: Final = b"Via: " + VIA_VALUE + _CRLF
 #: Names each pass treats apart from plain copying, so plain headers cost one set look-up.
 _UPSTREAM_SPECIAL: Final = HOP_BY_HOP | FORWARDING | {b"host", b"content-length", b"via"}
+#: Request headers that tag a transaction (``ferryman.proxy.transactions``), never forwarded.
+TAG_PREFIX: Final = b"x-ferryman-tag-"
 _DOWNSTREAM_SPECIAL: Final = HOP_BY_HOP | {b"via", b"content-length"}
 
 
@@ -275,7 +278,8 @@ def _classify_upstream(name: bytes, rules: HeaderRules) -> int:
     table = rules.upstream_table
     kind = table.get(lower)
     if kind is None:
-        if lower[:6] == b"proxy-":
+        if lower[:6] == b"proxy-" or lower[:15] == TAG_PREFIX:
+            # (``X-Ferryman-Tag-*`` tag the transaction: ferryman's, not the upstream's)
             kind = _DROP
         elif b"_" not in lower:
             kind = _COPY
@@ -287,7 +291,8 @@ def _classify_upstream(name: bytes, rules: HeaderRules) -> int:
             normal = lower.replace(b"_", b"-")
             special = table.get(normal)
             if special is None:
-                kind = _DROP if normal[:6] == b"proxy-" else _COPY
+                dropped = normal[:6] == b"proxy-" or normal[:15] == TAG_PREFIX
+                kind = _DROP if dropped else _COPY
             elif special in (_FORWARDED_FOR, _FORWARDING):
                 kind = _FORWARDING
             elif special == _COPY:

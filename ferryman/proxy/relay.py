@@ -14,6 +14,7 @@ middleware, and the endpoint relay hands requests to it (``fallback``) whenever 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
@@ -37,6 +38,7 @@ from ferryman.proxy.logs import report_upstream
 from ferryman.proxy.redirects import UpstreamRedirects
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
+from ferryman.proxy.transactions import Transaction, TransactionListeners
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
 from ferryman.server.protocol import (
     RequestHandler,
@@ -75,6 +77,7 @@ class EndpointRelay:
         "request_rules",
         "response_rules",
         "rewrite",
+        "transactions",
         "use_fast",
     )
 
@@ -94,6 +97,7 @@ class EndpointRelay:
         request_buffer: int = 65536,
         use_fast: Callable[[], bool] | None = None,
         fallback: RequestHandler | None = None,
+        transactions: TransactionListeners | None = None,
     ) -> None:
         if not pools:
             raise ValueError("an endpoint relays to at least one upstream")
@@ -124,9 +128,15 @@ class EndpointRelay:
         self.use_fast = use_fast
         #: Who answers when it may not (the ASGI kernel, through the bridge).
         self.fallback = fallback
+        #: The transaction events' listeners (``None``: nobody can listen).
+        self.transactions = transactions
         self._next = 0
 
     def on_request(self, exchange: ServerExchange) -> None:
+        transactions = self.transactions
+        transaction = None
+        if transactions is not None and transactions.active:
+            transaction = transactions.start(self.name, exchange)
         if (exchange.target[:1] != b"/" or exchange.upgrade) and not self._acceptable(exchange):
             return
         limit = exchange.body_limit = self.body_limit
@@ -161,6 +171,7 @@ class EndpointRelay:
         index = self._next
         self._next = (index + 1) % len(self.pools)
         relay = Relay(self, exchange, index)
+        relay.transaction = transaction
         if exchange.body_complete:
             relay.start()
         else:
@@ -271,6 +282,7 @@ class Relay:
         "response_started",
         "retried",
         "reused",
+        "transaction",
         "tried",
         "tunnel",
         "wait_deadline",
@@ -306,6 +318,8 @@ class Relay:
         self.buffering = False
         #: When waiting for a free connection ends in a 503 (``UpstreamPool._wait``).
         self.wait_deadline = 0.0
+        #: What the transaction events' observers see (``None`` when nobody listens).
+        self.transaction: Transaction | None = None
 
     @property
     def connect_timeout(self) -> float | None:
@@ -327,6 +341,9 @@ class Relay:
         self.reused = reused
         connection.relay = self
         head = self.endpoint.request_head(exchange, self.pool)
+        transaction = self.transaction
+        if transaction is not None:
+            self._request_went(transaction, head, reused)
         body = self.body
         if body is None:
             connection.write(head)
@@ -346,9 +363,20 @@ class Relay:
         connection.arm(self.endpoint.read_timeout)
         if self.body_done:
             self.request_sent = True
+            if transaction is not None:
+                transaction.t_request_sent = time.monotonic()
         else:
             self.body = None  # not whole: it cannot go again, and is not kept
             exchange.resume_reading()
+
+    def _request_went(self, transaction: Transaction, head: bytes, reused: bool) -> None:
+        transaction.t_connected = time.monotonic()
+        transaction.reused = reused
+        transaction.upstream_origin = self.pool.origin
+        transaction.raw_upstream_head = head
+        if self.body is None and self.exchange.body_complete:
+            transaction.t_request_sent = transaction.t_connected
+        transaction.dispatch_request()
 
     def connect_failed(self, error: BaseException) -> None:
         if self.cancelled or self.exchange.finished:
@@ -368,6 +396,8 @@ class Relay:
 
     def fail(self, status: int, message: str) -> None:
         self.finished = True
+        if self.transaction is not None:
+            self.transaction.error = message
         self.exchange.send_error(status, error_body(status, message))
 
     def pool_timed_out(self) -> None:
@@ -381,6 +411,8 @@ class Relay:
     # -- request body (ServerExchange consumer) -----------------------------------------------
 
     def on_body(self, data: bytes) -> None:
+        if self.transaction is not None:
+            self.transaction.add_request_body(data)
         connection = self.connection
         if connection is None:
             # Still reading the body before connecting: up to request_buffer bytes, then the
@@ -413,6 +445,8 @@ class Relay:
         if self.exchange.chunked and not self.exchange.upgrade:
             connection.write(_CHUNK_END)
         self.request_sent = True
+        if self.transaction is not None:
+            self.transaction.t_request_sent = time.monotonic()
 
     def on_client_lost(self) -> None:
         self.cancelled = True
@@ -454,6 +488,9 @@ class Relay:
         headers.append((b"Connection", b"upgrade"))
         if head.upgrade is not None:
             headers.append((b"Upgrade", head.upgrade))
+        exchange.status = 101
+        if self.transaction is not None:
+            self.transaction.dispatch_response(101, reason, b"".join(map(b": ".join, headers)))
         exchange.write(response_head(101, reason or None, headers))
         self.tunnel = True
         connection.disarm()
@@ -488,6 +525,12 @@ class Relay:
         elif exchange.http_version == "1.0":
             framing += _KEEP_ALIVE_LINE
         self.pending_head = status_line(status, reason or None) + lines + framing + _CRLF
+        exchange.status = status
+        transaction = self.transaction
+        if transaction is not None:
+            transaction.dispatch_response(status, reason, lines)
+            if transaction.response_body is not None and not self.head_only:
+                return False  # (recorded: the body comes through response_body)
         if self.head_only:
             # The parser cannot know a HEAD answer has no body; the next answer needs a new one.
             connection.reset_parser()
@@ -498,6 +541,8 @@ class Relay:
     def response_body(self, data: bytes) -> None:
         if self.finished:
             return
+        if self.transaction is not None:
+            self.transaction.add_response_body(data)
         head = self.pending_head
         if head is not None:
             self.pending_head = None
@@ -558,6 +603,8 @@ class Relay:
             return False
         if self.tunnel:
             protocol.idle_ticks = 0  # (a tunnel is idle when neither side sends)
+        elif self.transaction is not None:
+            self.transaction.add_response_body(data)
         head = self.pending_head
         if head is not None:
             self.pending_head = None
@@ -593,6 +640,8 @@ class Relay:
             return
         self.finished = True
         self.pending_head = None
+        if self.transaction is not None:
+            self.transaction.error = message
         if self.exchange.started or self.tunnel:
             self.exchange.abort()  # the client must not take a truncated body for a whole one
         else:
@@ -640,6 +689,8 @@ class Relay:
             self.finished = True
             failure = truncated_answer(pool.origin)
             report_upstream(failure.kind, pool.origin, failure.message)
+            if self.transaction is not None:
+                self.transaction.error = failure.message
             exchange.abort()  # the client must not take a truncated body for a whole one
             return
         failure = no_answer(pool.origin)

@@ -28,6 +28,7 @@ from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY
 from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.settings import EndpointSettings, ProxySettings
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
+from ferryman.proxy.transactions import TransactionListeners
 from ferryman.proxy.upstream import UpstreamPool
 from ferryman.server.bridge import ASGIBridge, Lifespan
 from ferryman.server.events import (
@@ -155,6 +156,8 @@ class ProxyServer:
         self._bridge: ASGIBridge | None = None
         self._lifespan: Lifespan | None = None
         self._ssl_context: ssl.SSLContext | None = None
+        #: The transaction events' listeners, for every endpoint's relay.
+        self.transactions = TransactionListeners(system.dispatcher)
         #: Endpoint name (or :data:`KERNEL`) -> the address it listens on, once started.
         self.addresses: dict[str, tuple[str, int]] = {}
 
@@ -226,6 +229,7 @@ class ProxyServer:
             request_buffer=endpoint.request_buffer,
             use_fast=gate,
             fallback=bridge,
+            transactions=self.transactions,
         )
         if endpoint.request_options.to_options():
             relay.use_fast = lambda: False  # options only the http client understands

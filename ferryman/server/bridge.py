@@ -271,6 +271,7 @@ class _Cycle:
             self._write_head(start, body, more)
         no_body = exchange.method == b"HEAD" or start["status"] in _NO_BODY_STATUSES
         if body and not no_body:
+            exchange.body_sent += len(body)
             if self._chunked:
                 exchange.writelines([b"%x\r\n" % len(body), body, b"\r\n"])
             else:
@@ -306,6 +307,7 @@ class _Cycle:
         elif exchange.http_version == "1.0":
             headers.append((b"Connection", b"keep-alive"))  # (what HTTP/1.0 has to be told)
         reason = start.get(REASON)
+        exchange.status = status
         exchange.write(response_head(status, bytes(reason) if reason else None, headers))
 
 

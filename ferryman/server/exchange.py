@@ -10,6 +10,7 @@ bytes :func:`response_head` builds. The connection itself is
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Final, Protocol
 
 from ferryman.http.models import reason_phrase
@@ -166,6 +167,7 @@ class ServerExchange:
         "body_complete",
         "body_limit",
         "body_received",
+        "body_sent",
         "chunked",
         "content_length",
         "expect_continue",
@@ -174,8 +176,10 @@ class ServerExchange:
         "http_version",
         "keep_alive",
         "method",
+        "on_end",
         "protocol",
         "started",
+        "status",
         "target",
         "upgrade",
     )
@@ -215,6 +219,14 @@ class ServerExchange:
         #: Response bytes have been written / the answer is complete.
         self.started = False
         self.finished = False
+        #: The status of the answer being sent (set by whoever writes its head); 0 before.
+        self.status = 0
+        #: Response body bytes written by an ASGI application (the bridge counts them).
+        self.body_sent = 0
+        #: Called once when the exchange ends, with ``None`` when the answer went out whole
+        #: and with what happened otherwise, in words (an observer's hook: see
+        #: :mod:`ferryman.proxy.transactions`).
+        self.on_end: Callable[[ServerExchange, str | None], None] | None = None
         self._consumer: BodyConsumer | None = None
         self._buffered: list[bytes] | None = None
 
@@ -287,12 +299,23 @@ class ServerExchange:
         # back lets reference counting free both now, so a request leaves no cycle for the
         # garbage collector (whose pauses would otherwise show in the tail latency).
         self._consumer = None
+        if self.on_end is not None:
+            self.ended(None)
         self.protocol.exchange_finished(self, keep_alive and self.keep_alive)
 
     def abort(self) -> None:
         """Cut the connection: the answer cannot be completed (the upstream broke off)."""
         self.finished = True
+        if self.on_end is not None:
+            self.ended("the answer was cut off")
         self.protocol.abort()
+
+    def ended(self, error: str | None) -> None:
+        """Tell ``on_end`` (once) that the exchange is over: see ``on_end``."""
+        on_end = self.on_end
+        if on_end is not None:
+            self.on_end = None
+            on_end(self, error)
 
     def send_error(self, status: int, body: bytes) -> None:
         """Answer with a complete JSON error and close the connection (nothing sent yet)."""
@@ -301,6 +324,7 @@ class ServerExchange:
             return
         # The connection stays usable when the request was read whole.
         keep_alive = self.body_complete and self.keep_alive and not self.upgrade
+        self.status = status
         http10 = self.http_version == "1.0"
         self.write(error_head(status, body, close=not keep_alive, http10=http10) + body)
         self.finish(keep_alive=keep_alive)

@@ -319,6 +319,8 @@ class ServerProtocol(asyncio.Protocol):
             if exchange is tunnel:
                 continue
             exchange.finished = True
+            if exchange.on_end is not None:
+                exchange.ended("the client closed the connection before the answer was sent")
             consumer = exchange._consumer
             if consumer is not None:
                 consumer.on_client_lost()
@@ -603,6 +605,8 @@ class ServerProtocol(asyncio.Protocol):
         self._tunnel = exchange
         self._current = None
         exchange.finished = True
+        if exchange.on_end is not None:
+            exchange.ended(None)  # (as HTTP: the tunnel that follows is not a transaction's)
         rest, self._tunnel_rest = self._tunnel_rest, b""
         if rest and exchange._consumer is not None:
             exchange._consumer.on_tunnel_data(rest)
@@ -710,6 +714,9 @@ class ServerProtocol(asyncio.Protocol):
         parsing = self._parsing
         if parsing is not None and not parsing.body_complete and not parsing.finished:
             parsing.finished = True
+            if parsing.on_end is not None:
+                parsing.status = status
+                parsing.ended(f"the request was refused ({status}): {message}")
             if parsing._consumer is not None:
                 parsing._consumer.on_client_lost()
             queue = self._queue
