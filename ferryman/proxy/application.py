@@ -29,6 +29,7 @@ from ferryman.proxy.context import default_session
 from ferryman.proxy.handler import HTTPProxyHandler
 from ferryman.proxy.resolver import EndpointResolver, EndpointTarget
 from ferryman.proxy.settings import ProxySettings
+from ferryman.server.controllers import ASGIApp, Controller
 from ferryman.server.kernel import ASGIKernel
 from ferryman.server.resolvers import ControllerResolver, DefaultControllerResolver
 from ferryman.system.applications import Application
@@ -81,6 +82,12 @@ class ProxyEndpoints:
 
     def __len__(self) -> int:
         return len(self.handlers)
+
+    def mount(self, prefix: str, app: ASGIApp | Controller) -> None:
+        """Serve ``prefix`` on the kernel's port (``proxy.port``) with ``app``: an ASGI
+        application (``ferryman.server.ASGIApp(app)``) or a kernel controller. For
+        applications that add pages or APIs (the dashboard, the metrics), from ``on_bound``."""
+        self.resolver.mount(prefix, app)
 
     def bind_port(self, name: str, port: int) -> None:
         """Tell the resolver the port an endpoint listens on (its real one, for port 0)."""

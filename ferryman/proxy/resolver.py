@@ -35,7 +35,7 @@ class EndpointResolver:
     targets by name besides handlers, which are known by their ``name``.
     """
 
-    __slots__ = ("_by_port", "_http", "_names", "_paths", "_websocket")
+    __slots__ = ("_by_path", "_by_port", "_http", "_names", "_paths", "_websocket")
 
     def __init__(
         self,
@@ -47,7 +47,8 @@ class EndpointResolver:
             port: target for port, target in (by_port or {}).items() if port != 0
         }
         # A handler stands in for its faces until resolve() picks one.
-        self._paths = PathPrefixResolver(cast(Mapping[str, Controller | ASGIApp], by_path or {}))
+        self._by_path: dict[str, EndpointTarget] = dict(by_path or {})
+        self._paths = PathPrefixResolver(cast(Mapping[str, Controller | ASGIApp], self._by_path))
         self._names: dict[str, EndpointTarget] = dict(names or {})
         for target in (*(by_port or {}).values(), *(by_path or {}).values()):
             if isinstance(target, HTTPProxyHandler):
@@ -69,6 +70,14 @@ class EndpointResolver:
             **{p: t for p, t in self._by_port.items() if t is not target},
             port: target,
         }
+
+    def mount(self, prefix: str, target: EndpointTarget) -> None:
+        """Serve ``prefix`` on the kernel's port with ``target`` (an ASGI app, say): how an
+        application (the dashboard, the metrics) adds its pages. The longest prefix wins, and
+        the path-prefix endpoints, which the server routes before the kernel, stay theirs."""
+        routes = {**self._by_path, prefix: target}
+        self._paths = PathPrefixResolver(cast(Mapping[str, Controller | ASGIApp], routes))
+        self._by_path = routes
 
     @property
     def ports(self) -> dict[int, EndpointTarget]:

@@ -18,7 +18,8 @@ from ferryman.proxy.application import build_kernel
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST
 from ferryman.proxy.handler import HTTPProxyHandler
 from ferryman.proxy.server import ProxyServer
-from ferryman.server import EVENT_CORE_RESPONSE
+from ferryman.server import EVENT_CORE_RESPONSE, ASGIApp
+from ferryman.server.controllers import Receive, Scope, Send
 from ferryman.system import SystemBuilder, load_config
 from tests.servers.edge import EdgeServer
 
@@ -141,3 +142,19 @@ async def test_an_error_handler_set_while_serving_answers_the_next_failure(
     custom = await client.get(url_of(proxy, "down", "/"))
     assert custom.status_code == 503
     assert custom.content.startswith(b"sorry: ")
+
+
+async def test_an_application_mounts_an_asgi_app_on_the_kernel_port(
+    proxy: ProxyServer, client: ferryman.AsyncClient
+) -> None:
+    async def page(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    proxy.system.provider.resolve(ProxyEndpoints).mount("/dash", ASGIApp(page))
+    response = await client.get(url_of(proxy, "kernel", "/dash/x"))
+    assert (response.status_code, response.text) == (200, "/dash/x")
+    assert (await client.get(url_of(proxy, "kernel", "/other"))).status_code == 404
+    # An endpoint's own port still relays everything, the mount's prefix included.
+    response = await client.get(url_of(proxy, "api", "/dash/x"))
+    assert response.json()["target"] == "/dash/x"
