@@ -30,6 +30,7 @@ HOT_PATH = (
     "ferryman/proxy/targets.py",
     "ferryman/proxy/upstream.py",
     "ferryman/proxy/relay.py",
+    "ferryman/proxy/transactions.py",
 )
 #: The group's shared library: ``ferryman/_hotpath__mypyc.*.so``, inside the package.
 GROUP = "ferryman._hotpath"

@@ -1,6 +1,6 @@
 """The fast relay's own CPU per request, without sockets.
 
-    python benchmarks/relay_cpu.py [N] [api]
+    python benchmarks/relay_cpu.py [N] [api] [observer]
 
 A request the way wrk sends it goes into a :class:`ServerProtocol`; the answer nginx gives
 (the harness's 213-byte ``/small``, with nginx's eight headers) goes into the
@@ -20,8 +20,10 @@ import time
 from typing import Any
 
 from ferryman import _compiled
+from ferryman.events import EventDispatcher
 from ferryman.http.url import URL
 from ferryman.proxy.relay import EndpointRelay
+from ferryman.proxy.transactions import EVENT_TRANSACTION_FINISHED, TransactionListeners
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
 from ferryman.server.protocol import ServerProtocol, ServerState
 
@@ -98,14 +100,18 @@ class NullTransport:
         return False
 
 
-def run(n: int, response: bytes = RESPONSE) -> float:
-    """Relay ``n`` requests answered with ``response``; return the seconds it took."""
+def run(n: int, response: bytes = RESPONSE, observer: bool = False) -> float:
+    """Relay ``n`` requests answered with ``response``; return the seconds it took. With
+    ``observer``, one no-op ``proxy.transaction.finished`` listener sees every request."""
     loop = new_event_loop()
     pool = UpstreamPool(URL("http://127.0.0.1:18080"), loop)
     upstream = UpstreamConnection(pool)
     upstream.connection_made(NullTransport(("127.0.0.1", 18080)))  # type: ignore[arg-type]
     pool._idle.append(upstream)
-    relay = EndpointRelay("bench", [pool])
+    dispatcher = EventDispatcher()
+    if observer:
+        dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, lambda transaction: None)
+    relay = EndpointRelay("bench", [pool], transactions=TransactionListeners(dispatcher))
     client = ServerProtocol(relay, ServerState(), loop)
     client_transport = NullTransport(("127.0.0.1", 50000))
     client.connection_made(client_transport)  # type: ignore[arg-type]
@@ -126,14 +132,15 @@ def run(n: int, response: bytes = RESPONSE) -> float:
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
-    api = sys.argv[2:] == ["api"]
+    api = "api" in sys.argv[2:]
+    observer = "observer" in sys.argv[2:]
     response = API_RESPONSE if api else RESPONSE
-    run(n // 10, response)  # warm up
-    best = min(run(n, response) for _ in range(5))
+    run(n // 10, response, observer)  # warm up
+    best = min(run(n, response, observer) for _ in range(5))
     head = "28-header API" if api else "nginx's 8-header"
     print(
-        f"{1e6 * best / n:.2f} µs per relayed request, {head} answer (best of 5 x {n}); "
-        f"hot path {_compiled.mode}"
+        f"{1e6 * best / n:.2f} µs per relayed request, {head} answer (best of 5 x {n})"
+        f"{', one no-op transaction observer' if observer else ''}; hot path {_compiled.mode}"
     )
 
 

@@ -39,7 +39,6 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ferryman.events import EventDispatcher
-from ferryman.events.event import Event
 from ferryman.http.headers import Headers
 from ferryman.proxy.headers import TAG_PREFIX
 from ferryman.proxy.logs import RateLimitedLog
@@ -74,7 +73,7 @@ _listener_errors = RateLimitedLog(logger, level=logging.ERROR)
 Listener = Callable[["Transaction"], Any]
 
 
-class Transaction(Event):
+class Transaction:
     """One request through an endpoint, as the observers see it (see the module docs).
 
     Times: ``started_at`` is wall-clock (``time.time()``); the stamps (``t_*``) are the event
@@ -129,7 +128,6 @@ class Transaction(Event):
         started: float | None = None,
         listeners: TransactionListeners | None = None,
     ) -> None:
-        super().__init__()
         self.endpoint = endpoint
         self.raw_method = method
         self.raw_target = target
