@@ -48,6 +48,7 @@ import asyncio
 import contextlib
 import inspect
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final, TypeAlias, TypeVar
 
@@ -100,6 +101,7 @@ from ferryman.proxy.redirects import UpstreamRedirects, client_host
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.settings import EndpointSettings, RequestOptions, TimeoutSettings
 from ferryman.proxy.targets import RefusedTarget, target_escapes
+from ferryman.proxy.transactions import Transaction
 from ferryman.proxy.websocket import relay_websocket
 from ferryman.server.asgi import AnswerAborted, ReceiveStream, request_from_scope, send_response
 from ferryman.server.controllers import Receive, Scope, Send
@@ -420,8 +422,11 @@ class HTTPProxyHandler:
                 return
         session = ctx.session
         options = self.request_options
+        transaction = _transaction_of(ctx.request)
         for attempt in range(attempts):
             try:
+                if transaction is not None:
+                    transaction.t_connected = time.monotonic()
                 response = await session.send(upstream, stream=True, **options)
             except ConnectError as exc:
                 if attempt + 1 < attempts and not isinstance(exc, ConnectTimeout):
@@ -456,6 +461,8 @@ class HTTPProxyHandler:
         response.headers = Headers.from_raw(
             downstream_headers(response.headers.raw, rules=self.response_rules, locate=locate)
         )
+        if transaction is not None:
+            _observe(transaction, upstream, response)
         stream = response.stream
         if isinstance(stream, AsyncByteStream) and not isinstance(stream, ByteStream):
             response.stream = _UpstreamBody(stream, _origin(upstream.url))
@@ -568,6 +575,24 @@ class HTTPProxyHandler:
                 await work
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
+
+
+def _transaction_of(request: Request | None) -> Transaction | None:
+    """The transaction the server started for ``request`` (its ASGI scope's extension)."""
+    scope = None if request is None else request.extensions.get("asgi_scope")
+    if scope is None:
+        return None
+    transaction = scope.get("extensions", {}).get("ferryman.transaction")
+    return transaction if isinstance(transaction, Transaction) else None
+
+
+def _observe(transaction: Transaction, upstream: Request, response: Response) -> None:
+    """What the relay tells the observers itself: the request went, the answer's head came."""
+    transaction.upstream_url = str(upstream.url)
+    transaction.t_request_sent = transaction.t_connected
+    transaction.dispatch_request()
+    lines = b"".join(name + b": " + value + b"\r\n" for name, value in response.headers.raw)
+    transaction.dispatch_response(response.status_code, response.reason_phrase.encode(), lines)
 
 
 def _origin(url: URL) -> str:

@@ -115,6 +115,7 @@ class Transaction:
         "t_response",
         "t_start",
         "upstream_origin",
+        "upstream_url",
     )
 
     def __init__(
@@ -145,6 +146,8 @@ class Transaction:
         #: once it was (see :attr:`upstream`).
         self.upstream_origin: str | None = None
         self.raw_upstream_head: bytes | None = None
+        #: The upstream URL when the general path, which has it whole, set it.
+        self.upstream_url: str | None = None
         #: Whether the upstream connection was a kept-alive one (no connect time then).
         self.reused = False
         #: The status the client got (the upstream's, or the proxy's own error); 0 before.
@@ -192,6 +195,8 @@ class Transaction:
     @property
     def upstream(self) -> str | None:
         """The URL the request went to (the upstream's, after any rewrite); ``None`` before."""
+        if self.upstream_url is not None:
+            return self.upstream_url
         origin, head = self.upstream_origin, self.raw_upstream_head
         if origin is None:
             return None
@@ -376,6 +381,7 @@ class TransactionListeners:
             listeners=self,
         )
         exchange.on_end = transaction.exchange_ended
+        exchange.transaction = transaction
         if self.started:
             notify(self.started, transaction, EVENT_TRANSACTION_STARTED)
         return transaction

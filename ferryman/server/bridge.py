@@ -191,7 +191,14 @@ class _Cycle:
             "client": exchange.client,
             "server": exchange.server,
             "state": {},
-            "extensions": {RAW_HEADERS: {"headers": exchange.headers}},
+            "extensions": (
+                {RAW_HEADERS: {"headers": exchange.headers}}
+                if exchange.transaction is None
+                else {
+                    RAW_HEADERS: {"headers": exchange.headers},
+                    "ferryman.transaction": exchange.transaction,
+                }
+            ),
         }
 
     async def run(self, app: ASGIApplication) -> None:

@@ -181,6 +181,7 @@ class ServerExchange:
         "started",
         "status",
         "target",
+        "transaction",
         "upgrade",
     )
 
@@ -227,6 +228,9 @@ class ServerExchange:
         #: and with what happened otherwise, in words (an observer's hook: see
         #: :mod:`ferryman.proxy.transactions`).
         self.on_end: Callable[[ServerExchange, str | None], None] | None = None
+        #: What an observer of the exchange keeps about it (a proxy transaction), handed to an
+        #: ASGI application as the scope extension ``ferryman.transaction``.
+        self.transaction: object | None = None
         self._consumer: BodyConsumer | None = None
         self._buffered: list[bytes] | None = None
 

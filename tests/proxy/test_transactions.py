@@ -228,13 +228,20 @@ async def test_the_general_path_dispatches_them_too(
     recorder = Recorder(proxy)
     proxy.system.dispatcher.add_listener(EVENT_FILTER_PROXY_REQUEST, lambda event: None)
     assert not takes_the_fast_path(proxy, "api")
-    response = await client.post(url_of(proxy, "api", "/echo"), content=b"abcd")
+    response = await client.post(
+        url_of(proxy, "api", "/echo"), content=b"abcd", headers={"X-Ferryman-Tag-A": "1"}
+    )
     assert response.status_code == 200
     (transaction,) = recorder.finished
+    assert transaction.tags == {"a": "1"}
     assert transaction.status == 200
     assert transaction.request_body_size == 4
     assert transaction.response_body_size == len(response.content)
-    assert EVENT_TRANSACTION_FINISHED in recorder.names(transaction)
+    assert recorder.names(transaction) == list(TRANSACTION_EVENTS)
+    assert transaction.upstream is not None and transaction.upstream.endswith("/echo")
+    assert transaction.response_headers is not None
+    assert transaction.response_headers["content-type"] == "application/json"
+    assert transaction.timings["wait"] is not None
     assert "x-ferryman-tag-a" not in json.dumps(response.json()).lower()
 
 
