@@ -189,6 +189,12 @@ class EventDispatcher:
             return bool(self._chains)
         return event_name in self._chains
 
+    def is_synchronous(self, event_name: str) -> bool:
+        """Whether every listener of ``event_name`` is synchronous (so :meth:`dispatch` can run
+        them, from a callback with no coroutine); True when there is none."""
+        chain = self._chains.get(event_name)
+        return chain is None or chain.first_async is None
+
     def get_listeners(self, event_name: str) -> list[Listener]:
         """The listeners of ``event_name`` in the order a dispatch would call them."""
         chain = self._chains.get(event_name)

@@ -22,6 +22,7 @@ from ferryman.proxy.errors import (
     broken_answer,
     connect_error,
     error_body,
+    error_response,
     no_answer,
     pool_timeout,
     read_timeout,
@@ -36,6 +37,13 @@ from ferryman.proxy.headers import (
 )
 from ferryman.proxy.logs import report_upstream
 from ferryman.proxy.redirects import UpstreamRedirects
+from ferryman.proxy.relay_events import (
+    ANSWERED,
+    CHANGED,
+    DRAIN_LIMIT,
+    RelayFilterEvent,
+    RelayFilters,
+)
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
 from ferryman.proxy.transactions import Transaction, TransactionListeners
@@ -68,6 +76,7 @@ class EndpointRelay:
         "body_limit",
         "connect_timeout",
         "fallback",
+        "filters",
         "name",
         "pool_timeout",
         "pools",
@@ -98,6 +107,7 @@ class EndpointRelay:
         use_fast: Callable[[], bool] | None = None,
         fallback: RequestHandler | None = None,
         transactions: TransactionListeners | None = None,
+        filters: RelayFilters | None = None,
     ) -> None:
         if not pools:
             raise ValueError("an endpoint relays to at least one upstream")
@@ -130,6 +140,9 @@ class EndpointRelay:
         self.fallback = fallback
         #: The transaction events' listeners (``None``: nobody can listen).
         self.transactions = transactions
+        #: The proxy filter events, run here when ``filters.active()`` (else the fallback runs
+        #: them): see :mod:`ferryman.proxy.relay_events`.
+        self.filters = filters
         self._next = 0
 
     def on_request(self, exchange: ServerExchange) -> None:
@@ -153,7 +166,12 @@ class EndpointRelay:
             exchange.send_error(400, ESCAPE_BODY)
             return
         use_fast = self.use_fast
+        filters: RelayFilters | None = None
         if use_fast is not None and not use_fast():
+            filters = self.filters
+            if filters is not None and not exchange.upgrade and filters.active():
+                self._relay_filtered(exchange, transaction, filters)
+                return
             fallback = self.fallback
             if fallback is not None:
                 # Upgrades too: the bridge serves WebSockets as ``websocket`` scopes.
@@ -177,6 +195,32 @@ class EndpointRelay:
         else:
             # The body is read first, up to request_buffer bytes (Relay.on_body): a slow
             # client holds no upstream connection while it sends.
+            relay.body = []
+            relay.buffering = True
+            exchange.set_consumer(relay)
+            if self.request_buffer == 0 and relay.buffering:
+                relay.buffering = False
+                relay.start()
+
+    def _relay_filtered(
+        self, exchange: ServerExchange, transaction: Transaction | None, filters: RelayFilters
+    ) -> None:
+        """``on_request``'s relaying with the proxy filter events dispatched on the way (their
+        own round robin, as the general path's handler has its own)."""
+        index = filters.next_upstream
+        filters.next_upstream = (index + 1) % len(self.pools)
+        relay = Relay(self, exchange, index)
+        relay.transaction = transaction
+        if not filters.filter_request(relay):
+            return  # answered already
+        event = relay.filter_event
+        if event is not None and event.body_replaced:
+            if not exchange.body_complete:
+                relay.keep_client = False  # (the client's body is not read: it goes unsent)
+            relay.start()
+        elif exchange.body_complete:
+            relay.start()
+        else:
             relay.body = []
             relay.buffering = True
             exchange.set_consumer(relay)
@@ -270,8 +314,10 @@ class Relay:
         "chunked_out",
         "client_paused",
         "connection",
+        "discarding",
         "endpoint",
         "exchange",
+        "filter_event",
         "finished",
         "head_only",
         "keep_client",
@@ -320,6 +366,11 @@ class Relay:
         self.wait_deadline = 0.0
         #: What the transaction events' observers see (``None`` when nobody listens).
         self.transaction: Transaction | None = None
+        #: The proxy filter event when the relay dispatches them (``relay_events``).
+        self.filter_event: RelayFilterEvent | None = None
+        #: A listener's answer went to the client instead of the upstream's, whose body is
+        #: being read to keep the connection, and thrown away.
+        self.discarding = False
 
     @property
     def connect_timeout(self) -> float | None:
@@ -340,7 +391,13 @@ class Relay:
         self.connection = connection
         self.reused = reused
         connection.relay = self
-        head = self.endpoint.request_head(exchange, self.pool)
+        event = self.filter_event
+        if event is None or event.upstream_target is None:
+            head = self.endpoint.request_head(exchange, self.pool)
+        else:
+            filters = self.endpoint.filters
+            assert filters is not None
+            head = filters.request_head(self, self.pool)
         transaction = self.transaction
         if transaction is not None:
             self._request_went(transaction, head, reused)
@@ -352,7 +409,7 @@ class Relay:
             return
         # The body read so far goes with the head; what is still to come streams (on_body).
         pieces = [head]
-        if exchange.chunked:
+        if exchange.chunked and (event is None or not event.body_replaced):
             for chunk in body:
                 pieces += (b"%x\r\n" % len(chunk), chunk, _CRLF)
             if self.body_done:
@@ -378,6 +435,12 @@ class Relay:
             transaction.t_request_sent = transaction.t_connected
         transaction.dispatch_request()
 
+    def replace_body(self, content: bytes) -> None:
+        """A listener's body goes upstream instead of the client's (whole, so it may go again)."""
+        self.body = [content] if content else []
+        self.body_size = len(content)
+        self.body_done = True
+
     def connect_failed(self, error: BaseException) -> None:
         if self.cancelled or self.exchange.finished:
             return
@@ -398,7 +461,16 @@ class Relay:
         self.finished = True
         if self.transaction is not None:
             self.transaction.error = message
+        if self.filter_event is not None and not self.exchange.started:
+            self._filtered_error(status, message)
+            return
         self.exchange.send_error(status, error_body(status, message))
+
+    def _filtered_error(self, status: int, message: str) -> None:
+        """An error answer that ``proxy.filter.response`` sees first, as on the general path."""
+        filters = self.endpoint.filters
+        assert filters is not None
+        filters.finish_with(self, error_response(status, message), error_body(status, message))
 
     def pool_timed_out(self) -> None:
         """No upstream connection came free within the pool timeout (``UpstreamPool``)."""
@@ -511,6 +583,17 @@ class Relay:
         connection = self.connection
         assert connection is not None
         self.response_started = True
+        event = self.filter_event
+        if event is not None:
+            filters = self.endpoint.filters
+            assert filters is not None
+            outcome = filters.filter_response(self, status, reason, lines)
+            if outcome == ANSWERED:
+                return self._discard_answer(status, keep_alive)
+            if outcome == CHANGED:
+                filtered = event.filtered_head
+                assert filtered is not None
+                status, reason, lines = filtered
         framing = b""
         if self.head_only or status == 204 or status == 304:
             pass  # no body; Content-Length (if any) describes the one a GET would get
@@ -557,7 +640,52 @@ class Relay:
         else:
             self.exchange.write(data)
 
+    def _discard_answer(self, status: int, keep_alive: bool) -> bool:
+        """A listener's answer went instead of the upstream's (``relay_events``): the
+        upstream's body is read and dropped when short enough to keep the connection, else
+        the connection is closed. False: the body, if any, goes through the parser."""
+        self.finished = True
+        connection = self.connection
+        assert connection is not None
+        transaction = self.transaction
+        if transaction is not None:
+            transaction.dispatch_response(self.exchange.status, b"", b"")
+        if self.head_only:
+            connection.reset_parser()
+            self._release(connection, keep_alive)
+            return False
+        length = connection.content_length
+        if status == 204 or status == 304 or (length is not None and length <= DRAIN_LIMIT):
+            self.discarding = True  # (response_body drops it; response_end releases)
+            return False
+        connection.relay = None
+        self.connection = None
+        connection.abort()
+        self.pool.discard(connection)
+        return False
+
+    def _release(self, connection: UpstreamConnection, keep_alive: bool) -> None:
+        """The upstream's answer ended: its connection to the pool, or closed."""
+        if self.client_paused:
+            connection.resume_reading()  # the pool's next user must hear its answer
+        if keep_alive and self.request_sent:
+            if connection.feeding:
+                # The answer ended inside a read the parser is still going through: the rest
+                # of that read must be known to hold nothing before another request gets the
+                # connection (the connection releases itself then).
+                connection.release_after_feed = True
+            else:
+                self.pool.release(connection)
+        else:
+            self.pool.discard(connection)
+
     def response_end(self, keep_alive: bool) -> None:
+        if self.discarding:
+            self.discarding = False
+            connection = self.connection
+            if connection is not None:
+                self._release(connection, keep_alive)
+            return
         if self.finished or self.tunnel:
             return  # a 101's message "ends" with its head: the tunnel goes on
         self.finished = True
@@ -644,11 +772,18 @@ class Relay:
             self.transaction.error = message
         if self.exchange.started or self.tunnel:
             self.exchange.abort()  # the client must not take a truncated body for a whole one
+        elif self.filter_event is not None:
+            self._filtered_error(status, message)
         else:
             self.exchange.send_error(status, error_body(status, message))
 
     def upstream_lost(self, connection: UpstreamConnection) -> None:
         """The upstream connection closed while this request owned it."""
+        if self.discarding:  # (while its unwanted body was being drained)
+            self.discarding = False
+            self.connection = None
+            self.pool.discard(connection)
+            return
         if self.finished and not self.tunnel:
             return
         exchange = self.exchange

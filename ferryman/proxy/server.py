@@ -26,6 +26,7 @@ from ferryman.events import EventDispatcher
 from ferryman.proxy.application import ProxyEndpoints
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE
 from ferryman.proxy.relay import EndpointRelay
+from ferryman.proxy.relay_events import RelayFilters
 from ferryman.proxy.settings import EndpointSettings, ProxySettings
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
 from ferryman.proxy.transactions import TransactionListeners
@@ -53,7 +54,9 @@ logger = logging.getLogger("ferryman.proxy")
 
 #: The name :attr:`ProxyServer.addresses` gives the kernel's own port.
 KERNEL: Final = "kernel"
-#: Events whose listeners must see every request: any of them sends requests the general way.
+#: Events whose listeners must see every request: any of them sends requests the general way,
+#: except the proxy filter events' synchronous listeners, which the relay runs itself
+#: (:data:`RELAY_EVENTS`, :mod:`ferryman.proxy.relay_events`).
 WATCHED_EVENTS: Final = (
     EVENT_CORE_REQUEST,
     EVENT_CORE_CONTROLLER,
@@ -64,6 +67,10 @@ WATCHED_EVENTS: Final = (
     EVENT_FILTER_HTTP_CLIENT_REQUEST,
     EVENT_FILTER_HTTP_CLIENT_RESPONSE,
 )
+#: The watched events the relay can dispatch from its callbacks when all their listeners are
+#: synchronous and the endpoint's handler only relays.
+RELAY_EVENTS: Final = (EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE)
+_GENERAL_EVENTS: Final = tuple(name for name in WATCHED_EVENTS if name not in RELAY_EVENTS)
 
 
 class ListenError(OSError):
@@ -84,25 +91,47 @@ class FastPathGate:
 
     The dispatcher's ``version`` changes with every listener added or removed, so the listener
     check runs again only then; the handler says whether it has middleware or options.
+    :meth:`filtering` answers the next question when it says no: may the relay serve the
+    request anyway, dispatching the proxy filter events itself?
     """
 
-    __slots__ = ("_bare", "_dispatcher", "_quiet", "_version", "handler")
+    __slots__ = ("_bare", "_dispatcher", "_filterable", "_quiet", "_version", "handler")
 
     def __init__(self, dispatcher: EventDispatcher, bare_kernel: bool, handler: Any) -> None:
         self._dispatcher = dispatcher
         self._bare = bare_kernel
         self._version = -1
         self._quiet = False
+        self._filterable = False
         self.handler = handler
+
+    def _refresh(self) -> None:
+        dispatcher = self._dispatcher
+        self._version = dispatcher.version
+        general = any(dispatcher.has_listeners(name) for name in _GENERAL_EVENTS)
+        filtered = any(dispatcher.has_listeners(name) for name in RELAY_EVENTS)
+        self._quiet = not general and not filtered
+        self._filterable = (
+            not general
+            and filtered
+            and all(dispatcher.is_synchronous(name) for name in RELAY_EVENTS)
+        )
 
     def __call__(self) -> bool:
         if not self._bare:
             return False
-        dispatcher = self._dispatcher
-        if dispatcher.version != self._version:
-            self._version = dispatcher.version
-            self._quiet = not any(dispatcher.has_listeners(name) for name in WATCHED_EVENTS)
+        if self._dispatcher.version != self._version:
+            self._refresh()
         return self._quiet and getattr(self.handler, "is_plain", True)
+
+    def filtering(self) -> bool:
+        """Whether the relay runs this request's events itself: only synchronous proxy filter
+        listeners, nothing else watched, and a handler that only relays."""
+        if not self._bare or self.handler is None:
+            return False
+        if self._dispatcher.version != self._version:
+            self._refresh()
+        return self._filterable and bool(getattr(self.handler, "is_plain", False))
 
 
 class PrefixRouter:
@@ -177,7 +206,10 @@ class ProxyServer:
         prefix_routes: dict[str, RequestHandler] = {}
         for endpoint in self.settings.endpoints:
             handler = None if endpoints is None else endpoints.get(endpoint.name)
-            relay = self._relay(endpoint, loop, FastPathGate(dispatcher, bare, handler), bridge)
+            gate = FastPathGate(dispatcher, bare, handler)
+            relay = self._relay(endpoint, loop, gate, bridge)
+            if relay.use_fast is gate:  # (not when options need the http client)
+                relay.filters = RelayFilters(endpoint.name, dispatcher, handler, gate.filtering)
             if endpoint.port is not None:
                 await self._listen(
                     endpoint.name, endpoint.port, relay, loop, endpoint.server_limits()
