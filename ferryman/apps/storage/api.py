@@ -71,7 +71,7 @@ class StorageAPI:
         self.prefix = prefix.rstrip("/")
         identifier = r"(?P<id>[0-9a-f]{1,64})"
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = [
-            ("GET", re.compile(r"/transactions"), self.list),
+            ("GET", re.compile(r"/transactions"), self.list_page),
             ("GET", re.compile(r"/transactions\.har"), self.har),
             ("GET", re.compile(rf"/transactions/{identifier}"), self.get),
             ("PUT", re.compile(rf"/transactions/{identifier}/favourite"), self.favourite),
@@ -130,7 +130,7 @@ class StorageAPI:
 
     # -- routes ---------------------------------------------------------------------------------
 
-    async def list(self, query: dict[str, list[str]], scope: Scope) -> Result:
+    async def list_page(self, query: dict[str, list[str]], scope: Scope) -> Result:
         filters = queries.Filters.from_query(query)
         limit = _int(query, "limit", 50)
         rows, following = await queries.list_transactions(

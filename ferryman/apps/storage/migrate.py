@@ -101,9 +101,9 @@ async def migrate(engine: AsyncEngine, url: str) -> None:
     """Apply every migration the database lacks (``alembic upgrade head``), one process at
     a time."""
     path = sqlite_path(url)
-    async with _file_lock(None if path is None else path + ".migrate.lock"):
-        async with engine.begin() as connection:
-            await connection.run_sync(_upgrade)
+    lock = None if path is None else path + ".migrate.lock"
+    async with _file_lock(lock), engine.begin() as connection:
+        await connection.run_sync(_upgrade)
 
 
 @contextlib.asynccontextmanager

@@ -33,8 +33,8 @@ from ferryman.apps.storage.schema import bodies, tags, transactions
 
 __all__ = [
     "MAX_LIMIT",
-    "Filters",
     "FilterError",
+    "Filters",
     "facets",
     "get_transaction",
     "list_transactions",

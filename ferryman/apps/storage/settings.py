@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Annotated, Final
 
 from pydantic import Field, field_validator
@@ -108,7 +108,7 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
-class Record(str, Enum):
+class Record(StrEnum):
     """What is stored of an endpoint's transactions."""
 
     ALL = "all"  # heads and bodies (up to max_body_size)
