@@ -71,7 +71,9 @@ async def test_lists_filters_and_pages(api: Checked) -> None:
     assert (await api.call("GET", "/transactions", endpoint="other"))[1]["items"][0][
         "target"
     ] == "/big?size=300"
-    assert {i["status"] for i in (await api.call("GET", "/transactions", status="4xx"))[1]["items"]} == {404}
+    assert {
+        i["status"] for i in (await api.call("GET", "/transactions", status="4xx"))[1]["items"]
+    } == {404}
     errors = (await api.call("GET", "/transactions", status="5xx"))[1]["items"]
     assert [i["status"] for i in errors] == [500]
     [tagged] = (await api.call("GET", "/transactions", tag="env=prod"))[1]["items"]
@@ -94,7 +96,9 @@ async def test_detail_favourite_facets_stats_system(api: Checked) -> None:
     identifier = items[0]["id"]
     status, detail = await api.call("GET", f"/transactions/{identifier}")
     assert status == 200
-    assert ["authorization", "[redacted]"] in [[n.lower(), v] for n, v in detail["request"]["headers"]]
+    assert ["authorization", "[redacted]"] in [
+        [n.lower(), v] for n, v in detail["request"]["headers"]
+    ]
     assert json.loads(detail["request"]["body"]["text"])["token"] == "[redacted]"
     assert detail["timings"]["total"] > 0
     assert (await api.call("GET", f"/transactions/{'0' * 32}"))[0] == 404

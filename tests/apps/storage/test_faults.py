@@ -107,9 +107,7 @@ async def test_postgresql_going_away_mid_load_loses_nothing_uncounted(
     relay = Relay()
     await relay.up()
     url = pg_database.replace(f"{PG_HOST}:{PG_PORT}", f"127.0.0.1:{relay.port}")
-    served = await serve(
-        url, [("api", edge.url)], "storage.queue_size=40", "storage.batch_size=10"
-    )
+    served = await serve(url, [("api", edge.url)], "storage.queue_size=40", "storage.batch_size=10")
     storage = served.storage
     statuses: list[int] = []
 
@@ -167,7 +165,7 @@ async def test_several_processes_migrating_at_once_agree(database_url: str) -> N
         async with engines[0].connect() as connection:
             from sqlalchemy import text
 
-            versions = (await connection.execute(text("SELECT version_num FROM alembic_version")))
+            versions = await connection.execute(text("SELECT version_num FROM alembic_version"))
             assert [row[0] for row in versions] == [head_revision()]
     finally:
         for engine in engines:

@@ -13,9 +13,7 @@ from tests.cli.proxy_process import ProxyProcess
 from tests.servers.edge import EdgeServer
 
 
-def test_ferryman_start_records_every_request_by_default(
-    edge: EdgeServer, tmp_path: Path
-) -> None:
+def test_ferryman_start_records_every_request_by_default(edge: EdgeServer, tmp_path: Path) -> None:
     data = tmp_path / "data"
     process = ProxyProcess(
         ["--endpoint", f"api=0:{edge.url}", "--set", "proxy.port=0"],
