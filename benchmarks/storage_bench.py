@@ -119,16 +119,29 @@ def wrk(url: str, duration: float, connections: int) -> tuple[float, int]:
     return rate, completed
 
 
-def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> float:
+    """Stop the process group; the CPU seconds the process used in all (0 if unknown)."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
-        return
-    try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+        return 0.0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return float(usage.ru_utime + usage.ru_stime)
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return 0.0
 
 
 async def count(url: str) -> int:
@@ -196,29 +209,39 @@ def main() -> None:
         for name in wanted:
             settings, url = cases[name]
             process, target = start_ferryman(upstream, settings, env)
+            started_cpu = cpu_seconds(process.pid)
             try:
                 _, warm = wrk(target, args.warmup, args.connections)
                 rate, completed = wrk(target, args.duration, args.connections)
             finally:
-                stop(process)
+                # Includes the shutdown's final writes: all the recording's CPU is counted.
+                used = stop(process) - started_cpu
             stderr = process.stderr.read().decode() if process.stderr else ""
             if "dropped" in stderr or "full" in stderr:
                 print(f"  [{name}] {stderr.strip()[-400:]}", file=sys.stderr)
             recorded = asyncio.run(count(url)) if url else None
-            results.append((name, rate, warm + completed, recorded))
+            results.append((name, rate, warm + completed, recorded, used / (warm + completed)))
     finally:
         stop(nginx)
         if "postgresql" in wanted:
             asyncio.run(pg_admin(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
         shutil.rmtree(workdir, ignore_errors=True)
-    off = next((rate for name, rate, _, _ in results if name == "off"), None)
+    off = next((rate for name, rate, *_ in results if name == "off"), None)
+    off_cpu = next((cpu for name, *_, cpu in results if name == "off"), None)
     print(f"wrk -t1 -c{args.connections} -d{args.duration:g}s, small body (nginx upstream)")
-    print(f"{'storage':<12}{'req/s':>10}{'vs off':>9}{'completed':>11}{'recorded':>10}{'diff':>7}")
-    for name, rate, completed, recorded in results:
+    print(
+        f"{'storage':<12}{'req/s':>10}{'vs off':>9}{'completed':>11}{'recorded':>10}{'diff':>7}"
+        f"{'proxy CPU/req':>15}{'vs off':>9}"
+    )
+    for name, rate, completed, recorded, cpu in results:
         ratio = f"{rate / off:.2f}x" if off else "-"
         rec = "-" if recorded is None else str(recorded)
         diff = "-" if recorded is None else f"{recorded - completed:+d}"
-        print(f"{name:<12}{rate:>10.0f}{ratio:>9}{completed:>11}{rec:>10}{diff:>7}")
+        cpu_ratio = f"{off_cpu / cpu:.2f}x" if off_cpu and cpu else "-"
+        print(
+            f"{name:<12}{rate:>10.0f}{ratio:>9}{completed:>11}{rec:>10}{diff:>7}"
+            f"{cpu * 1e6:>12.1f} us{cpu_ratio:>9}"
+        )
 
 
 if __name__ == "__main__":
