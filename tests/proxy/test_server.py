@@ -24,9 +24,12 @@ from ferryman.system import SystemBuilder, load_config
 from tests.servers.edge import EdgeServer
 
 
-async def serve(*endpoints: tuple[str, str]) -> ProxyServer:
-    """A started server with one endpoint on its own port per (name, upstream URL)."""
+async def serve(*endpoints: tuple[str, str], applications: str | None = None) -> ProxyServer:
+    """A started server with one endpoint on its own port per (name, upstream URL);
+    ``applications`` (e.g. ``"[proxy]"``) replaces the default list."""
     overrides = ["proxy.port=0"]
+    if applications is not None:
+        overrides.append(f"applications={applications}")
     for index, (name, url) in enumerate(endpoints):
         overrides += [
             f"proxy.endpoints.{index}.name={name}",
