@@ -18,6 +18,10 @@ from ferryman.client.environment import (
     proxy_for_url,
 )
 from ferryman.client.filtering import AsyncFilterableTransport, AsyncTransport
+from ferryman.client.transport.http11 import (
+    DEFAULT_MAX_RESPONSE_HEAD,
+    DEFAULT_MAX_RESPONSE_HEADERS,
+)
 from ferryman.client.transport.pool import AsyncConnectionPool
 from ferryman.client.transport.proxy import AsyncHTTPProxy
 from ferryman.events import EventDispatcher
@@ -44,6 +48,8 @@ class TransportRouter:
         http2: bool,
         transport: AsyncTransport | None,
         dispatcher: EventDispatcher | None,
+        max_response_head_size: int | None = DEFAULT_MAX_RESPONSE_HEAD,
+        max_response_headers: int | None = DEFAULT_MAX_RESPONSE_HEADERS,
     ) -> None:
         self.dispatcher = dispatcher
         self._verify = verify
@@ -56,6 +62,8 @@ class TransportRouter:
             "max_connections": max_connections,
             "keepalive_expiry": keepalive_expiry,
             "retries": retries,
+            "max_response_head_size": max_response_head_size,
+            "max_response_headers": max_response_headers,
         }
         if http2 or not http1:
             self._options.update(http1=http1)

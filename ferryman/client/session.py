@@ -36,6 +36,10 @@ from ferryman.client.filtering import AsyncTransport
 from ferryman.client.hooks import EVENT_NAMES, EventHandlers, Handler, combine, fire
 from ferryman.client.redirects import REDIRECT_STATUS_CODES, build_redirect_request
 from ferryman.client.routing import TransportRouter
+from ferryman.client.transport.http11 import (
+    DEFAULT_MAX_RESPONSE_HEAD,
+    DEFAULT_MAX_RESPONSE_HEADERS,
+)
 from ferryman.client.websocket import WebSocketConnection, handshake_request, open_websocket
 from ferryman.events import EventDispatcher
 from ferryman.exceptions import TooManyRedirects
@@ -99,6 +103,12 @@ class AsyncClient:
     :class:`DecompressionBombError` (``max_decompression_ratio=None``: no check); a body read
     whole (``content``, ``aread()``, ``json()``) over ``max_body_size`` bytes (default: no cap)
     raises :class:`ResponseTooLarge`.
+
+    Response heads (session-wide): a head of more than ``max_response_head_size`` bytes (64 KiB)
+    or ``max_response_headers`` header fields (100), interim 1xx heads included, raises
+    :class:`RemoteProtocolError` and closes its connection; ``None`` lifts a limit. On HTTP/2
+    the size is the header list size announced to the server (see
+    :class:`~ferryman.client.transport.AsyncConnectionPool`).
     """
 
     def __init__(
@@ -131,6 +141,8 @@ class AsyncClient:
         max_decompression_ratio: float | None = DEFAULT_MAX_DECOMPRESSION_RATIO,
         decompression_bomb_threshold: int = DEFAULT_DECOMPRESSION_BOMB_THRESHOLD,
         max_body_size: int | None = None,
+        max_response_head_size: int | None = DEFAULT_MAX_RESPONSE_HEAD,
+        max_response_headers: int | None = DEFAULT_MAX_RESPONSE_HEADERS,
     ) -> None:
         self.base_url = None if base_url is None else URL(base_url)
         self.params = params
@@ -169,6 +181,8 @@ class AsyncClient:
             http2=http2,
             transport=transport,
             dispatcher=dispatcher,
+            max_response_head_size=max_response_head_size,
+            max_response_headers=max_response_headers,
         )
         self._events = {name: EventHandlers(name) for name in EVENT_NAMES}
         self._pre_request = self._events["pre_request"]

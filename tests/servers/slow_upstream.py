@@ -147,6 +147,8 @@ class ScriptedUpstream(ThreadedStreamServer):
             "big-head": self._big_head,
             "coded": self._coded,
             "many-headers": self._many_headers,
+            "sized-head": self._sized_head,
+            "many-interim": self._many_interim,
             "endless-value": self._endless_value,
             "endless-trailers": self._endless_trailers,
             "endless-extension": self._endless_extension,
@@ -535,6 +537,34 @@ class ScriptedUpstream(ThreadedStreamServer):
         await self._read_body(ctx)
         lines = b"".join(b"X-%d: v\r\n" % i for i in range(int(ctx.arg("n", "20000"))))
         ctx.write(b"HTTP/1.1 200 OK\r\n" + lines + b"Content-Length: 2\r\n\r\nok")
+
+    async def _sized_head(self, ctx: _Ctx) -> None:
+        """A head of exactly ``size`` bytes (its blank line included) with ``fields`` header
+        fields, then a 2-byte body; in writes of ``piece`` bytes (default: all in one)."""
+        await self._read_body(ctx)
+        size, fields = int(ctx.arg("size", "65536")), int(ctx.arg("fields", "3"))
+        lines = [b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\n"]
+        lines += [b"X-%d: v\r\n" % number for number in range(fields - 2)]
+        padding = size - sum(map(len, lines)) - len(b"X-Pad: \r\n\r\n")
+        data = b"".join(lines) + b"X-Pad: " + b"p" * padding + b"\r\n\r\nok"
+        piece = int(ctx.arg("piece", "0")) or len(data)
+        for start in range(0, len(data), piece):
+            ctx.write(data[start : start + piece])
+            await ctx.drain()
+
+    async def _many_interim(self, ctx: _Ctx) -> None:
+        """``n`` interim heads (103 Early Hints with a Link field), a hundred to a write, then
+        the answer; until the client goes away."""
+        await self._read_body(ctx)
+        hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n" * 100
+        for _ in range(int(ctx.arg("n", "100000")) // 100):
+            try:
+                ctx.write(hints)
+                await ctx.drain()
+            except ConnectionError:
+                ctx.keep_alive = False
+                return
+        ctx.send(200, b"final")
 
     async def _endless_value(self, ctx: _Ctx) -> None:
         """One header value, a KiB per write, until the proxy goes away (at most ``kib``)."""

@@ -21,7 +21,7 @@ import ssl
 from typing import TYPE_CHECKING, Any
 
 from ferryman.client.transport import _trace
-from ferryman.client.transport.http11 import AsyncHTTP11Connection
+from ferryman.client.transport.http11 import DEFAULT_RESPONSE_LIMITS, AsyncHTTP11Connection
 from ferryman.client.transport.http11_state import DETACHED, PARSE, RAW
 from ferryman.exceptions import ConnectError, ConnectTimeout
 from ferryman.http.models import Request
@@ -45,9 +45,12 @@ async def open_http11_connection(
     trace: _trace.TraceCallback | None,
     local_address: str | None = None,
     uds: str | None = None,
+    response_limits: tuple[int | None, int | None] | None = DEFAULT_RESPONSE_LIMITS,
 ) -> AsyncHTTP11Connection:
-    """A connected (and, for https, TLS-wrapped) HTTP/1.1 connection to ``host:port``."""
-    conn = AsyncHTTP11Connection(origin, loop)
+    """A connected (and, for https, TLS-wrapped) HTTP/1.1 connection to ``host:port``;
+    ``response_limits`` bound its response heads (bytes, header fields), and HTTP/2's if it
+    becomes an HTTP/2 connection."""
+    conn = AsyncHTTP11Connection(origin, loop, response_limits)
 
     async def connect_tcp() -> Any:
         try:
@@ -145,7 +148,7 @@ async def start_http2(
     conn._raw_chunks.clear()
     conn.state = DETACHED
     conn.on_release = None
-    h2_conn = AsyncHTTP2Connection(conn.origin, conn._loop, transport)
+    h2_conn = AsyncHTTP2Connection(conn.origin, conn._loop, transport, conn.response_limits)
     transport.set_protocol(h2_conn)
     if conn._reading_paused:
         conn._reading_paused = False

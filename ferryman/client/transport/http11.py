@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import sys
 import weakref
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -62,7 +63,12 @@ if TYPE_CHECKING:
 
     from ferryman.client.transport.network import AsyncNetworkStream
 
-__all__ = ["AsyncHTTP11Connection", "HTTP11ResponseStream", "ResponseHeadTooLarge"]
+__all__ = [
+    "DEFAULT_RESPONSE_LIMITS",
+    "AsyncHTTP11Connection",
+    "HTTP11ResponseStream",
+    "ResponseHeadTooLarge",
+]
 
 READ_BUFFER_SIZE = 64 * 1024
 # Body bytes held for a slow reader before the socket stops being read (flow control).
@@ -75,6 +81,20 @@ BYPASS_THRESHOLD = 32 * 1024
 REUSED_BODY_BUFFER_MAX = 8 * 1024 * 1024
 # How long a request with ``Expect: 100-continue`` waits for the 100 before sending its body.
 EXPECT_CONTINUE_WAIT = 1.0
+# In-memory request bodies up to this size leave with the head in one write; larger ones go in
+# pieces of this size, each written once the socket's buffer has drained below its high-water
+# mark, so that the write timeout applies and the transport never holds a second copy of them.
+WRITE_PIECE = 256 * 1024
+#: The most bytes the response heads of one exchange may take, interim (1xx) heads included,
+#: and the most header fields they may have: the proxy's limits for its upstreams' answers
+#: (``ferryman.server.limits``), and ``max_response_head_size``/``max_response_headers`` of
+#: the pool and the client. ``None`` in either place: no limit.
+DEFAULT_MAX_RESPONSE_HEAD = 64 * 1024
+DEFAULT_MAX_RESPONSE_HEADERS = 100
+DEFAULT_RESPONSE_LIMITS: tuple[int | None, int | None] = (
+    DEFAULT_MAX_RESPONSE_HEAD,
+    DEFAULT_MAX_RESPONSE_HEADERS,
+)
 
 #: Each event loop's read buffer, shared by its HTTP/1.1 connections (see ``_read_buffer``).
 _READ_BUFFERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, memoryview] = (
@@ -100,22 +120,32 @@ def _read_buffer(loop: asyncio.AbstractEventLoop) -> memoryview:
 _HTTP_VERSIONS = {b"1.1": b"HTTP/1.1", b"1.0": b"HTTP/1.0", b"0.9": b"HTTP/0.9"}
 _NO_TIMEOUTS: dict[str, float | None] = {}
 _NEVER = float("inf")
+_NO_LIMIT = sys.maxsize
 
 
 class ResponseHeadTooLarge(RemoteProtocolError):
-    """The response head broke a limit of the request's ``response_limits`` extension
-    (``(bytes, header fields)``, either ``None``), which a proxy sets as its fast path does:
-    ``reason`` says which, in the words the proxy passes on."""
+    """The response head broke a limit: the connection's (``max_response_head_size``,
+    ``max_response_headers``) or the request's ``response_limits`` extension (``(bytes, header
+    fields)``, either ``None``), which a proxy sets as its fast path does. ``reason`` says
+    which, in the words the proxy passes on; ``option`` names the setting that set the limit,
+    when it was not the extension."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(f"the server {reason}")
+    def __init__(self, reason: str, option: str | None = None) -> None:
+        super().__init__(
+            f"the server {reason}" if option is None else f"the server {reason} ({option})"
+        )
         self.reason = reason
 
 
 class AsyncHTTP11Connection(asyncio.BufferedProtocol):
     """A keep-alive HTTP/1.1 connection to one origin; one request at a time (no pipelining)."""
 
-    def __init__(self, origin: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        origin: Any,
+        loop: asyncio.AbstractEventLoop,
+        response_limits: tuple[int | None, int | None] | None = DEFAULT_RESPONSE_LIMITS,
+    ) -> None:
         self.origin = origin
         self._loop = loop
         self._transport: asyncio.Transport | None = None
@@ -163,8 +193,10 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._must_close = False
         self._reset_message_state()
         self._progress_wanted = False  # a streaming reader wants a wake-up for every read
-        #: The request's ``response_limits`` extension: (head bytes, header fields), or None.
-        self._head_limits: tuple[int | None, int | None] | None = None
+        #: The limits of a response head (bytes, header fields) when the request sets none.
+        self.response_limits = response_limits
+        self._use_limits(response_limits, False)
+        self._head_lines = 0  # line ends in the reads of a head that spans several
         self._method = b"GET"
 
     def _reset_message_state(self) -> None:
@@ -262,32 +294,63 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         The parser reports no header callbacks (eight Python calls a response saved): once
         it has validated the head, the head is cut out of the read buffer in one piece and
         split into fields only if someone looks at them.
+
+        The parser keeps nothing of a head; its bytes are kept here, read by read, until the
+        head ends, and every read is checked against the limits as it is kept: what a head
+        that never ends holds is at most the limit and one read.
         """
         self._feed(self._view[:nbytes])
-        limits = self._head_limits
         if self._head_complete:
             if not self._raw_head:  # (an upgrade captured it already)
                 self._capture_head(nbytes)
-            if limits is not None:
-                self._check_head(limits)
         elif self._error is None:
-            self._head_parts.append(bytes(self._view[:nbytes]))
-            most = None if limits is None else limits[0]
-            if most is not None and sum(map(len, self._head_parts)) > most:
-                self._head_refused(f"sent a response head larger than {most} bytes")
+            parts = self._head_parts
+            if not parts:
+                self._head_lines = 0
+            parts.append(bytes(self._view[:nbytes]))
+            if self._response_bytes > self._max_head:  # every byte so far is a head's
+                self._head_too_large()
+            elif self._max_fields != _NO_LIMIT:
+                # Lines so far, less two for each interim head (its status line, its blank
+                # line): the fields, and the final head's status line if it has come whole.
+                self._head_lines += parts[-1].count(b"\r\n")
+                if self._head_lines - 2 * self._interim_heads > self._max_fields + 1:
+                    self._too_many_headers()
 
-    def _check_head(self, limits: tuple[int | None, int | None]) -> None:
-        """The whole head against the request's ``response_limits`` (bytes, header fields)."""
-        head = self._raw_head
-        max_bytes, max_fields = limits
-        if max_bytes is not None and len(head) + 4 > max_bytes:
-            self._head_refused(f"sent a response head larger than {max_bytes} bytes")
-        elif max_fields is not None and head.count(b"\r\n") > max_fields:
-            self._head_refused(f"sent more than {max_fields} headers")
+    def _use_limits(self, limits: tuple[int | None, int | None] | None, extension: bool) -> None:
+        """Check the next response heads against ``limits`` (bytes, header fields)."""
+        max_bytes, max_fields = (None, None) if limits is None else limits
+        self._max_head = _NO_LIMIT if max_bytes is None else max_bytes
+        self._max_fields = _NO_LIMIT if max_fields is None else max_fields
+        # Heads shorter than this keep both limits without a look: every header field takes
+        # three bytes at least (a character and CR LF), so there is nothing to count.
+        self._head_unchecked = min(self._max_head - 4, 3 * self._max_fields)
+        self._limits_from_extension = extension
 
-    def _head_refused(self, reason: str) -> None:
+    def _head_within_limits(self, block: bytes | bytearray, end: int) -> bool:
+        """Whether the heads of this exchange, interim (1xx) heads included, keep the limits;
+        ``block[:end]`` holds them all, the final one without its blank line."""
+        if end + 4 > self._max_head:
+            self._head_too_large()
+            return False
+        # The lines of all heads, less two for each interim one (its status and blank lines).
+        if block.count(b"\r\n", 0, end) - 2 * self._interim_heads > self._max_fields:
+            self._too_many_headers()
+            return False
+        return True
+
+    def _head_too_large(self) -> None:
+        reason = f"sent a response head larger than {self._max_head} bytes"
+        self._head_refused(reason, "max_response_head_size")
+
+    def _too_many_headers(self) -> None:
+        self._head_refused(f"sent more than {self._max_fields} headers", "max_response_headers")
+
+    def _head_refused(self, reason: str, option: str) -> None:
         self._head_complete = False  # (no answer to hand over: the request fails)
-        self._fail(ResponseHeadTooLarge(reason))
+        self._head_parts.clear()
+        error = ResponseHeadTooLarge(reason, None if self._limits_from_extension else option)
+        self._fail(error)
 
     def _capture_head(self, nbytes: int) -> None:
         if self._head_parts:
@@ -302,6 +365,8 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             for _ in range(self._interim_heads):  # 1xx heads come first; the last one is ours
                 start = block.find(b"\r\n\r\n", start, limit) + 4
         end = block.find(b"\r\n\r\n", start, limit)
+        if end > self._head_unchecked and not self._head_within_limits(block, end):
+            return
         head = self._raw_head = bytes(block[start:end])
         # From the status line the parser accepted: get_http_version() formats a str (0.3 us).
         version = head[5:8]
@@ -399,6 +464,8 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._mode = PARSE
         self._message_complete = True
         self._wake()
+        if self._drain_waiter is not None:
+            self._wake_drain()
 
     def eof_received(self) -> bool | None:
         self._eof = True
@@ -453,10 +520,14 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        self._wake_drain()
+
+    def _wake_drain(self) -> None:
         waiter = self._drain_waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-        self._drain_waiter = None
+        if waiter is not None:
+            self._drain_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
 
     # -- httptools callbacks -----------------------------------------------------------------
 
@@ -526,6 +597,8 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         if self._mode == RAW:
             return
         self._message_complete = True
+        if self._drain_waiter is not None:
+            self._wake_drain()  # answered while the body waits to be sent: it is not wanted
 
     def _answer_after_answer(self) -> None:
         """Bytes after the whole response, in the same read: we never pipeline, so nobody asked
@@ -744,8 +817,12 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             self._send_head(head)
         else:
             body = stream.content if isinstance(stream, ByteStream) else None
-            if body is not None and not expects_continue(request):
+            if body is not None and len(body) <= WRITE_PIECE and not expects_continue(request):
                 self._send_head(head + body)
+                # Set by the write itself when the socket did not take it all: the write
+                # timeout applies until it has (no await at all when it did).
+                if self._write_paused:
+                    await self._drain_body(timeouts.get("write"))
             else:
                 self._send_head(head)
                 await self._send_body_after_head(request, timeouts)
@@ -768,7 +845,11 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self.state = ACTIVE
         self._mode = PARSE
         extensions = request.extensions
-        self._head_limits = extensions.get("response_limits") if extensions else None
+        limits = extensions.get("response_limits") if extensions else None
+        if limits is not None:
+            self._use_limits(limits, True)
+        elif self._limits_from_extension:
+            self._use_limits(self.response_limits, False)
         if self._parser_spent:
             self._parser = httptools.HttpResponseParser(self)
         self._reset_message_state()
@@ -838,7 +919,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         stream = request.stream
         if isinstance(stream, ByteStream):
             if stream.content:
-                self._send_head(stream.content)
+                await self._send_bytes(stream.content, write_timeout)
             return
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
         transport = self._transport
@@ -867,9 +948,51 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 transport.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
             else:
                 transport.write(chunk)
-            await self._drain(write_timeout)
+            if self._write_paused and not await self._drain_body(write_timeout):
+                return
         if chunked and not transport.is_closing():
             transport.write(b"0\r\n\r\n")
+
+    async def _send_bytes(self, data: bytes, write_timeout: float | None) -> None:
+        """An in-memory body, in pieces of ``WRITE_PIECE`` bytes, each written once the socket
+        has taken the ones before it (the transport is below its high-water mark).
+
+        In one write, the transport would keep a copy of all that the socket did not take,
+        with no wait that a write timeout could bound: a server that stops reading would be
+        noticed only by the read timeout, as the wait for its answer.
+        """
+        transport = self._transport
+        assert transport is not None
+        view = memoryview(data)
+        for start in range(0, len(data), WRITE_PIECE):
+            if transport.is_closing():
+                if self._head_complete:
+                    self._must_close = True
+                    return
+                raise WriteError("the connection closed while the request body was being sent")
+            transport.write(view[start : start + WRITE_PIECE])
+            if self._write_paused and not await self._drain_body(write_timeout):
+                return
+
+    async def _drain_body(self, write_timeout: float | None) -> bool:
+        """Wait, at most ``write_timeout`` seconds, for the socket to take the body's bytes
+        written so far; False when the rest of the body is not wanted: the server answered
+        early (a 413, a 401, a redirect), and the connection then closes.
+
+        An answer whose head is whole stands when the sending fails: a server may close the
+        connection, or stop reading, once it has answered.
+        """
+        try:
+            await self._drain(write_timeout)
+        except (WriteError, WriteTimeout):
+            if not self._head_complete:
+                raise
+            self._must_close = True
+            return False
+        if self._message_complete and self._head_complete:
+            self._must_close = True
+            return False
+        return True
 
     async def _await_continue(self, read_timeout: float | None) -> bool:
         """Wait for ``100 Continue``; a final answer instead means: do not send the body."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -34,6 +35,7 @@ import h2.settings
 from hyperframe.frame import Frame, GoAwayFrame
 
 from ferryman.client.transport import _trace
+from ferryman.client.transport.http11 import DEFAULT_RESPONSE_LIMITS, ResponseHeadTooLarge
 from ferryman.client.transport.http11_request import aiter_sync
 from ferryman.exceptions import (
     LocalProtocolError,
@@ -186,7 +188,11 @@ class AsyncHTTP2Connection(asyncio.Protocol):
     """An HTTP/2 connection to one origin, shared by up to ``max_streams`` requests at once."""
 
     def __init__(
-        self, origin: Any, loop: asyncio.AbstractEventLoop, transport: asyncio.Transport
+        self,
+        origin: Any,
+        loop: asyncio.AbstractEventLoop,
+        transport: asyncio.Transport,
+        response_limits: tuple[int | None, int | None] | None = DEFAULT_RESPONSE_LIMITS,
     ) -> None:
         self.origin = origin
         self._loop = loop
@@ -207,20 +213,30 @@ class AsyncHTTP2Connection(asyncio.Protocol):
         self._flush_scheduled = False
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
+        # The limits of a response head (see AsyncConnectionPool): the header list size is
+        # the connection's, announced in our SETTINGS; the number of fields (the :status
+        # pseudo-header besides) is checked for each head.
+        max_size, max_fields = (None, None) if response_limits is None else response_limits
+        self._max_header_list = max_size
+        self._max_fields = max_fields
+        self._most_fields = sys.maxsize if max_fields is None else max_fields + 1
 
     def initiate(self, early_data: bytes = b"") -> None:
         """Send the connection preface and our settings; ``early_data`` is what the server
         sent before this object took over the socket (its SETTINGS, usually)."""
         codes = h2.settings.SettingCodes
-        self._h2.local_settings = h2.settings.Settings(
-            client=True,
-            initial_values={
-                codes.ENABLE_PUSH: 0,
-                codes.MAX_CONCURRENT_STREAMS: INITIAL_MAX_STREAMS,
-                codes.MAX_HEADER_LIST_SIZE: 65536,
-                codes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
-            },
-        )
+        settings = {
+            codes.ENABLE_PUSH: 0,
+            codes.MAX_CONCURRENT_STREAMS: INITIAL_MAX_STREAMS,
+            codes.INITIAL_WINDOW_SIZE: STREAM_WINDOW,
+        }
+        if self._max_header_list is not None:
+            settings[codes.MAX_HEADER_LIST_SIZE] = self._max_header_list
+        self._h2.local_settings = h2.settings.Settings(client=True, initial_values=settings)
+        # h2 gives its HPACK decoder a limit of its own (64 KiB) and never ours: settings given
+        # as initial values are not "changed" when the server acknowledges them. A header
+        # block past it fails in h2 with a DenialOfServiceError (see data_received).
+        self._h2.decoder.max_header_list_size = self._max_header_list or sys.maxsize
         self._h2.initiate_connection()
         self._h2.increment_flow_control_window(CONNECTION_WINDOW - 65535)
         self._flush()
@@ -233,7 +249,20 @@ class AsyncHTTP2Connection(asyncio.Protocol):
         try:
             events = self._h2.receive_data(data)
         except h2.exceptions.ProtocolError as exc:
-            self._fail(RemoteProtocolError(f"the server broke the HTTP/2 protocol: {exc!r}"))
+            error: RemoteProtocolError
+            oversized = isinstance(exc, h2.exceptions.DenialOfServiceError)
+            if oversized and str(exc).startswith("Oversized header block"):
+                # Which stream's head it was is not known, and the HPACK state is lost with it:
+                # the connection ends, and its streams that had no head yet fail with this.
+                error = ResponseHeadTooLarge(
+                    f"sent a response head larger than {self._max_header_list} bytes, as"
+                    " HTTP/2 measures a header list",
+                    "max_response_head_size",
+                )
+            else:
+                error = RemoteProtocolError(f"the server broke the HTTP/2 protocol: {exc!r}")
+            error.__cause__ = exc
+            self._fail(error)
             return
         streams = self._streams
         for event in events:
@@ -244,7 +273,14 @@ class AsyncHTTP2Connection(asyncio.Protocol):
             elif kind is _ResponseReceived:
                 stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
-                    _on_response_head(stream, event.headers)  # type: ignore[attr-defined]
+                    headers = event.headers  # type: ignore[attr-defined]
+                    if len(headers) > self._most_fields:
+                        stream.error = ResponseHeadTooLarge(
+                            f"sent more than {self._max_fields} headers", "max_response_headers"
+                        )
+                        _wake(stream)
+                    else:
+                        _on_response_head(stream, headers)
             elif kind is _StreamEnded:
                 stream = streams.get(event.stream_id)  # type: ignore[attr-defined]
                 if stream is not None:
@@ -351,6 +387,8 @@ class AsyncHTTP2Connection(asyncio.Protocol):
         cause = self._error
         if cause is None and self._closed_locally:
             return ReadError("the connection was closed")
+        if isinstance(cause, ResponseHeadTooLarge) and not stream.status:
+            return ResponseHeadTooLarge(cause.reason, "max_response_head_size")
         if not stream.status and not stream.chunks:
             # After a GOAWAY that took this stream the server may have acted on it: no resend.
             taken = self._goaway_received

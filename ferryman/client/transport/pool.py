@@ -31,7 +31,11 @@ from ferryman.client.transport.connect import (
     open_http11_connection,
     start_http2,
 )
-from ferryman.client.transport.http11 import AsyncHTTP11Connection
+from ferryman.client.transport.http11 import (
+    DEFAULT_MAX_RESPONSE_HEAD,
+    DEFAULT_MAX_RESPONSE_HEADERS,
+    AsyncHTTP11Connection,
+)
 from ferryman.client.transport.http11_state import ACTIVE, CLOSED, IDLE
 from ferryman.client.transport.tls import CertTypes, VerifyTypes, create_ssl_context
 from ferryman.exceptions import (
@@ -96,6 +100,15 @@ class AsyncConnectionPool:
     ``http2=True`` offers HTTP/2 by ALPN on https and uses it when the server picks it;
     ``http1=False`` makes it HTTP/2 only; ``http2_prior_knowledge=True`` speaks HTTP/2 to
     http:// origins without asking (h2c), as does ``http1=False``.
+
+    ``max_response_head_size`` (64 KiB) and ``max_response_headers`` (100) bound a response
+    head, the interim (1xx) heads before it included; past either, the request fails with
+    :class:`~ferryman.exceptions.RemoteProtocolError` and the connection is closed. ``None``:
+    no limit. On HTTP/2 the size is the SETTINGS_MAX_HEADER_LIST_SIZE we announce and enforce
+    (HPACK's measure: each field counts 32 bytes more than its name and value); a larger
+    header block ends the connection, as its compression state is lost with it, and a head
+    with too many fields fails its stream only. A request's ``response_limits`` extension
+    overrides both on HTTP/1.1.
     """
 
     def __init__(
@@ -114,9 +127,17 @@ class AsyncConnectionPool:
         http1: bool = True,
         http2: bool = False,
         http2_prior_knowledge: bool = False,
+        max_response_head_size: int | None = DEFAULT_MAX_RESPONSE_HEAD,
+        max_response_headers: int | None = DEFAULT_MAX_RESPONSE_HEADERS,
     ) -> None:
         if not (http1 or http2 or http2_prior_knowledge):
             raise ValueError("at least one of http1 and http2 must be enabled")
+        for name, value in (
+            ("max_response_head_size", max_response_head_size),
+            ("max_response_headers", max_response_headers),
+        ):
+            if value is not None and (type(value) is not int or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None, not {value!r}")
         if max_connections_per_origin < 1:
             raise ValueError("max_connections_per_origin must be at least 1")
         if max_connections is not None and max_connections < 1:
@@ -134,6 +155,9 @@ class AsyncConnectionPool:
         self._http1 = http1
         self._http2 = http2 or http2_prior_knowledge
         self._h2c = http2_prior_knowledge or (http2 and not http1)
+        self._response_limits: tuple[int | None, int | None] | None = None
+        if max_response_head_size is not None or max_response_headers is not None:
+            self._response_limits = (max_response_head_size, max_response_headers)
         self._origins: dict[Any, _Origin] = {}
         self._total = 0
         self._waiters: deque[tuple[Any, asyncio.Future[Connection | None]]] = deque()
@@ -317,6 +341,7 @@ class AsyncConnectionPool:
             trace=extensions.get("trace"),
             local_address=self._local_address,
             uds=self._uds,
+            response_limits=self._response_limits,
         )
 
     async def _wait_for_slot(

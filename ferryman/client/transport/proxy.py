@@ -168,6 +168,7 @@ class AsyncHTTPProxy(AsyncConnectionPool):
                 trace=trace,
                 local_address=self._local_address,
                 uds=self._uds,
+                response_limits=self._response_limits,
             )
         except ConnectTimeout as exc:
             raise ConnectTimeout(f"proxy {self.proxy_origin}: {exc}") from exc

@@ -11,6 +11,7 @@ import h2.config
 import h2.connection
 import h2.events
 import pytest
+from h2.settings import SettingCodes
 from hyperframe.frame import GoAwayFrame
 
 from tests.servers.slow_upstream import ScriptedUpstream
@@ -42,7 +43,10 @@ class ScriptedH2Server:
     ``/bad-head``: a header value with CR LF in it; ``/never``: no answer at all;
     ``/no-window``: no answer, and uploaded data is never acknowledged (the flow-control
     window stays shut); ``/disown``: part of a body, then a GOAWAY whose last stream id (0)
-    says the stream was never processed (``disowned`` counts them).
+    says the stream was never processed (``disowned`` counts them); ``/big-head``: a head
+    whose header list is ``size`` bytes by HPACK's measure (default 70000); ``/many-headers``:
+    a head with ``n`` fields (default 150). ``header_list_sizes`` lists the
+    SETTINGS_MAX_HEADER_LIST_SIZE each connection's client announced (None: none).
 
     ``/graceful`` is a server going away politely, as nginx does on a reload: once the first
     connection has ``graceful_batch`` such streams, a GOAWAY names the second as the last it
@@ -56,6 +60,7 @@ class ScriptedH2Server:
         self.connections = 0
         self.refused = 0
         self.disowned = 0
+        self.header_list_sizes: list[int | None] = []
         self.graceful_batch = 4
         self.executed: list[tuple[int, bytes]] = []
         self._loop = asyncio.new_event_loop()
@@ -104,6 +109,11 @@ class ScriptedH2Server:
         try:
             while data := await reader.read(65536):
                 for event in conn.receive_data(data):
+                    if isinstance(event, h2.events.RemoteSettingsChanged):
+                        changed = event.changed_settings.get(SettingCodes.MAX_HEADER_LIST_SIZE)
+                        self.header_list_sizes.append(
+                            None if changed is None else changed.new_value
+                        )
                     if (
                         isinstance(event, h2.events.DataReceived)
                         and paths.get(event.stream_id) != b"/no-window"
@@ -135,6 +145,23 @@ class ScriptedH2Server:
                     if path == b"/refused" and not self.refused:
                         self.refused += 1
                         conn.reset_stream(stream_id, error_code=7)
+                        continue
+                    if path in (b"/big-head", b"/many-headers"):
+                        query = dict(
+                            pair.split(b"=")
+                            for pair in target.partition(b"?")[2].split(b"&")
+                            if pair
+                        )
+                        if path == b"/big-head":
+                            # HPACK counts each field as its name and value and 32 bytes.
+                            size = int(query.get(b"size", b"70000"))
+                            fields = [(b"x-pad", b"p" * (size - 32 - 5 - 32 - 7 - 3))]
+                        else:
+                            fields = [
+                                (b"x-%d" % n, b"v") for n in range(int(query.get(b"n", b"150")))
+                            ]
+                        conn.send_headers(stream_id, [(b":status", b"200"), *fields])
+                        conn.send_data(stream_id, b"ok", end_stream=True)
                         continue
                     if path == b"/bad-head":
                         fields = [(b":status", b"200"), (b"x-split", b"a\r\nb")]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+import trustme
 
 from ferryman import (
     AsyncConnectionPool,
@@ -22,6 +25,7 @@ from ferryman import (
 )
 from ferryman.client.transport.http11 import ResponseHeadTooLarge
 from tests.servers.edge import EdgeServer, pattern
+from tests.servers.silent import SilentServer
 from tests.servers.slow_upstream import ScriptedUpstream
 
 
@@ -491,3 +495,143 @@ async def test_response_limits_stop_an_endless_head(upstream: ScriptedUpstream) 
         )
         with pytest.raises(ResponseHeadTooLarge, match="larger than 65536 bytes"):
             await pool.handle_async_request(request)
+
+
+# -- response heads: the pool's limits (issue 21) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "refused"),
+    [
+        # One header line after another, a KiB each (3 GiB in 3.3 s before the limit).
+        ("/endless-head?kib=4000000", "larger than 65536 bytes"),
+        # One header value that never ends, a KiB a write.
+        ("/endless-value?kib=4000000", "larger than 65536 bytes"),
+        # 200k short headers in one head (all were accepted before the limit).
+        ("/many-headers?n=200000", "more than 100 headers"),
+        # Interim heads without end, each with a field: they count as the final head does.
+        ("/many-interim?n=10000000", "more than 100 headers"),
+    ],
+)
+async def test_the_pool_refuses_a_response_head_past_its_default_limits(
+    upstream: ScriptedUpstream, path: str, refused: str
+) -> None:
+    """Within a read or two of the limit, as a RemoteProtocolError naming it; the connection
+    is closed, not reused."""
+    before = upstream.connections
+    timeouts = {"timeout": {"read": 30, "write": 30, "connect": 30, "pool": 30}}
+    async with AsyncConnectionPool() as pool:
+        with pytest.raises(RemoteProtocolError, match=refused) as raised:
+            await pool.handle_async_request(
+                Request("GET", upstream.url + path, extensions=timeouts)
+            )
+        assert isinstance(raised.value, ResponseHeadTooLarge)
+        assert pool.connections == []
+        response = await pool.handle_async_request(Request("GET", upstream.url + "/api"))
+        assert await response.aread() == b'{"id": 4711}'
+    assert upstream.connections - before == 2  # the next request came on a new connection
+
+
+@pytest.mark.parametrize("piece", [0, 1000])
+async def test_a_head_at_the_limits_is_taken_and_one_past_them_is_not(
+    upstream: ScriptedUpstream, piece: int
+) -> None:
+    """64 KiB and 100 fields exactly, whole or in reads of 1000 bytes: taken. A byte or a
+    field more: refused, the message naming the option to raise."""
+    async with AsyncConnectionPool() as pool:
+        for query, refused in [
+            ("size=65536&fields=100", None),
+            ("size=65537&fields=100", "larger than 65536 bytes (max_response_head_size)"),
+            ("size=65536&fields=101", "more than 100 headers (max_response_headers)"),
+        ]:
+            request = Request("GET", f"{upstream.url}/sized-head?{query}&piece={piece}")
+            if refused is None:
+                response = await pool.handle_async_request(request)
+                assert await response.aread() == b"ok"
+                assert len(response.headers.raw) == 100
+            else:
+                with pytest.raises(RemoteProtocolError, match=re.escape(refused)):
+                    await pool.handle_async_request(request)
+
+
+async def test_the_pools_response_limits_are_its_options(upstream: ScriptedUpstream) -> None:
+    async with AsyncConnectionPool(max_response_head_size=None, max_response_headers=None) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", upstream.url + "/many-headers?n=20000")
+        )
+        assert await response.aread() == b"ok"
+        assert len(response.headers.raw) == 20001
+    async with AsyncConnectionPool(max_response_head_size=512, max_response_headers=5) as pool:
+        with pytest.raises(RemoteProtocolError, match="more than 5 headers"):
+            await pool.handle_async_request(
+                Request("GET", upstream.url + "/sized-head?size=100&fields=6")
+            )
+        with pytest.raises(RemoteProtocolError, match="larger than 512 bytes"):
+            await pool.handle_async_request(Request("GET", upstream.url + "/sized-head?size=513"))
+        # The request's extension (a proxy's limits) wins over the pool's.
+        response = await pool.handle_async_request(
+            Request(
+                "GET",
+                upstream.url + "/sized-head?size=1000&fields=10",
+                extensions={"response_limits": (1000, 10)},
+            )
+        )
+        assert await response.aread() == b"ok"
+    with pytest.raises(ValueError, match="max_response_headers"):
+        AsyncConnectionPool(max_response_headers=0)
+
+
+# -- the write timeout of in-memory bodies (issue 21) ------------------------------------------
+
+
+@pytest.fixture(params=["http", "https"])
+def silent(request: pytest.FixtureRequest, server_cert: trustme.LeafCert) -> Iterator[SilentServer]:
+    context = None
+    if request.param == "https":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server_cert.configure_cert(context)
+    server = SilentServer(ssl_context=context).start()
+    yield server
+    server.stop()
+
+
+async def test_the_write_timeout_bounds_an_in_memory_body_the_server_does_not_read(
+    silent: SilentServer, ca_bundle: str
+) -> None:
+    """50 MB of bytes to a server that reads none: WriteTimeout after the write timeout (1 s),
+    not ReadTimeout after the read timeout (10 s). Over TLS too, whose transport buffers on
+    its own."""
+    body = b"u" * (50 * 1024 * 1024)
+    async with AsyncConnectionPool(verify=ca_bundle) as pool:
+        request = Request(
+            "POST",
+            silent.url + "/upload",
+            content=body,
+            extensions={"timeout": {"write": 1, "read": 10}},
+        )
+        started = time.monotonic()
+        with pytest.raises(WriteTimeout, match="did not accept data for 1 s"):
+            await pool.handle_async_request(request)
+        assert time.monotonic() - started < 5
+        assert pool.connections == []
+
+
+async def test_an_early_answer_stands_while_an_in_memory_body_waits_to_be_sent() -> None:
+    """A server that answers 413 without reading the upload: the answer, not a WriteTimeout;
+    the rest of the body is not sent, and the connection is not kept."""
+    answer = b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 8\r\n\r\ntoo much"
+    server = SilentServer(answer).start()
+    try:
+        async with AsyncConnectionPool() as pool:
+            request = Request(
+                "PUT",
+                server.url + "/upload",
+                content=b"u" * (50 * 1024 * 1024),
+                extensions={"timeout": {"write": 30, "read": 30}},
+            )
+            response = await pool.handle_async_request(request)
+            assert response.status_code == 413
+            assert await response.aread() == b"too much"
+            assert pool.connections == []
+    finally:
+        server.stop()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ferryman import Request
+from ferryman import RemoteProtocolError, Request
 from ferryman.client.transport.http11 import AsyncHTTP11Connection
 from ferryman.http.headers import parse_header_block
 
@@ -155,3 +156,78 @@ async def interleaved(cuts: list[int]) -> tuple[bytes, bytes, bytes | None, byte
 @given(st.lists(st.integers(min_value=0, max_value=40), max_size=20))
 def test_connections_sharing_the_read_buffer_keep_their_own_bytes(cuts: list[int]) -> None:
     assert asyncio.run(interleaved(cuts)) == (b"hello world", b"chunked body", "a, b", "second")
+
+
+# -- the limits of a response head (issue 21) --------------------------------------------------
+
+LIMITS = (1024, 10)
+
+
+def heads(size: int, fields: int) -> bytes:
+    """A 103 with one field, then the answer: ``size`` bytes of heads in all (blank lines
+    included) and ``fields`` header fields in all, then a 2-byte body."""
+    interim = b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n"
+    lines = [b"HTTP/1.1 200 OK\r\n", b"Content-Length: 2\r\n"]
+    lines += [b"X-%d: v\r\n" % number for number in range(fields - 3)]
+    padding = size - len(interim) - sum(map(len, lines)) - len(b"X-Pad: \r\n\r\n")
+    return interim + b"".join(lines) + b"X-Pad: " + b"p" * padding + b"\r\n\r\nok"
+
+
+async def limited_exchange(data: bytes, cuts: list[int]) -> str:
+    """``data`` in reads cut at ``cuts`` to a connection with ``LIMITS``: the body, or the
+    error's message."""
+    loop = asyncio.get_running_loop()
+    conn = AsyncHTTP11Connection(("http", b"example.test", 80), loop, LIMITS)
+    conn.connection_made(RecordingTransport())
+    pending = asyncio.ensure_future(
+        conn.handle_async_request(Request("GET", "http://example.test/"))
+    )
+    await asyncio.sleep(0)
+    previous = 0
+    for cut in [*sorted(set(cuts)), len(data)]:
+        deliver(conn, data[previous:cut])
+        previous = cut
+        await asyncio.sleep(0)
+    try:
+        response = await pending
+    except RemoteProtocolError as error:
+        return str(error)
+    return (await response.aread()).decode()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(min_value=1, max_value=1024), max_size=12))
+def test_the_limits_hold_however_the_heads_are_cut_into_reads(cuts: list[int]) -> None:
+    """Exactly at both limits, interim head included: taken; a byte or a field more: refused,
+    whatever the reads (a line end split between two reads included)."""
+    assert asyncio.run(limited_exchange(heads(1024, 10), cuts)) == "ok"
+    assert asyncio.run(limited_exchange(heads(1025, 10), cuts)) == (
+        "the server sent a response head larger than 1024 bytes (max_response_head_size)"
+    )
+    assert asyncio.run(limited_exchange(heads(1024, 11), cuts)) == (
+        "the server sent more than 10 headers (max_response_headers)"
+    )
+
+
+async def test_an_endless_head_holds_at_most_the_limit_and_one_read() -> None:
+    """Reads of 64 KiB, the default limit of 64 KiB: the second read ends it, and what the
+    connection kept of the head never passed the limit and a read."""
+    loop = asyncio.get_running_loop()
+    conn = AsyncHTTP11Connection(("http", b"example.test", 80), loop)
+    conn.connection_made(RecordingTransport())
+    pending = asyncio.ensure_future(
+        conn.handle_async_request(Request("GET", "http://example.test/"))
+    )
+    await asyncio.sleep(0)
+    line = b"X-Pad: " + b"p" * 1017 + b"\r\n"  # 1 KiB
+    read = b"HTTP/1.1 200 OK\r\n" + line * 64
+    reads = 0
+    while not pending.done() and reads < 100:
+        deliver(conn, read[: 64 * 1024])
+        read = line * 64
+        reads += 1
+        assert sum(map(len, conn._head_parts)) <= 2 * 64 * 1024
+        await asyncio.sleep(0)
+    assert reads == 2
+    with pytest.raises(RemoteProtocolError, match="larger than 65536 bytes"):
+        await pending

@@ -651,3 +651,49 @@ def test_request_headers_are_valid_http2_fields(fields: list[tuple[str, str]]) -
         and (name.lower() != "te" or value.lower() == "trailers")
     ]
     assert headers[4:] == expected
+
+
+# -- response head limits (issue 21) -----------------------------------------------------------
+
+
+async def test_the_header_list_size_is_announced_and_enforced(
+    scripted_h2: ScriptedH2Server,
+) -> None:
+    """SETTINGS_MAX_HEADER_LIST_SIZE is the pool's max_response_head_size: a header block at it
+    is taken; past it, the request fails, and with it the connection (its HPACK state is
+    lost); the next request goes on a new one."""
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", scripted_h2.url + "/big-head?size=65536")
+        )
+        assert await response.aread() == b"ok"
+        with pytest.raises(RemoteProtocolError, match="larger than 65536 bytes") as raised:
+            await pool.handle_async_request(
+                Request("GET", scripted_h2.url + "/big-head?size=65537")
+            )
+        assert "max_response_head_size" in str(raised.value)
+        response = await pool.handle_async_request(Request("GET", scripted_h2.url + "/ok"))
+        assert await response.aread() == b"connection 2"
+    assert scripted_h2.header_list_sizes[0] == 65536
+    async with AsyncConnectionPool(http2_prior_knowledge=True, max_response_head_size=None) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", scripted_h2.url + "/big-head?size=70000")
+        )
+        assert await response.aread() == b"ok"
+    assert scripted_h2.header_list_sizes[-1] is None
+
+
+async def test_too_many_header_fields_fail_the_stream_only(scripted_h2: ScriptedH2Server) -> None:
+    async with AsyncConnectionPool(http2_prior_knowledge=True) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", scripted_h2.url + "/many-headers?n=100")
+        )
+        assert len(response.headers.raw) == 100
+        await response.aread()
+        with pytest.raises(RemoteProtocolError, match="more than 100 headers"):
+            await pool.handle_async_request(Request("GET", scripted_h2.url + "/many-headers?n=101"))
+        response = await pool.handle_async_request(Request("GET", scripted_h2.url + "/ok"))
+        assert await response.aread() == b"connection 1"
+    async with AsyncConnectionPool(http2_prior_knowledge=True, max_response_headers=5) as pool:
+        with pytest.raises(RemoteProtocolError, match="more than 5 headers"):
+            await pool.handle_async_request(Request("GET", scripted_h2.url + "/many-headers?n=6"))
