@@ -632,12 +632,12 @@ class RelayHooks(RelayFilters):
         ctx = self._context(relay, event, run)
         await chain.run(ctx, upstream_call, self._afail)
         run.pending = False
-        response = ctx.response
-        if response is None:
+        left: Response | None = getattr(ctx, "response", None)  # (a way out may clear it)
+        if left is None:
             await self._afail(RuntimeError("a proxy middleware removed the response"), ctx)
-            response = ctx.response
-            assert response is not None
-        return response
+            left = ctx.response
+            assert left is not None
+        return left
 
     async def _afail(self, exc: Exception, ctx: ProxyContext) -> None:
         logger.error("endpoint %s: error while proxying %s", self.name, ctx.request, exc_info=exc)
@@ -702,7 +702,8 @@ class RelayHooks(RelayFilters):
             relay.resume_held(status, reason, lines)
             return
         error = run.error_body
-        if answer is response and error is not None:
+        relays_own = run.answer is not None and run.answer.done() and answer is run.answer.result()
+        if relays_own and error is not None:
             relay.exchange.send_error(response.status_code, error)
         else:
             send_answer(relay.exchange, answer, relay.head_only)
