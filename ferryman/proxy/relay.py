@@ -312,6 +312,7 @@ class Relay:
         "head_only",
         "held",
         "held_end",
+        "held_length",
         "keep_client",
         "pending_head",
         "pool",
@@ -368,6 +369,7 @@ class Relay:
         #: 3: broken off).
         self.held: list[bytes] | None = None
         self.held_end = 0
+        self.held_length = -1  # (its Content-Length; -1: none)
 
     @property
     def connect_timeout(self) -> float | None:
@@ -619,7 +621,7 @@ class Relay:
             elif outcome == HELD:
                 self._hold(keep_alive)
                 return False
-        self._frame(status, reason, lines)
+        self._frame(status, reason, lines, connection.content_length)
         transaction = self.transaction
         if transaction is not None and transaction.response_body is not None and not self.head_only:
             return False  # (recorded: the body comes through response_body)
@@ -630,16 +632,15 @@ class Relay:
             return False
         return not self.chunked_out and status != 204 and status != 304
 
-    def _frame(self, status: int, reason: bytes, lines: bytes) -> None:
+    def _frame(self, status: int, reason: bytes, lines: bytes, length: int | None) -> None:
         """The client's head for the answer (held until the first body bytes): the status
-        line, the relayed header lines and the framing the client's connection needs."""
+        line, the relayed header lines and the framing the client's connection needs for a
+        body of ``length`` bytes (``None``: not known)."""
         exchange = self.exchange
-        connection = self.connection
-        assert connection is not None
         framing = b""
         if self.head_only or status == 204 or status == 304:
             pass  # no body; Content-Length (if any) describes the one a GET would get
-        elif connection.content_length is None:
+        elif length is None:
             if exchange.http_version == "1.1":
                 framing += _CHUNKED_LINE
                 self.chunked_out = True
@@ -665,6 +666,8 @@ class Relay:
         self.finished = True
         self.held = []
         self.held_end = 0
+        length = connection.content_length
+        self.held_length = -1 if length is None else length
         connection.pause_reading()
         if self.head_only:
             connection.reset_parser()
@@ -685,7 +688,8 @@ class Relay:
         connection = self.connection
         assert connection is not None
         self.finished = False
-        self._frame(status, reason, lines)
+        length = self.held_length
+        self._frame(status, reason, lines, None if length < 0 else length)
         for chunk in held:
             self.response_body(chunk)
         if end == 0:
@@ -719,8 +723,7 @@ class Relay:
         if end == 4:
             self.connection = None
             return
-        length = connection.content_length
-        if length is not None and length <= DRAIN_LIMIT:
+        if 0 <= self.held_length <= DRAIN_LIMIT:
             self.discarding = True  # (response_body drops it; response_end releases)
             connection.resume_reading()
             return
