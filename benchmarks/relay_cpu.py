@@ -1,6 +1,6 @@
 """The fast relay's own CPU per request, without sockets.
 
-    python benchmarks/relay_cpu.py [N] [api] [observer]
+    python benchmarks/relay_cpu.py [N] [api] [observer] [middleware]
 
 A request the way wrk sends it goes into a :class:`ServerProtocol`; the answer nginx gives
 (the harness's 213-byte ``/small``, with nginx's eight headers) goes into the
@@ -22,7 +22,9 @@ from typing import Any
 from ferryman import _compiled
 from ferryman.events import EventDispatcher
 from ferryman.http.url import URL
+from ferryman.proxy import HTTPProxyHandler, ProxyContext
 from ferryman.proxy.relay import EndpointRelay
+from ferryman.proxy.relay_middleware import RelayHooks
 from ferryman.proxy.transactions import EVENT_TRANSACTION_FINISHED, TransactionListeners
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
 from ferryman.server.protocol import ServerProtocol, ServerState
@@ -100,9 +102,16 @@ class NullTransport:
         return False
 
 
-def run(n: int, response: bytes = RESPONSE, observer: bool = False) -> float:
+def _through(ctx: Any) -> Any:
+    yield
+
+
+def run(
+    n: int, response: bytes = RESPONSE, observer: bool = False, middleware: bool = False
+) -> float:
     """Relay ``n`` requests answered with ``response``; return the seconds it took. With
-    ``observer``, one no-op ``proxy.transaction.finished`` listener sees every request."""
+    ``observer``, one no-op ``proxy.transaction.finished`` listener sees every request; with
+    ``middleware``, one no-op generator middleware (run inline by the relay)."""
     loop = new_event_loop()
     pool = UpstreamPool(URL("http://127.0.0.1:18080"), loop)
     upstream = UpstreamConnection(pool)
@@ -112,6 +121,11 @@ def run(n: int, response: bytes = RESPONSE, observer: bool = False) -> float:
     if observer:
         dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, lambda transaction: None)
     relay = EndpointRelay("bench", [pool], transactions=TransactionListeners(dispatcher))
+    if middleware:
+        handler = HTTPProxyHandler(ProxyContext("http://127.0.0.1:18080"), name="bench")
+        handler.client_edge(_through)
+        relay.use_fast = lambda: False
+        relay.filters = RelayHooks("bench", dispatcher, handler, lambda: True)
     client = ServerProtocol(relay, ServerState(), loop)
     client_transport = NullTransport(("127.0.0.1", 50000))
     client.connection_made(client_transport)  # type: ignore[arg-type]
@@ -134,9 +148,10 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 200_000
     api = "api" in sys.argv[2:]
     observer = "observer" in sys.argv[2:]
+    middleware = "middleware" in sys.argv[2:]
     response = API_RESPONSE if api else RESPONSE
-    run(n // 10, response, observer)  # warm up
-    best = min(run(n, response, observer) for _ in range(5))
+    run(n // 10, response, observer, middleware)  # warm up
+    best = min(run(n, response, observer, middleware) for _ in range(5))
     head = "28-header API" if api else "nginx's 8-header"
     print(
         f"{1e6 * best / n:.2f} µs per relayed request, {head} answer (best of 5 x {n})"

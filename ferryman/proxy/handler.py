@@ -245,6 +245,13 @@ class HTTPProxyHandler:
         )
 
     @property
+    def is_relayable(self) -> bool:
+        """True when the fast relay can make this handler's upstream calls itself, running its
+        middleware and error handler around them (``ferryman.proxy.relay_middleware``): no
+        request options and the default session, which only the http client would honour."""
+        return not self._has_options and self.context.session_factory is None
+
+    @property
     def middlewares(self) -> list[ProxyMiddlewareDef]:
         return self._middlewares.definitions
 

@@ -41,6 +41,7 @@ from ferryman.proxy.relay_events import (
     ANSWERED,
     CHANGED,
     DRAIN_LIMIT,
+    HELD,
     RelayFilterEvent,
     RelayFilters,
 )
@@ -211,22 +212,9 @@ class EndpointRelay:
         filters.next_upstream = (index + 1) % len(self.pools)
         relay = Relay(self, exchange, index)
         relay.transaction = transaction
-        if not filters.filter_request(relay):
-            return  # answered already
-        event = relay.filter_event
-        if event is not None and event.body_replaced:
-            if not exchange.body_complete:
-                relay.keep_client = False  # (the client's body is not read: it goes unsent)
-            relay.start()
-        elif exchange.body_complete:
-            relay.start()
-        else:
-            relay.body = []
-            relay.buffering = True
-            exchange.set_consumer(relay)
-            if self.request_buffer == 0 and relay.buffering:
-                relay.buffering = False
-                relay.start()
+        if filters.filter_request(relay):
+            relay.proceed()
+        # (else answered already, or asynchronous work calls ``proceed`` when it is done)
 
     def _acceptable(self, exchange: ServerExchange) -> bool:
         """An upgrade or a target that is not a path: CONNECT and targets other than the
@@ -297,6 +285,8 @@ class EndpointRelay:
     def close(self) -> None:
         for pool in self.pools:
             pool.close()
+        if self.filters is not None:
+            self.filters.close()
 
     def __repr__(self) -> str:
         return f"<EndpointRelay {self.name!r} -> {[pool.origin for pool in self.pools]}>"
@@ -320,6 +310,9 @@ class Relay:
         "filter_event",
         "finished",
         "head_only",
+        "held",
+        "held_end",
+        "held_length",
         "keep_client",
         "pending_head",
         "pool",
@@ -371,6 +364,12 @@ class Relay:
         #: A listener's answer went to the client instead of the upstream's, whose body is
         #: being read to keep the connection, and thrown away.
         self.discarding = False
+        #: The upstream's answer is held while asynchronous work decides it (``hold``): the
+        #: body bytes read meanwhile, and how it ended (0: not yet, 1: kept alive, 2: closed,
+        #: 3: broken off).
+        self.held: list[bytes] | None = None
+        self.held_end = 0
+        self.held_length = -1  # (its Content-Length; -1: none)
 
     @property
     def connect_timeout(self) -> float | None:
@@ -378,6 +377,27 @@ class Relay:
 
     def start(self) -> None:
         self.pool.acquire(self, self.endpoint.connect_timeout)
+
+    def proceed(self) -> None:
+        """The events and middleware let the request go: read its body (up to the request
+        buffer) and take an upstream connection, as ``on_request`` does without events."""
+        exchange = self.exchange
+        if exchange.finished:
+            return  # (the client left meanwhile)
+        event = self.filter_event
+        if event is not None and event.body_replaced:
+            if not exchange.body_complete:
+                self.keep_client = False  # (the client's body is not read: it goes unsent)
+            self.start()
+        elif exchange.body_complete:
+            self.start()
+        else:
+            self.body = []
+            self.buffering = True
+            exchange.set_consumer(self)
+            if self.endpoint.request_buffer == 0 and self.buffering:
+                self.buffering = False
+                self.start()
 
     # -- the upstream connection --------------------------------------------------------------
 
@@ -522,6 +542,10 @@ class Relay:
 
     def on_client_lost(self) -> None:
         self.cancelled = True
+        if self.filter_event is not None:
+            filters = self.endpoint.filters
+            if filters is not None:
+                filters.client_lost(self)
         connection = self.connection
         if connection is None:
             self.pool.remove_waiter(self)
@@ -594,10 +618,29 @@ class Relay:
                 filtered = event.filtered_head
                 assert filtered is not None
                 status, reason, lines = filtered
+            elif outcome == HELD:
+                self._hold(keep_alive)
+                return False
+        self._frame(status, reason, lines, connection.content_length)
+        transaction = self.transaction
+        if transaction is not None and transaction.response_body is not None and not self.head_only:
+            return False  # (recorded: the body comes through response_body)
+        if self.head_only:
+            # The parser cannot know a HEAD answer has no body; the next answer needs a new one.
+            connection.reset_parser()
+            self.response_end(keep_alive)
+            return False
+        return not self.chunked_out and status != 204 and status != 304
+
+    def _frame(self, status: int, reason: bytes, lines: bytes, length: int | None) -> None:
+        """The client's head for the answer (held until the first body bytes): the status
+        line, the relayed header lines and the framing the client's connection needs for a
+        body of ``length`` bytes (``None``: not known)."""
+        exchange = self.exchange
         framing = b""
         if self.head_only or status == 204 or status == 304:
             pass  # no body; Content-Length (if any) describes the one a GET would get
-        elif connection.content_length is None:
+        elif length is None:
             if exchange.http_version == "1.1":
                 framing += _CHUNKED_LINE
                 self.chunked_out = True
@@ -609,20 +652,99 @@ class Relay:
             framing += _KEEP_ALIVE_LINE
         self.pending_head = status_line(status, reason or None) + lines + framing + _CRLF
         exchange.status = status
-        transaction = self.transaction
-        if transaction is not None:
-            transaction.dispatch_response(status, reason, lines)
-            if transaction.response_body is not None and not self.head_only:
-                return False  # (recorded: the body comes through response_body)
+        if self.transaction is not None:
+            self.transaction.dispatch_response(status, reason, lines)
+
+    # -- an answer held for asynchronous work (relay_middleware) --------------------------------
+
+    def _hold(self, keep_alive: bool) -> None:
+        """Keep the answer from the client while asynchronous ways out or listeners run: the
+        upstream is paused (what its last read still holds is kept, at most one read) and the
+        relay counts as finished for the parser's callbacks, which feed ``held``."""
+        connection = self.connection
+        assert connection is not None
+        self.finished = True
+        self.held = []
+        self.held_end = 0
+        length = connection.content_length
+        self.held_length = -1 if length is None else length
+        connection.pause_reading()
         if self.head_only:
-            # The parser cannot know a HEAD answer has no body; the next answer needs a new one.
             connection.reset_parser()
-            self.response_end(keep_alive)
-            return False
-        return not self.chunked_out and status != 204 and status != 304
+            self.held_end = 1 if keep_alive else 2
+
+    def resume_held(self, status: int, reason: bytes, lines: bytes) -> None:
+        """The held answer goes to the client, with this head (the upstream's or changed)."""
+        held = self.held
+        end = self.held_end
+        self.held = None
+        exchange = self.exchange
+        if exchange.finished or held is None:
+            self.abandon()
+            return
+        if end == 3:
+            exchange.abort()  # (the upstream broke off: no truncated body as a whole one)
+            return
+        connection = self.connection
+        assert connection is not None
+        self.finished = False
+        length = self.held_length
+        self._frame(status, reason, lines, None if length < 0 else length)
+        for chunk in held:
+            self.response_body(chunk)
+        if end == 0:
+            connection.resume_reading()
+        elif end == 4:
+            # (the connection closed after the whole body, and has left the pool already)
+            self.finished = True
+            self.connection = None
+            self.flush_head()
+            if self.chunked_out:
+                exchange.write(_CHUNK_END)
+            exchange.finish(keep_alive=self.keep_client)
+        else:
+            connection.resume_reading()  # (before it goes back to the pool)
+            self.response_end(end == 1)
+
+    def drop_held(self) -> None:
+        """Another answer went to the client: the held one's body is read and dropped if short
+        (the connection is kept), else its connection closed."""
+        self.held = None
+        end = self.held_end
+        if self.transaction is not None:
+            self.transaction.dispatch_response(self.exchange.status, b"", b"")
+        connection = self.connection
+        if connection is None:
+            return
+        if end == 1 or end == 2:
+            connection.resume_reading()
+            self._release(connection, end == 1)
+            return
+        if end == 4:
+            self.connection = None
+            return
+        if 0 <= self.held_length <= DRAIN_LIMIT:
+            self.discarding = True  # (response_body drops it; response_end releases)
+            connection.resume_reading()
+            return
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Nothing more goes to the client from the upstream: its connection is closed."""
+        self.held = None
+        self.finished = True
+        connection = self.connection
+        if connection is not None:
+            self.connection = None
+            if connection.relay is self:
+                connection.relay = None
+                connection.abort()
+                self.pool.discard(connection)
 
     def response_body(self, data: bytes) -> None:
         if self.finished:
+            if self.held is not None:
+                self.held.append(data)
             return
         if self.transaction is not None:
             self.transaction.add_response_body(data)
@@ -687,6 +809,8 @@ class Relay:
                 self._release(connection, keep_alive)
             return
         if self.finished or self.tunnel:
+            if self.held is not None:
+                self.held_end = 1 if keep_alive else 2
             return  # a 101's message "ends" with its head: the tunnel goes on
         self.finished = True
         exchange = self.exchange
@@ -760,11 +884,16 @@ class Relay:
         from its callbacks) and must not reach this request again."""
         connection = self.connection
         if connection is not None:
-            connection.relay = None
             self.connection = None
-            connection.abort()
-            self.pool.discard(connection)
+            if connection.relay is self:
+                connection.relay = None
+                connection.abort()
+                self.pool.discard(connection)
         if self.finished and not self.tunnel:
+            if self.held is not None:
+                self.held_end = 3
+                if self.transaction is not None:
+                    self.transaction.error = message
             return
         self.finished = True
         self.pending_head = None
@@ -785,6 +914,17 @@ class Relay:
             self.pool.discard(connection)
             return
         if self.finished and not self.tunnel:
+            if self.held is not None:
+                # (read before discarding: a body that runs to the connection's end, or one
+                # that had ended, is whole; any other broke off)
+                end = self.held_end
+                whole = end != 0 or (connection.content_length is None and not connection.chunked)
+                self.pool.discard(connection)
+                if whole and end != 3:
+                    self.held_end = 4  # (the connection stays known for its framing facts)
+                else:
+                    self.held_end = 3
+                    self.connection = None
             return
         exchange = self.exchange
         pool = self.pool

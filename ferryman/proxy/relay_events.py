@@ -26,8 +26,9 @@ A request head is built again only when the request changed (a replaced request,
 method or URL, header pairs that differ from the received ones): a listener that only looked
 leaves the relay's own head, byte for byte. Bodies are never buffered here: the body of a
 relayed request or response is a stream that cannot be read from a synchronous listener, as
-on the general path, where reading it needs ``await``. Asynchronous listeners (and middleware,
-and the http client's and the kernel's events) still take the general path: the gate
+on the general path, where reading it needs ``await``. Asynchronous listeners and the endpoint's
+middleware are run around the same relaying by :mod:`ferryman.proxy.relay_middleware`; the http
+client's and the kernel's events still take the general path: the gate
 (``ferryman.proxy.server.FastPathGate``) decides.
 """
 
@@ -78,6 +79,9 @@ DRAIN_LIMIT: Final = 64 * 1024
 UNCHANGED: Final = 0
 CHANGED: Final = 1
 ANSWERED: Final = 2
+#: The answer's head waits for asynchronous work (ways out, listeners): the relay holds it,
+#: pauses the upstream and keeps what body bytes were already read (``Relay.hold``).
+HELD: Final = 3
 
 _CRLF: Final = b"\r\n"
 _HTTP11_LINE_END: Final = b" HTTP/1.1\r\n"
@@ -198,7 +202,14 @@ def _received_url(exchange: ServerExchange) -> URL:
 class RelayFilterEvent(ProxyFilterEvent):
     """A :class:`ProxyFilterEvent` whose per-request context is made when first read."""
 
-    __slots__ = ("_base_context", "_context", "body_replaced", "filtered_head", "upstream_target")
+    __slots__ = (
+        "_base_context",
+        "_context",
+        "body_replaced",
+        "filtered_head",
+        "run",
+        "upstream_target",
+    )
 
     def __init__(self, endpoint: str, request: Request, base: ProxyContext | None) -> None:
         self._propagation_stopped = False
@@ -213,6 +224,8 @@ class RelayFilterEvent(ProxyFilterEvent):
         self.upstream_target: bytes | None = None
         self.body_replaced = False
         self.filtered_head: tuple[int, bytes, bytes] | None = None
+        #: The endpoint middleware's run for this request (``relay_middleware``), if any.
+        self.run: Any = None
 
     @property
     def context(self) -> ProxyContext | None:
@@ -345,16 +358,24 @@ class RelayFilters:
             EVENT_FILTER_PROXY_RESPONSE
         ):
             return UNCHANGED
-        head = status_line(status, reason or None)
-        raw_head = head + lines[:-2] if lines else head[:-2]
-        extensions: dict[str, Any] = {"reason_phrase": reason} if reason else {}
-        upstream = Response.from_transport(
-            status, raw_head, RELAYED_BODY, extensions, event.request
-        )
-        event.response = upstream
-        if event._context is not None:
-            event._context.response = upstream
+        upstream = upstream_response(event, status, reason, lines)
         answer = self._dispatch_response(event)
+        return self.outcome(relay, upstream, answer, status, reason, lines)
+
+    def outcome(
+        self,
+        relay: Relay,
+        upstream: Response,
+        answer: Response,
+        status: int,
+        reason: bytes,
+        lines: bytes,
+    ) -> int:
+        """What became of the upstream's answer (``upstream``, lazily made over its head): the
+        final ``answer`` replaced it (sent here: ANSWERED), changed its head (CHANGED, the new
+        head in ``event.filtered_head``) or left it as it came (UNCHANGED)."""
+        event = relay.filter_event
+        assert event is not None
         if answer is not upstream:
             send_answer(relay.exchange, answer, relay.head_only)
             return ANSWERED
@@ -415,6 +436,12 @@ class RelayFilters:
         self.finish_with(relay, response)
         return False
 
+    def client_lost(self, relay: Relay) -> None:
+        """The client of ``relay`` went away (nothing to do without asynchronous work)."""
+
+    def close(self) -> None:
+        """The server stops (nothing held here)."""
+
     def _failed(self, exc: Exception, event: RelayFilterEvent) -> None:
         """A listener raised: logged, and the answer a JSON 500 (as ``HTTPProxyHandler._fail``)."""
         logger.error("endpoint %s: error while proxying %s", self.name, event.request, exc_info=exc)
@@ -422,6 +449,21 @@ class RelayFilters:
         event.response = error_response(500)
         if previous is not None and not isinstance(previous.stream, ByteStream):
             _close_later(previous)
+
+
+def upstream_response(
+    event: RelayFilterEvent, status: int, reason: bytes, lines: bytes
+) -> Response:
+    """The upstream's answer as a ``Response`` over its relayed head (headers parsed when
+    read; the body stays the relay's), set as the event's and the context's response."""
+    head = status_line(status, reason or None)
+    raw_head = head + lines[:-2] if lines else head[:-2]
+    extensions: dict[str, Any] = {"reason_phrase": reason} if reason else {}
+    upstream = Response.from_transport(status, raw_head, RELAYED_BODY, extensions, event.request)
+    event.response = upstream
+    if event._context is not None:
+        event._context.response = upstream
+    return upstream
 
 
 def send_answer(exchange: ServerExchange, response: Response, head_only: bool) -> None:

@@ -26,7 +26,7 @@ from ferryman.events import EventDispatcher
 from ferryman.proxy.application import ProxyEndpoints
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE
 from ferryman.proxy.relay import EndpointRelay
-from ferryman.proxy.relay_events import RelayFilters
+from ferryman.proxy.relay_middleware import RelayHooks
 from ferryman.proxy.settings import EndpointSettings, ProxySettings
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
 from ferryman.proxy.transactions import TransactionListeners
@@ -55,8 +55,8 @@ logger = logging.getLogger("ferryman.proxy")
 #: The name :attr:`ProxyServer.addresses` gives the kernel's own port.
 KERNEL: Final = "kernel"
 #: Events whose listeners must see every request: any of them sends requests the general way,
-#: except the proxy filter events' synchronous listeners, which the relay runs itself
-#: (:data:`RELAY_EVENTS`, :mod:`ferryman.proxy.relay_events`).
+#: except the proxy filter events' listeners, which the relay runs itself (:data:`RELAY_EVENTS`,
+#: :mod:`ferryman.proxy.relay_events` and :mod:`ferryman.proxy.relay_middleware`).
 WATCHED_EVENTS: Final = (
     EVENT_CORE_REQUEST,
     EVENT_CORE_CONTROLLER,
@@ -67,8 +67,8 @@ WATCHED_EVENTS: Final = (
     EVENT_FILTER_HTTP_CLIENT_REQUEST,
     EVENT_FILTER_HTTP_CLIENT_RESPONSE,
 )
-#: The watched events the relay can dispatch from its callbacks when all their listeners are
-#: synchronous and the endpoint's handler only relays.
+#: The watched events the relay can dispatch itself (inline when all their listeners are
+#: synchronous, from a task per request otherwise).
 RELAY_EVENTS: Final = (EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE)
 _GENERAL_EVENTS: Final = tuple(name for name in WATCHED_EVENTS if name not in RELAY_EVENTS)
 
@@ -92,7 +92,7 @@ class FastPathGate:
     The dispatcher's ``version`` changes with every listener added or removed, so the listener
     check runs again only then; the handler says whether it has middleware or options.
     :meth:`filtering` answers the next question when it says no: may the relay serve the
-    request anyway, dispatching the proxy filter events itself?
+    request anyway, dispatching the proxy filter events and running the middleware itself?
     """
 
     __slots__ = ("_bare", "_dispatcher", "_filterable", "_quiet", "_version", "handler")
@@ -111,11 +111,7 @@ class FastPathGate:
         general = any(dispatcher.has_listeners(name) for name in _GENERAL_EVENTS)
         filtered = any(dispatcher.has_listeners(name) for name in RELAY_EVENTS)
         self._quiet = not general and not filtered
-        self._filterable = (
-            not general
-            and filtered
-            and all(dispatcher.is_synchronous(name) for name in RELAY_EVENTS)
-        )
+        self._filterable = not general
 
     def __call__(self) -> bool:
         if not self._bare:
@@ -125,13 +121,14 @@ class FastPathGate:
         return self._quiet and getattr(self.handler, "is_plain", True)
 
     def filtering(self) -> bool:
-        """Whether the relay runs this request's events itself: only synchronous proxy filter
-        listeners, nothing else watched, and a handler that only relays."""
+        """Whether the relay runs this request's events and middleware itself: no watched
+        event but the proxy filter ones, and a handler whose upstream calls the relay can make
+        (no request options, the default session: ``HTTPProxyHandler.is_relayable``)."""
         if not self._bare or self.handler is None:
             return False
         if self._dispatcher.version != self._version:
             self._refresh()
-        return self._filterable and bool(getattr(self.handler, "is_plain", False))
+        return self._filterable and bool(getattr(self.handler, "is_relayable", False))
 
 
 class PrefixRouter:
@@ -209,7 +206,7 @@ class ProxyServer:
             gate = FastPathGate(dispatcher, bare, handler)
             relay = self._relay(endpoint, loop, gate, bridge)
             if relay.use_fast is gate:  # (not when options need the http client)
-                relay.filters = RelayFilters(endpoint.name, dispatcher, handler, gate.filtering)
+                relay.filters = RelayHooks(endpoint.name, dispatcher, handler, gate.filtering)
             if endpoint.port is not None:
                 await self._listen(
                     endpoint.name, endpoint.port, relay, loop, endpoint.server_limits()

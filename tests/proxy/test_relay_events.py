@@ -29,6 +29,7 @@ from ferryman.proxy.transactions import (
     EVENT_TRANSACTION_FINISHED,
     EVENT_TRANSACTION_STARTED,
 )
+from ferryman.server.events import EVENT_CORE_REQUEST
 from ferryman.server.exchange import ServerExchange
 from tests.proxy import test_parity
 from tests.proxy.test_parity import RecordingUpstream, Serve, exchange, free_port, get
@@ -288,26 +289,31 @@ async def test_an_error_of_the_relay_goes_through_the_response_filter(
     assert seen == [502]
 
 
-async def test_async_listeners_and_middleware_still_take_the_general_path(
+async def test_async_listeners_and_middleware_are_served_by_the_relay_too(
     serve: Serve, upstream: RecordingUpstream
 ) -> None:
     server = await serve({"api": [upstream.url]})
     calls: list[str] = []
 
     async def listener(event: ProxyFilterEvent) -> None:
+        await asyncio.sleep(0)
         calls.append("async")
 
     dispatcher = server.system.dispatcher
     dispatcher.add_listener(EVENT_FILTER_PROXY_REQUEST, listener)
     general = count_general(server)
     assert (await send(server, get(b"/echo"))).startswith(b"HTTP/1.1 200 ")
-    assert calls == ["async"] and general.requests == 1
+    assert calls == ["async"] and general.requests == 0
     dispatcher.remove_listener(EVENT_FILTER_PROXY_REQUEST, listener)
     dispatcher.add_listener(EVENT_FILTER_PROXY_REQUEST, lambda e: calls.append("sync"))
     handler = server.system.provider.resolve(ProxyEndpoints)["api"]
     handler.client_edge(lambda ctx: calls.append("middleware"))
     assert (await send(server, get(b"/echo"))).startswith(b"HTTP/1.1 200 ")
-    assert calls == ["async", "sync", "middleware"] and general.requests == 2
+    assert calls == ["async", "sync", "middleware"] and general.requests == 0
+    # What the relay cannot serve still goes the general way: a kernel event's listener.
+    dispatcher.add_listener(EVENT_CORE_REQUEST, lambda e: calls.append("core"))
+    assert (await send(server, get(b"/echo"))).startswith(b"HTTP/1.1 200 ")
+    assert calls[-1] == "middleware" and "core" in calls and general.requests == 1
 
 
 async def test_transaction_events_fire_once_per_request_with_filters_on_the_relay(
