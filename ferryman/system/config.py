@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: The applications a configuration runs when it does not say.
-DEFAULT_APPLICATIONS: Final[tuple[str, ...]] = ("proxy",)
+DEFAULT_APPLICATIONS: Final[tuple[str, ...]] = ("proxy", "dashboard")
 #: The bottom layer under every configuration.
 DEFAULT_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
     {"applications": list(DEFAULT_APPLICATIONS)}
@@ -435,6 +435,13 @@ def resolve_config(config: Mapping[str, Any], *, sources: Sources | None = None)
             problems.extend(
                 describe_errors(exc, application.name, application.settings_type, sources)
             )
+    if not problems:
+
+        def source(key: str) -> str | None:
+            return None if sources is None else sources.describe(tuple(key.split(".")))
+
+        for application in applications:
+            problems.extend(application.check_settings(MappingProxyType(settings), source))
     if problems:
         raise ConfigurationError(*problems)
     return ResolvedConfig(tuple(applications), MappingProxyType(settings))
