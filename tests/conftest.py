@@ -128,3 +128,18 @@ def start_nginx(
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _data_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The storage's default SQLite file (``ferryman start`` records by default) goes to a
+    temporary directory, never to the user's data directory; ``ferryman start`` processes the
+    tests run inherit the variable."""
+    path = str(tmp_path_factory.mktemp("ferryman-data"))
+    previous = os.environ.get("FERRYMAN_DATA_DIR")
+    os.environ["FERRYMAN_DATA_DIR"] = path
+    yield path
+    if previous is None:
+        os.environ.pop("FERRYMAN_DATA_DIR", None)
+    else:
+        os.environ["FERRYMAN_DATA_DIR"] = previous

@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: The applications a configuration runs when it does not say.
-DEFAULT_APPLICATIONS: Final[tuple[str, ...]] = ("proxy", "dashboard")
+DEFAULT_APPLICATIONS: Final[tuple[str, ...]] = ("proxy", "storage", "dashboard")
 #: The bottom layer under every configuration.
 DEFAULT_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
     {"applications": list(DEFAULT_APPLICATIONS)}
@@ -76,8 +76,9 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
 
 ENV_PREFIX: Final = "FERRYMAN_"
 ENV_SEPARATOR: Final = "__"
-#: ``FERRYMAN_`` variables that are not configuration: how the hot path is built and loaded.
-NOT_CONFIGURATION: Final = frozenset(SWITCHES)
+#: ``FERRYMAN_`` variables that are not configuration: how the hot path is built and loaded,
+#: and where ferryman keeps its data (the storage's default SQLite file).
+NOT_CONFIGURATION: Final = frozenset((*SWITCHES, "FERRYMAN_DATA_DIR"))
 
 _APPLICATION_NAMES: Final = TypeAdapter(list[str])
 _TOML_POSITION = re.compile(r"^(?P<reason>.*?) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")

@@ -38,8 +38,12 @@ class ProxyProcess:
         cwd: str | Path | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
+        # FERRYMAN_DATA_DIR is not configuration: it keeps the storage out of the user's data
+        # directory (tests/conftest.py).
         environment = {
-            key: value for key, value in os.environ.items() if not key.startswith("FERRYMAN_")
+            key: value
+            for key, value in os.environ.items()
+            if not key.startswith("FERRYMAN_") or key == "FERRYMAN_DATA_DIR"
         }
         environment.update(env or {})
         self.process = subprocess.Popen(

@@ -37,7 +37,7 @@ def printed_config(*args: str, env: dict[str, str] | None = None) -> dict[str, A
 def _no_ferryman_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """``FERRYMAN_*`` variables of whoever runs the tests do not change what is printed."""
     for name in list(os.environ):
-        if name.startswith("FERRYMAN_"):
+        if name.startswith("FERRYMAN_") and name != "FERRYMAN_DATA_DIR":  # (not configuration)
             monkeypatch.delenv(name)
 
 
@@ -50,7 +50,12 @@ def test_start_and_config_are_commands() -> None:
 
 def test_default_configuration() -> None:
     config = printed_config()
-    assert config["applications"] == ["proxy"]
+    assert config["applications"] == ["proxy", "storage"]
+    # Recording by default, into the data directory (here the tests' own: tests/conftest.py).
+    assert config["storage"]["enabled"] is True
+    assert config["storage"]["url"] == (
+        "sqlite:///" + os.path.join(os.environ["FERRYMAN_DATA_DIR"], "transactions.db")
+    )
     assert config["proxy"]["host"] == "127.0.0.1"
     assert config["proxy"]["port"] == 4080
     assert config["proxy"]["endpoints"] == []
@@ -234,7 +239,11 @@ ENDPOINT = ("--endpoint", "api=0:http://127.0.0.1:9", "--set", "proxy.port=0")
 def run_command(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, command: list[str]
 ) -> subprocess.CompletedProcess[str]:
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("FERRYMAN_")}
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FERRYMAN_") or k == "FERRYMAN_DATA_DIR"  # (not configuration)
+    }
     return subprocess.run(
         [*command, *args],
         env={**environment, **(env or {})},

@@ -1,0 +1,97 @@
+"""The tables, in SQLAlchemy Core: what the writer inserts and the queries read.
+
+Core rather than the ORM: the writer inserts hundreds of rows per statement and the queries
+return plain rows for JSON; there are no objects whose identity matters. The migrations in
+``migrations/versions`` create the same tables; ``tests/apps/storage/test_schema.py`` checks
+that they agree.
+
+* ``transactions``: one row per request, its heads as JSON (redacted before they were stored),
+  its bodies by content hash. Times are epoch seconds (floats): they sort, compare and bucket
+  the same way on SQLite and PostgreSQL.
+* ``bodies``: each distinct body once, keyed by its SHA-256 (hex), so a thousand identical
+  answers cost one row.
+* ``tags``: one row per tag of a transaction, for filtering and facets (``env=prod``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = ["bodies", "metadata", "tags", "transactions"]
+
+metadata = MetaData()
+
+transactions = Table(
+    "transactions",
+    metadata,
+    Column("id", String(32), primary_key=True),  # Transaction.id: time-ordered
+    Column("endpoint", String(200), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("upstream", Text),
+    Column("http_version", String(8)),
+    Column("client", String(64)),
+    Column("status", Integer, nullable=False),
+    Column("reason", String(200)),
+    Column("error", Text),
+    Column("started_at", Float, nullable=False),
+    Column("duration", Float),
+    Column("ttfb", Float),
+    Column("blocked", Float),
+    Column("connect", Float),
+    Column("send", Float),
+    Column("wait", Float),
+    Column("receive", Float),
+    Column("reused", Boolean, nullable=False, default=False),
+    Column("request_size", Integer, nullable=False, default=0),
+    Column("response_size", Integer, nullable=False, default=0),
+    Column("request_headers", JSON),  # [[name, value], ...] as received, redacted
+    Column("response_headers", JSON),
+    Column("request_body", String(64)),  # bodies.hash; no foreign key: see the janitor
+    Column("response_body", String(64)),
+    Column("request_truncated", Boolean, nullable=False, default=False),
+    Column("response_truncated", Boolean, nullable=False, default=False),
+    Column("tags", JSON),  # {"name": "value"}, as the API shows them
+    Column("cache", String(32)),
+    Column("favourite", Boolean, nullable=False, default=False),
+    Index("ix_transactions_started_at", "started_at"),
+    Index("ix_transactions_endpoint_started_at", "endpoint", "started_at"),
+    Index("ix_transactions_status_started_at", "status", "started_at"),
+    Index("ix_transactions_favourite", "favourite"),
+)
+
+bodies = Table(
+    "bodies",
+    metadata,
+    Column("hash", String(64), primary_key=True),  # SHA-256 of content, hex
+    Column("content_type", String(200)),
+    Column("size", Integer, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column(
+        "transaction_id",
+        String(32),
+        ForeignKey("transactions.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_tags_name_value", "name", "value"),
+)
