@@ -77,8 +77,10 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
 ENV_PREFIX: Final = "FERRYMAN_"
 ENV_SEPARATOR: Final = "__"
 #: ``FERRYMAN_`` variables that are not configuration: how the hot path is built and loaded,
-#: and where ferryman keeps its data (the storage's default SQLite file).
-NOT_CONFIGURATION: Final = frozenset((*SWITCHES, "FERRYMAN_DATA_DIR"))
+#: where ferryman keeps its data (the storage's default SQLite file), and ``ferryman tail``'s.
+NOT_CONFIGURATION: Final = frozenset(
+    (*SWITCHES, "FERRYMAN_DATA_DIR", "FERRYMAN_TAIL_URL", "FERRYMAN_TAIL_USER", "FERRYMAN_TAIL_PASSWORD")
+)
 
 _APPLICATION_NAMES: Final = TypeAdapter(list[str])
 _TOML_POSITION = re.compile(r"^(?P<reason>.*?) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
