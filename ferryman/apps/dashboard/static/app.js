@@ -25,7 +25,7 @@ async function route() {
     if (match) { name = "transactions"; await detail(page, match[1]); }
     else if (path === "/transactions") { name = "transactions"; await transactions(page, query, cleanup); }
     else if (path === "/system") { name = "system"; await system(page); }
-    else await overview(page, query);
+    else await overview(page, query, cleanup);
   } catch (error) {
     clear(page).append(h("div", { class: "card error" }, h("h1", {}, "Cannot show this page"), h("p", {}, String(error.message || error))));
   }

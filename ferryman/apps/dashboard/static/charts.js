@@ -3,7 +3,7 @@ import { h, s } from "./dom.js";
 
 const W = 600;
 const H = 210;
-const PAD = { left: 56, right: 12, top: 12, bottom: 26 };
+const PAD = { left: 56, right: 22, top: 12, bottom: 26 };
 
 function niceMax(value) {
   if (!(value > 0)) return 1;

@@ -2,7 +2,7 @@
 // waterfall, copy as curl, favourite and replay.
 import { api } from "./api.js";
 import { waterfall } from "./charts.js";
-import { formatBytes, formatMs, h, statusClass, statusText } from "./dom.js";
+import { formatBytes, formatMs, h, put, statusClass, statusText } from "./dom.js";
 
 const REDACTED = "[redacted]";
 // Headers curl sets itself, or that describe the connection rather than the request.
@@ -56,7 +56,7 @@ export async function detail(main, id) {
   });
 
   const tags = Object.entries(t.tags || {}).map(([n, v]) => h("span", { class: "tag" }, `${n}=${v}`));
-  main.append(
+  put(main,
     h("div", { class: "toolbar" },
       h("a", { href: "#/transactions", class: "back" }, "← Transactions"),
       h("h1", { class: "title" },

@@ -35,6 +35,12 @@ function append(el, children) {
   }
 }
 
+// el.append(...), skipping null/false (which the DOM's own append would print as "null").
+export function put(el, ...children) {
+  append(el, children);
+  return el;
+}
+
 export function clear(el) {
   while (el.firstChild) el.firstChild.remove();
   return el;

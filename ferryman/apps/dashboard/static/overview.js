@@ -1,12 +1,12 @@
 // Overview: requests per minute, error rate and latency percentiles over time, per endpoint;
 // the slowest and the most failing routes.
-import { api } from "./api.js";
+import { api, onTransaction } from "./api.js";
 import { lineChart } from "./charts.js";
-import { formatMs, h } from "./dom.js";
+import { formatMs, h, put } from "./dom.js";
 
 const RANGES = { "15m": [900, 60], "1h": [3600, 60], "6h": [21600, 300], "24h": [86400, 900] };
 
-export async function overview(main, query) {
+export async function overview(main, query, cleanup) {
   const range = RANGES[query.get("range")] ? query.get("range") : "1h";
   const [seconds, bucket] = RANGES[range];
   const now = Date.now() / 1000;
@@ -48,7 +48,13 @@ export async function overview(main, query) {
     number("p50", formatMs(total && total.p50_ms)),
     number(middle, formatMs(total && total[`${middle}_ms`])),
     number("p99", formatMs(total && total.p99_ms)));
-  main.append(
+  // New transactions refresh the page, at most every 5 s.
+  let timer = null;
+  cleanup.push(onTransaction(() => {
+    timer = timer || setTimeout(() => window.dispatchEvent(new HashChangeEvent("hashchange")), 5000);
+  }));
+  cleanup.push(() => clearTimeout(timer));
+  put(main,
     h("div", { class: "toolbar" }, h("h1", {}, "Overview"), picker),
     stats.truncated ? h("p", { class: "warn" }, "Too many transactions in this range: the newest are shown.") : null,
     numbers,

@@ -1,13 +1,13 @@
 // System: endpoints and their upstreams, the effective settings (secrets masked by the API),
 // the storage's size and health.
 import { api } from "./api.js";
-import { formatBytes, h } from "./dom.js";
+import { formatBytes, h, put } from "./dom.js";
 
 export async function system(main) {
   const info = await api.system();
   const storage = info.storage || {};
   const size = storage.size || {};
-  main.append(
+  put(main,
     h("div", { class: "toolbar" }, h("h1", {}, "System"), h("span", { class: "muted" }, `ferryman ${info.version || ""}`)),
     h("section", { class: "card", "data-testid": "endpoints" }, h("h2", {}, "Endpoints"),
       h("table", {},

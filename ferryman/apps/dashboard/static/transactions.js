@@ -2,7 +2,7 @@
 // The filters live in the URL's hash (#/transactions?endpoint=api&status=5xx), so a filtered
 // list can be bookmarked and the back button works.
 import { api, harUrl, onTransaction } from "./api.js";
-import { clear, formatBytes, formatMs, formatTime, h, statusClass, statusText } from "./dom.js";
+import { clear, formatBytes, formatMs, formatTime, h, put, statusClass, statusText } from "./dom.js";
 
 const MULTI = ["endpoint", "method", "status", "tag"];
 const RANGES = { "": "any time", "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
@@ -109,7 +109,7 @@ export async function transactions(main, query, cleanup) {
     count.textContent = `${facets.total + live} transactions`;
   }));
 
-  main.append(
+  put(main,
     h("div", { class: "toolbar" }, h("h1", {}, "Transactions"), count, form, range, har),
     h("div", { class: "list" },
       facetPanel(facets, query),
