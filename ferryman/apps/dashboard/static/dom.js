@@ -1,5 +1,5 @@
 // Building the DOM from untrusted data: text goes in as text nodes (textContent), never as
-// HTML. Nothing in the dashboard assigns innerHTML.
+// HTML: nothing in the dashboard assigns markup to an element.
 
 export function h(tag, props, ...children) {
   const el = document.createElement(tag);
