@@ -127,7 +127,7 @@ def format_line(item: dict[str, Any]) -> Any:
 
 async def parse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[str, str]]:
     """Server-sent events as ``(event, data)``: comments skipped, ``data`` lines joined."""
-    event, data = "message", []
+    event, data = "message", list[str]()
     async for raw in lines:
         line = raw.rstrip("\r\n")
         if not line:

@@ -79,7 +79,13 @@ ENV_SEPARATOR: Final = "__"
 #: ``FERRYMAN_`` variables that are not configuration: how the hot path is built and loaded,
 #: where ferryman keeps its data (the storage's default SQLite file), and ``ferryman tail``'s.
 NOT_CONFIGURATION: Final = frozenset(
-    (*SWITCHES, "FERRYMAN_DATA_DIR", "FERRYMAN_TAIL_URL", "FERRYMAN_TAIL_USER", "FERRYMAN_TAIL_PASSWORD")
+    (
+        *SWITCHES,
+        "FERRYMAN_DATA_DIR",
+        "FERRYMAN_TAIL_URL",
+        "FERRYMAN_TAIL_USER",
+        "FERRYMAN_TAIL_PASSWORD",
+    )
 )
 
 _APPLICATION_NAMES: Final = TypeAdapter(list[str])

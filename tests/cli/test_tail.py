@@ -49,7 +49,9 @@ class Tail:
         for line in stream:  # type: ignore[attr-defined]
             into.append(line.rstrip("\n"))
 
-    def wait_for(self, lines: list[str], pattern: str, count: int = 1, timeout: float = 20) -> list[str]:
+    def wait_for(
+        self, lines: list[str], pattern: str, count: int = 1, timeout: float = 20
+    ) -> list[str]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = [line for line in lines if re.search(pattern, line)]
@@ -74,9 +76,12 @@ class Tail:
 def proxy(httpbin: HttpbinServer, tmp_path: Path, port: int = 0) -> ProxyProcess:
     return ProxyProcess(
         [
-            "--endpoint", f"api=0:{httpbin.url}",
-            "--set", f"proxy.port={port}",
-            "--set", f"storage.url=sqlite:///{tmp_path / 'transactions.db'}",
+            "--endpoint",
+            f"api=0:{httpbin.url}",
+            "--set",
+            f"proxy.port={port}",
+            "--set",
+            f"storage.url=sqlite:///{tmp_path / 'transactions.db'}",
         ]
     ).wait_serving()
 
@@ -130,11 +135,16 @@ def test_tail_refuses_wrong_options_and_says_when_auth_is_needed(
     assert "--status" in "\n".join(tail.err)
     guarded = ProxyProcess(
         [
-            "--endpoint", f"api=0:{httpbin.url}",
-            "--set", "proxy.port=0",
-            "--set", f"storage.url=sqlite:///{tmp_path / 'guarded.db'}",
-            "--set", "dashboard.auth.username=admin",
-            "--set", "dashboard.auth.password=pw",
+            "--endpoint",
+            f"api=0:{httpbin.url}",
+            "--set",
+            "proxy.port=0",
+            "--set",
+            f"storage.url=sqlite:///{tmp_path / 'guarded.db'}",
+            "--set",
+            "dashboard.auth.username=admin",
+            "--set",
+            "dashboard.auth.password=pw",
         ]
     ).wait_serving()
     try:
@@ -161,6 +171,8 @@ def test_control_characters_from_traffic_are_escaped(target: str) -> None:
 
     console = Console(force_terminal=False, width=200)
     with console.capture() as captured:
-        console.print(format_line({"endpoint": "api", "method": "GET", "target": target, "status": 200}))
+        console.print(
+            format_line({"endpoint": "api", "method": "GET", "target": target, "status": 200})
+        )
     assert "\x1b" not in captured.get() and "\x07" not in captured.get()
     assert "\\x1b" in captured.get() or "\\x07" in captured.get()

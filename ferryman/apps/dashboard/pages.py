@@ -17,7 +17,7 @@ from typing import Final
 
 from ferryman.server.controllers import Receive, Scope, Send
 
-__all__ = ["CONTENT_SECURITY_POLICY", "Pages", "SECURITY_HEADERS"]
+__all__ = ["CONTENT_SECURITY_POLICY", "SECURITY_HEADERS", "Pages"]
 
 CONTENT_SECURITY_POLICY: Final = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "

@@ -18,7 +18,11 @@ def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[st
     request = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+            return (
+                response.status,
+                {k.lower(): v for k, v in response.headers.items()},
+                response.read(),
+            )
     except urllib.error.HTTPError as error:
         return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
 
@@ -29,8 +33,12 @@ def guarded(httpbin: HttpbinServer, start_proxy: StartProxy) -> tuple[str, str]:
     return proxy.url("kernel"), proxy.url("api")
 
 
-@pytest.mark.parametrize("path", ["/", "/static/app.js", "/api/transactions", "/api/system", "/nothing"])
-def test_auth_is_required_everywhere_on_the_kernel_port(guarded: tuple[str, str], path: str) -> None:
+@pytest.mark.parametrize(
+    "path", ["/", "/static/app.js", "/api/transactions", "/api/system", "/nothing"]
+)
+def test_auth_is_required_everywhere_on_the_kernel_port(
+    guarded: tuple[str, str], path: str
+) -> None:
     kernel, _ = guarded
     status, headers, body = fetch(kernel + path)
     assert status == 401
@@ -61,8 +69,10 @@ def test_a_password_from_an_environment_variable_or_a_hash(
 
     proxy = start_proxy(
         httpbin.url,
-        "--set", f"dashboard.auth.username={USER}",
-        "--set", "dashboard.auth.password_env=DASHBOARD_SECRET",
+        "--set",
+        f"dashboard.auth.username={USER}",
+        "--set",
+        "dashboard.auth.password_env=DASHBOARD_SECRET",
         env={"DASHBOARD_SECRET": "from the environment"},
     )
     kernel = proxy.url("kernel")
@@ -73,8 +83,10 @@ def test_a_password_from_an_environment_variable_or_a_hash(
     hashed = make_hash("hashed one", iterations=1000)
     proxy = start_proxy(
         httpbin.url,
-        "--set", f"dashboard.auth.username={USER}",
-        "--set", f"dashboard.auth.password_hash={hashed}",
+        "--set",
+        f"dashboard.auth.username={USER}",
+        "--set",
+        f"dashboard.auth.password_hash={hashed}",
     )
     kernel = proxy.url("kernel")
     assert fetch(kernel + "/", basic(password="hashed one"))[0] == 200
@@ -129,7 +141,7 @@ def test_unknown_paths_are_a_json_404_and_other_methods_405(
     httpbin: HttpbinServer, start_proxy: StartProxy
 ) -> None:
     kernel = start_proxy(httpbin.url).url("kernel")
-    status, headers, body = fetch(kernel + "/static/nothing.js")
+    status, _headers, body = fetch(kernel + "/static/nothing.js")
     assert status == 404 and body == b'{"status": 404, "message": "Not Found"}'
     request = urllib.request.Request(kernel + "/", method="POST", data=b"")
     with pytest.raises(urllib.error.HTTPError) as error:

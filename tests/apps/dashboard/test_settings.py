@@ -10,7 +10,7 @@ import pytest
 
 from ferryman.apps.dashboard.settings import is_loopback
 from ferryman.system import ConfigurationError, load_config
-from tests.apps.dashboard.conftest import USER, StartProxy, basic
+from tests.apps.dashboard.conftest import USER, basic
 from tests.apps.dashboard.test_application import fetch
 from tests.cli.proxy_process import ProxyProcess
 from tests.servers.httpbin_server import HttpbinServer
@@ -27,7 +27,9 @@ def start(*args: str) -> subprocess.CompletedProcess[str]:
     import os
 
     environment = {
-        k: v for k, v in os.environ.items() if not k.startswith("FERRYMAN_") or k == "FERRYMAN_DATA_DIR"
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("FERRYMAN_") or k == "FERRYMAN_DATA_DIR"
     }
     return subprocess.run(
         [sys.executable, "-m", "ferryman.cli.main", "start", *args],
@@ -39,7 +41,9 @@ def start(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_start_refuses_a_host_beyond_loopback_without_auth() -> None:
-    result = start("--host", "0.0.0.0", "--endpoint", "api=0:http://127.0.0.1:9", "--set", "proxy.port=0")
+    result = start(
+        "--host", "0.0.0.0", "--endpoint", "api=0:http://127.0.0.1:9", "--set", "proxy.port=0"
+    )
     assert result.returncode == 2
     assert result.stderr.strip() == REFUSAL
     # The UI switched off does not open /api either: still refused.
@@ -58,11 +62,16 @@ def test_start_refuses_with_the_other_problems_at_once() -> None:
 def test_with_auth_it_serves_beyond_loopback(httpbin: HttpbinServer) -> None:
     process = ProxyProcess(
         [
-            "--host", "0.0.0.0",
-            "--endpoint", f"api=0:{httpbin.url}",
-            "--set", "proxy.port=0",
-            "--set", f"dashboard.auth.username={USER}",
-            "--set", "dashboard.auth.password=correct horse",
+            "--host",
+            "0.0.0.0",
+            "--endpoint",
+            f"api=0:{httpbin.url}",
+            "--set",
+            "proxy.port=0",
+            "--set",
+            f"dashboard.auth.username={USER}",
+            "--set",
+            "dashboard.auth.password=correct horse",
         ]
     )
     try:
@@ -77,8 +86,18 @@ def test_with_auth_it_serves_beyond_loopback(httpbin: HttpbinServer) -> None:
 
 @pytest.mark.parametrize(
     ("host", "loopback"),
-    [("127.0.0.1", True), ("127.5.0.1", True), ("::1", True), ("[::1]", True), ("localhost", True),
-     ("0.0.0.0", False), ("", False), ("::", False), ("10.0.0.1", False), ("example.org", False)],
+    [
+        ("127.0.0.1", True),
+        ("127.5.0.1", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("localhost", True),
+        ("0.0.0.0", False),
+        ("", False),
+        ("::", False),
+        ("10.0.0.1", False),
+        ("example.org", False),
+    ],
 )
 def test_loopback(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
@@ -87,10 +106,19 @@ def test_loopback(host: str, loopback: bool) -> None:
 @pytest.mark.parametrize(
     ("auth", "problem"),
     [
-        ({"username": "a"}, "dashboard.auth: give exactly one of password, password_env and password_hash"),
+        (
+            {"username": "a"},
+            "dashboard.auth: give exactly one of password, password_env and password_hash",
+        ),
         ({"username": "a", "password": "x", "password_hash": "y"}, "(got password, password_hash)"),
-        ({"username": "a", "password_env": "FERRYMAN_TEST_UNSET_VARIABLE"}, "FERRYMAN_TEST_UNSET_VARIABLE is not set"),
-        ({"username": "a", "password_hash": "md5$1$2"}, "password_hash: must look like pbkdf2_sha256$"),
+        (
+            {"username": "a", "password_env": "FERRYMAN_TEST_UNSET_VARIABLE"},
+            "FERRYMAN_TEST_UNSET_VARIABLE is not set",
+        ),
+        (
+            {"username": "a", "password_hash": "md5$1$2"},
+            "password_hash: must look like pbkdf2_sha256$",
+        ),
         ({"username": "a:b", "password": "x"}, "cannot carry a ':'"),
         ({"username": "", "password": "x"}, "dashboard.auth.username: must be a string"),
     ],
@@ -103,9 +131,19 @@ def test_bad_auth_settings_name_the_key(auth: dict[str, str], problem: str) -> N
 
 def test_the_password_is_masked_when_the_configuration_is_printed() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "ferryman.cli.main", "config", "--set", "dashboard.auth.username=a",
-         "--set", "dashboard.auth.password=hunter2"],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "ferryman.cli.main",
+            "config",
+            "--set",
+            "dashboard.auth.username=a",
+            "--set",
+            "dashboard.auth.password=hunter2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout and "username: a" in result.stdout

@@ -26,9 +26,7 @@ def send(
 
 
 def api(kernel: str, path: str, method: str = "GET", auth: bool = True) -> Any:
-    request = urllib.request.Request(
-        kernel + path, method=method, headers=basic() if auth else {}
-    )
+    request = urllib.request.Request(kernel + path, method=method, headers=basic() if auth else {})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 

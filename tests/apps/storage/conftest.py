@@ -97,8 +97,9 @@ class Served:
     @property
     def api(self) -> str:
         host, port = next(
-            address for name, address in self.server.addresses.items() if name != "api"
-            and name not in self.endpoints
+            address
+            for name, address in self.server.addresses.items()
+            if name != "api" and name not in self.endpoints
         )
         return f"http://{host}:{port}/api"
 
@@ -107,9 +108,7 @@ class Served:
         return [endpoint.name for endpoint in self.server.settings.endpoints]
 
 
-async def serve_with_storage(
-    url: str, endpoints: list[tuple[str, str]], *settings: str
-) -> Served:
+async def serve_with_storage(url: str, endpoints: list[tuple[str, str]], *settings: str) -> Served:
     """A started ProxyServer (one port per endpoint) recording into ``url``; ``settings`` are
     ``--set`` overrides (``storage.queue_size=5``)."""
     overrides = ["proxy.port=0", f"storage.url={url}", "storage.flush_interval=0.05", *settings]

@@ -18,9 +18,7 @@ from tests.servers.edge import EdgeServer
 
 async def rows(served: Served) -> list[dict[str, Any]]:
     await served.storage.flush(10)
-    found, _ = await queries.list_transactions(
-        served.storage.engine, queries.Filters(), limit=1000
-    )
+    found, _ = await queries.list_transactions(served.storage.engine, queries.Filters(), limit=1000)
     return found
 
 
@@ -46,7 +44,11 @@ async def test_every_request_is_recorded_with_its_heads_bodies_timings_and_tags(
     assert len(stored) == 6 == served.storage.recorded
     assert served.storage.dropped == 0
     newest, *posts = stored
-    assert (newest["method"], newest["target"], newest["status"]) == ("GET", "/status?code=503", 503)
+    assert (newest["method"], newest["target"], newest["status"]) == (
+        "GET",
+        "/status?code=503",
+        503,
+    )
     assert [row["target"] for row in posts] == [f"/echo?n={n}" for n in (4, 3, 2, 1, 0)]
     row = await queries.get_transaction(served.storage.engine, posts[0]["id"])
     assert row is not None
