@@ -29,6 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ferryman.apps.storage.migrate import sqlite_path
+from ferryman.apps.storage.rows import head_pairs
 from ferryman.apps.storage.schema import bodies, tags, transactions
 
 __all__ = [
@@ -209,7 +210,16 @@ async def list_transactions(
     async with engine.connect() as connection:
         rows = (await connection.execute(query)).all()
     following = _cursor(rows[limit - 1]) if len(rows) > limit else None
-    return [dict(row._mapping) for row in rows[:limit]], following
+    return [_row(row) for row in rows[:limit]], following
+
+
+def _row(row: Any) -> dict[str, Any]:
+    """A row as a dict, its header blocks as ``[[name, value], ...]``."""
+    found = dict(row._mapping)
+    for name in ("request_headers", "response_headers"):
+        if name in found:
+            found[name] = head_pairs(found[name])
+    return found
 
 
 async def count_transactions(engine: AsyncEngine, filters: Filters) -> int:
@@ -228,7 +238,7 @@ async def get_transaction(engine: AsyncEngine, identifier: str) -> dict[str, Any
         ).first()
         if row is None:
             return None
-        found = dict(row._mapping)
+        found = _row(row)
         hashes = [h for h in (found["request_body"], found["response_body"]) if h]
         contents: dict[str, Any] = {}
         if hashes:

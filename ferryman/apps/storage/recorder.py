@@ -20,13 +20,14 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any, Final
 
-from sqlalchemy import delete, exists, insert, select
+from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ferryman.apps.storage.migrate import create_engine, migrate
-from ferryman.apps.storage.rows import Batch, build_batch
+from ferryman.apps.storage.rows import COLUMNS, Batch, build_batch
 from ferryman.apps.storage.schema import bodies, tags, transactions
 from ferryman.apps.storage.settings import Record, StorageSettings
 from ferryman.apps.storage.stream import Broadcaster
@@ -71,6 +72,7 @@ class Storage:
         self._opted = {name: rec.record for name, rec in settings.endpoints.items()}
         self._body_limit = settings.max_body_size
         self._pending: tuple[list[Transaction], Batch] | None = None
+        self._statements: tuple[str, str, str] | None = None
         self._dropped_at_outage = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = False
@@ -257,15 +259,17 @@ class Storage:
             )
 
     async def _write(self, batch: Batch) -> None:
-        dialect = self.engine.dialect.name
+        """One executemany per table, at the driver's level: SQLAlchemy's per-row type
+        processing cost more than the database did (the rows are already plain values)."""
+        statements = self._statements
+        if statements is None:
+            statements = self._statements = _statements(self.engine.dialect.paramstyle)
         async with self.engine.begin() as connection:
             if batch.bodies:
-                await connection.execute(
-                    _insert_ignore(dialect, bodies), list(batch.bodies.values())
-                )
-            await connection.execute(insert(transactions), batch.transactions)
+                await connection.exec_driver_sql(statements[0], list(batch.bodies.values()))
+            await connection.exec_driver_sql(statements[1], batch.transactions)
             if batch.tags:
-                await connection.execute(_insert_ignore(dialect, tags), batch.tags)
+                await connection.exec_driver_sql(statements[2], batch.tags)
 
     # -- the janitor --------------------------------------------------------------------------
 
@@ -308,17 +312,26 @@ class Storage:
         return deleted, orphans
 
 
-def _insert_ignore(dialect: str, table: Any) -> Any:
-    """INSERT that skips rows whose key is already there (a body stored before)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
+def _statements(paramstyle: str) -> tuple[str, str, str]:
+    """The writer's three INSERTs (bodies and tags skip rows already there), in the driver's
+    parameter style."""
 
-        return pg_insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    def insert_sql(table: str, columns: Sequence[str], ignore: str) -> str:
+        if paramstyle == "qmark":
+            marks = ", ".join("?" for _ in columns)
+        elif paramstyle in ("numeric_dollar", "numeric"):
+            sign = "$" if paramstyle == "numeric_dollar" else ":"
+            marks = ", ".join(f"{sign}{n}" for n in range(1, len(columns) + 1))
+        else:
+            marks = ", ".join("%s" for _ in columns)
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+        return sql + (f" ON CONFLICT ({ignore}) DO NOTHING" if ignore else "")
 
-        return sqlite_insert(table).on_conflict_do_nothing()
-    return insert(table).prefix_with("IGNORE")  # pragma: no cover - MySQL-likes
+    return (
+        insert_sql("bodies", ("hash", "content_type", "size", "content"), "hash"),
+        insert_sql("transactions", COLUMNS, ""),
+        insert_sql("tags", ("transaction_id", "name", "value"), "transaction_id, name"),
+    )
 
 
 def _masked(url: str) -> str:

@@ -2,29 +2,75 @@
 
 The finished listener queues the :class:`~ferryman.proxy.transactions.Transaction` itself, which
 still holds the raw bytes the relay had: decoding, redaction and hashing happen here, once per
-batch, on the writer's time.
+batch, on the writer's time. This runs for every recorded request, in the proxy's process, so it
+is written for speed (``benchmarks/storage_bench.py``): rows are tuples in :data:`COLUMNS`
+order for the driver's executemany, heads are stored as the header block they arrived as
+(``Name: value`` lines), and a head is parsed for redaction only when a secret name appears in
+it at all.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
-from ferryman.apps.storage.redaction import redact_headers, redact_json_body
+from ferryman.apps.storage.redaction import REDACTED, redact_json_body
+from ferryman.proxy.headers import TAG_PREFIX
 from ferryman.proxy.transactions import Transaction
 
-__all__ = ["Batch", "build_batch", "parse_head"]
+__all__ = ["COLUMNS", "Batch", "build_batch", "head_pairs", "parse_head"]
+
+#: The transactions table's columns, in the order of a row tuple.
+COLUMNS: Final = (
+    "id",
+    "endpoint",
+    "method",
+    "target",
+    "upstream",
+    "http_version",
+    "client",
+    "status",
+    "reason",
+    "error",
+    "started_at",
+    "duration",
+    "ttfb",
+    "blocked",
+    "connect",
+    "send",
+    "wait",
+    "receive",
+    "reused",
+    "request_size",
+    "response_size",
+    "request_headers",
+    "response_headers",
+    "request_body",
+    "response_body",
+    "request_truncated",
+    "response_truncated",
+    "tags",
+    "cache",
+    "favourite",
+)
+_REDACTED: Final = REDACTED.encode()
+_TAG_SIZE: Final = len(TAG_PREFIX)
 
 
 @dataclass(slots=True)
 class Batch:
     """The rows of one INSERT per table."""
 
-    transactions: list[dict[str, Any]] = field(default_factory=list)
-    bodies: dict[str, dict[str, Any]] = field(default_factory=dict)
-    tags: list[dict[str, Any]] = field(default_factory=list)
+    transactions: list[tuple[Any, ...]] = field(default_factory=list)
+    #: hash -> (hash, content_type, size, content)
+    bodies: dict[str, tuple[str, str | None, int, bytes]] = field(default_factory=dict)
+    #: (transaction_id, name, value)
+    tags: list[tuple[str, str, str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.transactions)
@@ -42,35 +88,63 @@ def parse_head(block: bytes | None) -> list[tuple[bytes, bytes]]:
     return pairs
 
 
-def _content_type(pairs: Sequence[tuple[bytes, bytes]]) -> str | None:
-    for name, value in pairs:
-        if name.lower() == b"content-type":
-            return value.decode("latin-1")
-    return None
-
-
-def _body(
-    batch: Batch,
-    kept: bytearray | None,
-    content_type: str | None,
-    json_keys: frozenset[str],
-) -> str | None:
-    if not kept:
+def head_pairs(text: str | None) -> list[list[str]] | None:
+    """A stored header block as ``[[name, value], ...]`` (``None`` stays ``None``)."""
+    if text is None:
         return None
-    content = redact_json_body(bytes(kept), content_type, json_keys)
-    digest = hashlib.sha256(content).hexdigest()
-    if digest not in batch.bodies:
-        batch.bodies[digest] = {
-            "hash": digest,
-            "content_type": content_type,
-            "size": len(content),
-            "content": content,
-        }
-    return digest
+    pairs = []
+    for line in text.split("\r\n"):
+        name, colon, value = line.partition(":")
+        if colon:
+            pairs.append([name.strip(), value.strip()])
+    return pairs
 
 
-def _seconds(value: float | None) -> float | None:
-    return None if value is None else round(value, 6)
+def _head(pairs: Sequence[tuple[bytes, bytes]], names: frozenset[bytes]) -> bytes:
+    return b"".join(
+        name + b": " + (_REDACTED if name.lower() in names else value) + b"\r\n"
+        for name, value in pairs
+    )
+
+
+def _content_type(lowered: bytes, block: bytes) -> str | None:
+    start = lowered.find(b"content-type:")
+    if start < 0:
+        return None
+    start += 13
+    end = block.find(b"\r\n", start)
+    return block[start : end if end >= 0 else None].strip().decode("latin-1")
+
+
+class _Builder:
+    __slots__ = ("batch", "json_keys", "names", "secret")
+
+    def __init__(self, header_names: frozenset[str], json_keys: frozenset[str]) -> None:
+        self.batch = Batch()
+        self.names = frozenset(name.encode("latin-1") for name in header_names)
+        #: What, found in a lower-cased header block, means it may hold a secret.
+        self.secret = tuple(name + b":" for name in self.names)
+        self.json_keys = json_keys
+
+    def head(self, block: bytes, lowered: bytes) -> str:
+        """The header block, decoded, its secret values redacted."""
+        if any(name in lowered for name in self.secret):
+            block = _head(parse_head(block), self.names)
+        return block.decode("latin-1")
+
+    def body(self, kept: bytearray | None, content_type: str | None) -> str | None:
+        if not kept:
+            return None
+        content = redact_json_body(bytes(kept), content_type, self.json_keys)
+        digest = hashlib.sha256(content).hexdigest()
+        bodies = self.batch.bodies
+        if digest not in bodies:
+            bodies[digest] = (digest, content_type, len(content), content)
+        return digest
+
+
+def _request_block(pairs: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
 
 
 def build_batch(
@@ -79,57 +153,71 @@ def build_batch(
     json_keys: frozenset[str],
 ) -> Batch:
     """The rows for ``transactions``, redacted; a body seen twice is one row."""
-    batch = Batch()
+    builder = _Builder(header_names, json_keys)
+    batch = builder.batch
     rows = batch.transactions
-    for transaction in transactions:
-        request_pairs = transaction.raw_request_headers
-        response_pairs = parse_head(transaction.raw_response_head)
-        timings = transaction.timings
-        client = transaction.client
-        tags = transaction.tags
-        identifier = transaction.id
+    tag_rows = batch.tags
+    now = time.time_ns()
+    for index, t in enumerate(transactions):
+        identifier = t._id
+        if identifier is None:  # the id property's format, without a syscall per row
+            identifier = t._id = f"{now + index:016x}{os.urandom(8).hex()}"
+        request_block = _request_block(t.raw_request_headers)
+        request_lower = request_block.lower()
+        response_block = t.raw_response_head
+        response_headers = None
+        response_type = None
+        if response_block is not None:
+            response_lower = response_block.lower()
+            response_headers = builder.head(response_block, response_lower)
+            if t.response_body:
+                response_type = _content_type(response_lower, response_block)
+        tags_json = None
+        if TAG_PREFIX in request_lower:
+            tags = t.tags
+            if tags:
+                tags_json = json.dumps(tags, ensure_ascii=False)
+                for name, value in tags.items():
+                    tag_rows.append((identifier, name, value))
+        start, end = t.t_start, t.t_end
+        connected, sent, answered = t.t_connected, t.t_request_sent, t.t_response
+        client = t.client
+        reason = t.reason
         rows.append(
-            {
-                "id": identifier,
-                "endpoint": transaction.endpoint,
-                "method": transaction.method,
-                "target": transaction.target,
-                "upstream": transaction.upstream,
-                "http_version": transaction.http_version,
-                "client": None if client is None else f"{client[0]}:{client[1]}",
-                "status": transaction.status,
-                "reason": transaction.reason.decode("latin-1") or None,
-                "error": transaction.error,
-                "started_at": transaction.started_at,
-                "duration": _seconds(timings["total"]),
-                "ttfb": _seconds(timings["ttfb"]),
-                "blocked": _seconds(timings["blocked"]),
-                "connect": _seconds(timings["connect"]),
-                "send": _seconds(timings["send"]),
-                "wait": _seconds(timings["wait"]),
-                "receive": _seconds(timings["receive"]),
-                "reused": transaction.reused,
-                "request_size": transaction.request_body_size,
-                "response_size": transaction.response_body_size,
-                "request_headers": redact_headers(request_pairs, header_names),
-                "response_headers": (
-                    None
-                    if transaction.raw_response_head is None
-                    else redact_headers(response_pairs, header_names)
+            (
+                identifier,
+                t.endpoint,
+                t.raw_method.decode("latin-1"),
+                t.raw_target.decode("latin-1"),
+                t.upstream,
+                t.http_version,
+                None if client is None else f"{client[0]}:{client[1]}",
+                t.status,
+                reason.decode("latin-1") if reason else None,
+                t.error,
+                t.started_at,
+                None if end is None else end - start,
+                None if answered is None else answered - start,
+                None if connected is None else connected - start,
+                None,
+                None if sent is None or connected is None else max(0.0, sent - connected),
+                None if answered is None or sent is None else max(0.0, answered - sent),
+                None if end is None or answered is None else max(0.0, end - answered),
+                t.reused,
+                t.request_body_size,
+                t.response_body_size,
+                builder.head(request_block, request_lower),
+                response_headers,
+                builder.body(
+                    t.request_body,
+                    _content_type(request_lower, request_block) if t.request_body else None,
                 ),
-                "request_body": _body(
-                    batch, transaction.request_body, _content_type(request_pairs), json_keys
-                ),
-                "response_body": _body(
-                    batch, transaction.response_body, _content_type(response_pairs), json_keys
-                ),
-                "request_truncated": transaction.request_body_truncated,
-                "response_truncated": transaction.response_body_truncated,
-                "tags": tags or None,
-                "cache": transaction.cache,
-                "favourite": False,
-            }
+                builder.body(t.response_body, response_type),
+                t.request_body_truncated,
+                t.response_body_truncated,
+                tags_json,
+                t.cache,
+                False,
+            )
         )
-        for name, value in tags.items():
-            batch.tags.append({"transaction_id": identifier, "name": name, "value": value})
     return batch

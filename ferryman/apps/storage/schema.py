@@ -5,7 +5,8 @@ return plain rows for JSON; there are no objects whose identity matters. The mig
 ``migrations/versions`` create the same tables; ``tests/apps/storage/test_schema.py`` checks
 that they agree.
 
-* ``transactions``: one row per request, its heads as JSON (redacted before they were stored),
+* ``transactions``: one row per request, its heads as header blocks (redacted before they were
+  stored: parsing them into JSON for every request would cost the proxy's CPU),
   its bodies by content hash. Times are epoch seconds (floats): they sort, compare and bucket
   the same way on SQLite and PostgreSQL.
 * ``bodies``: each distinct body once, keyed by its SHA-256 (hex), so a thousand identical
@@ -58,8 +59,9 @@ transactions = Table(
     Column("reused", Boolean, nullable=False, default=False),
     Column("request_size", Integer, nullable=False, default=0),
     Column("response_size", Integer, nullable=False, default=0),
-    Column("request_headers", JSON),  # [[name, value], ...] as received, redacted
-    Column("response_headers", JSON),
+    # The header blocks ("Name: value" CRLF-terminated lines) as received, redacted.
+    Column("request_headers", Text),
+    Column("response_headers", Text),
     Column("request_body", String(64)),  # bodies.hash; no foreign key: see the janitor
     Column("response_body", String(64)),
     Column("request_truncated", Boolean, nullable=False, default=False),

@@ -1,0 +1,248 @@
+"""Storage's cost, side by side in one run: wrk -> ``ferryman start`` -> nginx, with storage
+off, recording into SQLite, and recording into PostgreSQL (issue 22, section 6: storage on
+keeps >= 0.8x of storage off, and records every request wrk completed).
+
+    python benchmarks/storage_bench.py [--duration 10] [--connections 32] [--pg postgresql://...]
+
+Each run is bounded (wrk ``-d``, every subprocess killed by process group at the end). wrk is
+pinned to CPU 0 and ferryman to CPU 1 when ``taskset`` exists, as the proxy benchmark does.
+"Completed" is the sum of wrk's "N requests in" over the warm-up and the measured run;
+"recorded" is counted in the database after ferryman exited (its shutdown writes what was
+queued). Requests still in flight when wrk stops are answered and recorded but not counted by
+wrk: recorded may exceed completed by up to the number of connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Sequence
+
+NGINX_CONF = """
+daemon off;
+worker_processes 1;
+error_log {dir}/nginx-error.log;
+pid {dir}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir};
+    keepalive_requests 100000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type text/plain; return 200 "hello, world\\n"; }}
+    }}
+}}
+"""
+ENDPOINT_LINE = re.compile(r"ferryman: endpoint api on (http://\S+?)(/\S*)? -> ")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def pinned(cpu: int, command: Sequence[str]) -> list[str]:
+    return ["taskset", "-c", str(cpu), *command] if shutil.which("taskset") else list(command)
+
+
+def start_nginx(workdir: str) -> tuple[subprocess.Popen[bytes], int]:
+    port = free_port()
+    conf = os.path.join(workdir, "nginx.conf")
+    with open(conf, "w") as file:
+        file.write(NGINX_CONF.format(dir=workdir, port=port))
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    process = subprocess.Popen(
+        [nginx, "-c", conf, "-p", workdir], start_new_session=True, stderr=subprocess.DEVNULL
+    )
+    wait_port(port)
+    return process, port
+
+
+def wait_port(port: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port} after {timeout}s")
+
+
+def start_ferryman(
+    upstream: int, settings: Sequence[str], env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = [
+        sys.executable,
+        "-m",
+        "ferryman.cli.main",
+        "start",
+        "--endpoint",
+        f"api={port}:http://127.0.0.1:{upstream}",
+        "--set",
+        "proxy.port=0",
+        *(arg for setting in settings for arg in ("--set", setting)),
+    ]
+    process = subprocess.Popen(
+        pinned(1, command), start_new_session=True, stderr=subprocess.PIPE, env=env
+    )
+    wait_port(port, 60)
+    return process, f"http://127.0.0.1:{port}/"
+
+
+def wrk(url: str, duration: float, connections: int) -> tuple[float, int]:
+    """req/s and completed requests of one wrk run."""
+    out = subprocess.run(
+        pinned(0, ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", url]),
+        capture_output=True,
+        text=True,
+        timeout=duration + 30,
+        check=True,
+    ).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    completed = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if errors:
+        print(f"  (wrk saw {errors.group(1)} non-2xx answers)", file=sys.stderr)
+    return rate, completed
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as file:
+        fields = file.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 60.0) -> float:
+    """Stop the process group; the CPU seconds the process used in all (0 if unknown)."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return 0.0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return float(usage.ru_utime + usage.ru_stime)
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    return 0.0
+
+
+async def count(url: str) -> int:
+    from sqlalchemy import func, select
+
+    from ferryman.apps.storage.migrate import create_engine
+    from ferryman.apps.storage.schema import transactions
+
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            query = select(func.count()).select_from(transactions)
+            return int((await connection.execute(query)).scalar_one())
+    finally:
+        await engine.dispose()
+
+
+async def pg_admin(admin_url: str, statement: str) -> None:
+    import asyncpg
+
+    connection = await asyncpg.connect(admin_url, timeout=5)
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument(
+        "--pg",
+        default="postgresql://postgres@127.0.0.1:5432/test",
+        help="where a scratch database is created (and dropped)",
+    )
+    parser.add_argument("--only", default="off,sqlite,postgresql")
+    args = parser.parse_args()
+    workdir = tempfile.mkdtemp(prefix="ferryman-storage-bench-")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRYMAN_")}
+    env["FERRYMAN_DATA_DIR"] = workdir  # never the user's data directory
+    pg_name = f"ferryman_bench_{uuid.uuid4().hex[:8]}"
+    base, _, _ = args.pg.rpartition("/")
+    cases = {
+        "off": (["storage.enabled=false"], None),
+        "sqlite": ([f"storage.url=sqlite:///{workdir}/bench.db"], f"sqlite:///{workdir}/bench.db"),
+        "postgresql": ([f"storage.url={base}/{pg_name}"], f"{base}/{pg_name}"),
+        # Diagnostics: the listeners alone (nothing queued), and heads without bodies.
+        "listeners": (
+            [f"storage.url=sqlite:///{workdir}/l.db", "storage.endpoints.api.record=none"],
+            None,
+        ),
+        "headers": (
+            [f"storage.url=sqlite:///{workdir}/h.db", "storage.endpoints.api.record=headers"],
+            f"sqlite:///{workdir}/h.db",
+        ),
+    }
+    wanted = args.only.split(",")
+    nginx, upstream = start_nginx(workdir)
+    results = []
+    try:
+        if "postgresql" in wanted:
+            asyncio.run(pg_admin(args.pg, f'CREATE DATABASE "{pg_name}"'))
+        for name in wanted:
+            settings, url = cases[name]
+            process, target = start_ferryman(upstream, settings, env)
+            started_cpu = cpu_seconds(process.pid)
+            try:
+                _, warm = wrk(target, args.warmup, args.connections)
+                rate, completed = wrk(target, args.duration, args.connections)
+            finally:
+                # Includes the shutdown's final writes: all the recording's CPU is counted.
+                used = stop(process) - started_cpu
+            stderr = process.stderr.read().decode() if process.stderr else ""
+            if "dropped" in stderr or "full" in stderr:
+                print(f"  [{name}] {stderr.strip()[-400:]}", file=sys.stderr)
+            recorded = asyncio.run(count(url)) if url else None
+            results.append((name, rate, warm + completed, recorded, used / (warm + completed)))
+    finally:
+        stop(nginx)
+        if "postgresql" in wanted:
+            asyncio.run(pg_admin(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+        shutil.rmtree(workdir, ignore_errors=True)
+    off = next((rate for name, rate, *_ in results if name == "off"), None)
+    off_cpu = next((cpu for name, *_, cpu in results if name == "off"), None)
+    print(f"wrk -t1 -c{args.connections} -d{args.duration:g}s, small body (nginx upstream)")
+    print(
+        f"{'storage':<12}{'req/s':>10}{'vs off':>9}{'completed':>11}{'recorded':>10}{'diff':>7}"
+        f"{'proxy CPU/req':>15}{'vs off':>9}"
+    )
+    for name, rate, completed, recorded, cpu in results:
+        ratio = f"{rate / off:.2f}x" if off else "-"
+        rec = "-" if recorded is None else str(recorded)
+        diff = "-" if recorded is None else f"{recorded - completed:+d}"
+        cpu_ratio = f"{off_cpu / cpu:.2f}x" if off_cpu and cpu else "-"
+        print(
+            f"{name:<12}{rate:>10.0f}{ratio:>9}{completed:>11}{rec:>10}{diff:>7}"
+            f"{cpu * 1e6:>12.1f} us{cpu_ratio:>9}"
+        )
+
+
+if __name__ == "__main__":
+    main()
