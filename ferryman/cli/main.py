@@ -2,7 +2,8 @@
 
 * ``ferryman start`` (:mod:`ferryman.cli.start`): run the reverse proxy;
 * ``ferryman config`` (:mod:`ferryman.cli.start`): print the configuration ``start`` would run;
-* ``ferryman get URL`` (:mod:`ferryman.cli.get`): a small curl.
+* ``ferryman get URL`` (:mod:`ferryman.cli.get`): a small curl;
+* ``ferryman tail`` (:mod:`ferryman.cli.tail`): the proxy's transactions as they finish.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ferryman._version import __version__
 from ferryman.cli.errors import Group
 from ferryman.cli.get import get
 from ferryman.cli.start import config, start
+from ferryman.cli.tail import tail
 
 __all__ = ["main"]
 
@@ -26,6 +28,7 @@ def main() -> None:
 main.add_command(start)
 main.add_command(config)
 main.add_command(get)
+main.add_command(tail)
 
 
 if __name__ == "__main__":

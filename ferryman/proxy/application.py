@@ -27,7 +27,7 @@ from ferryman.client.session import AsyncClient
 from ferryman.events import EventDispatcher
 from ferryman.proxy.context import default_session
 from ferryman.proxy.handler import HTTPProxyHandler
-from ferryman.proxy.resolver import EndpointResolver, EndpointTarget
+from ferryman.proxy.resolver import EndpointResolver, EndpointTarget, MountGuard
 from ferryman.proxy.settings import ProxySettings
 from ferryman.server.controllers import ASGIApp, Controller
 from ferryman.server.kernel import ASGIKernel
@@ -88,6 +88,13 @@ class ProxyEndpoints:
         application (``ferryman.server.ASGIApp(app)``) or a kernel controller. For
         applications that add pages or APIs (the dashboard, the metrics), from ``on_bound``."""
         self.resolver.mount(prefix, app)
+
+    def guard(self, wrap: MountGuard) -> None:
+        """Wrap every app mounted on the kernel's port, now and later (not the endpoints):
+        ``wrap(target)`` gets an ASGI app (``ASGIApp``) or a controller and returns what to
+        serve instead. The dashboard puts its basic auth in front of ``/api`` and ``/metrics``
+        this way."""
+        self.resolver.guard(wrap)
 
     def bind_port(self, name: str, port: int) -> None:
         """Tell the resolver the port an endpoint listens on (its real one, for port 0)."""

@@ -11,7 +11,7 @@ its ``handle`` controller and WebSocket handshakes as an ASGI app (it relays the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TypeAlias, cast
 
 from ferryman.http.models import Request
@@ -19,10 +19,13 @@ from ferryman.proxy.handler import HTTPProxyHandler
 from ferryman.server.controllers import ASGIApp, Controller
 from ferryman.server.resolvers import PathPrefixResolver
 
-__all__ = ["EndpointResolver", "EndpointTarget"]
+__all__ = ["EndpointResolver", "EndpointTarget", "MountGuard"]
 
 #: What an endpoint may be: a proxy handler, or any controller or mounted ASGI app.
 EndpointTarget: TypeAlias = HTTPProxyHandler | Controller | ASGIApp
+
+#: Wraps a mounted app (``ProxyEndpoints.guard``): authentication in front of pages and APIs.
+MountGuard: TypeAlias = Callable[[EndpointTarget], EndpointTarget]
 
 _WEBSOCKET_SCHEMES = frozenset({"ws", "wss"})
 
@@ -35,7 +38,16 @@ class EndpointResolver:
     targets by name besides handlers, which are known by their ``name``.
     """
 
-    __slots__ = ("_by_path", "_by_port", "_http", "_names", "_paths", "_websocket")
+    __slots__ = (
+        "_by_path",
+        "_by_port",
+        "_guards",
+        "_http",
+        "_mounts",
+        "_names",
+        "_paths",
+        "_websocket",
+    )
 
     def __init__(
         self,
@@ -56,6 +68,9 @@ class EndpointResolver:
         # Per handler, the two faces it shows the kernel, built once.
         self._http: dict[int, Controller] = {}
         self._websocket: dict[int, ASGIApp] = {}
+        # Mounted apps as given (before any guard wraps them), and the guards, in order.
+        self._mounts: dict[str, EndpointTarget] = {}
+        self._guards: list[MountGuard] = []
 
     def bind_port(self, endpoint: str | EndpointTarget, port: int) -> None:
         """Route requests arriving on ``port`` to ``endpoint`` (a name or a target): the port
@@ -74,7 +89,23 @@ class EndpointResolver:
     def mount(self, prefix: str, target: EndpointTarget) -> None:
         """Serve ``prefix`` on the kernel's port with ``target`` (an ASGI app, say): how an
         application (the dashboard, the metrics) adds its pages. The longest prefix wins, and
-        the path-prefix endpoints, which the server routes before the kernel, stay theirs."""
+        the path-prefix endpoints, which the server routes before the kernel, stay theirs.
+        The guards (:meth:`guard`) wrap it."""
+        self._mounts[prefix] = target
+        self._route(prefix, target)
+
+    def guard(self, wrap: MountGuard) -> None:
+        """Put ``wrap`` in front of every mounted app, those mounted already and those to come,
+        whichever application mounts them and in whatever order: how the dashboard's basic
+        auth covers the storage's ``/api`` and the metrics' ``/metrics``. Proxy endpoints are
+        never wrapped: traffic does not authenticate to the dashboard."""
+        self._guards.append(wrap)
+        for prefix, target in self._mounts.items():
+            self._route(prefix, target)
+
+    def _route(self, prefix: str, target: EndpointTarget) -> None:
+        for wrap in self._guards:
+            target = wrap(target)
         routes = {**self._by_path, prefix: target}
         self._paths = PathPrefixResolver(cast(Mapping[str, Controller | ASGIApp], routes))
         self._by_path = routes

@@ -37,8 +37,8 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -81,6 +81,18 @@ class Application:
     def __init__(self, settings: BaseModel | None = None) -> None:
         #: This application's validated settings (an instance of ``settings_type``).
         self.settings = settings
+
+    @classmethod
+    def check_settings(
+        cls, settings: Mapping[str, Any], source: Callable[[str], str | None]
+    ) -> list[str]:
+        """Problems only the whole configuration shows (this application's settings against
+        another's: the dashboard without auth on a host beyond loopback), as ``key: reason``
+        lines; called once every application's settings are valid, before anything starts,
+        so ``ferryman start`` refuses with the other configuration errors. ``settings`` is
+        the validated configuration (``settings[name]`` the models); ``source("proxy.host")``
+        says where a value came from (``--host``, ``ferryman.yml:3``), ``None`` if unknown."""
+        return []
 
 
 def register_application(name: str, target: str) -> None:

@@ -68,7 +68,7 @@ __all__ = [
 ]
 
 #: The applications a configuration runs when it does not say.
-DEFAULT_APPLICATIONS: Final[tuple[str, ...]] = ("proxy", "storage")
+DEFAULT_APPLICATIONS: Final[tuple[str, ...]] = ("proxy", "storage", "dashboard")
 #: The bottom layer under every configuration.
 DEFAULT_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
     {"applications": list(DEFAULT_APPLICATIONS)}
@@ -77,8 +77,16 @@ DEFAULT_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
 ENV_PREFIX: Final = "FERRYMAN_"
 ENV_SEPARATOR: Final = "__"
 #: ``FERRYMAN_`` variables that are not configuration: how the hot path is built and loaded,
-#: and where ferryman keeps its data (the storage's default SQLite file).
-NOT_CONFIGURATION: Final = frozenset((*SWITCHES, "FERRYMAN_DATA_DIR"))
+#: where ferryman keeps its data (the storage's default SQLite file), and ``ferryman tail``'s.
+NOT_CONFIGURATION: Final = frozenset(
+    (
+        *SWITCHES,
+        "FERRYMAN_DATA_DIR",
+        "FERRYMAN_TAIL_URL",
+        "FERRYMAN_TAIL_USER",
+        "FERRYMAN_TAIL_PASSWORD",
+    )
+)
 
 _APPLICATION_NAMES: Final = TypeAdapter(list[str])
 _TOML_POSITION = re.compile(r"^(?P<reason>.*?) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
@@ -436,6 +444,13 @@ def resolve_config(config: Mapping[str, Any], *, sources: Sources | None = None)
             problems.extend(
                 describe_errors(exc, application.name, application.settings_type, sources)
             )
+    if not problems:
+
+        def source(key: str) -> str | None:
+            return None if sources is None else sources.describe(tuple(key.split(".")))
+
+        for application in applications:
+            problems.extend(application.check_settings(MappingProxyType(settings), source))
     if problems:
         raise ConfigurationError(*problems)
     return ResolvedConfig(tuple(applications), MappingProxyType(settings))

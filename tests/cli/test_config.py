@@ -50,7 +50,9 @@ def test_start_and_config_are_commands() -> None:
 
 def test_default_configuration() -> None:
     config = printed_config()
-    assert config["applications"] == ["proxy", "storage"]
+    assert config["applications"] == ["proxy", "storage", "dashboard"]
+    # The dashboard on the kernel's port, without auth: the host is loopback.
+    assert config["dashboard"] == {"enabled": True, "auth": None}
     # Recording by default, into the data directory (here the tests' own: tests/conftest.py).
     assert config["storage"]["enabled"] is True
     assert config["storage"]["url"] == (
@@ -102,7 +104,11 @@ def test_endpoints_of_files_come_first_and_set_can_tune_a_shortcut(tmp_path: Pat
 
 def test_files_merge_in_order_then_environment_then_set_then_host(tmp_path: Path) -> None:
     first = tmp_path / "a.yaml"
-    first.write_text("proxy: {host: 0.0.0.0, port: 5000, grace_period: 1}\n")
+    # (beyond loopback, the dashboard needs auth: dashboard/test_settings.py)
+    first.write_text(
+        "proxy: {host: 0.0.0.0, port: 5000, grace_period: 1}\n"
+        "dashboard: {auth: {username: a, password: b}}\n"
+    )
     second = tmp_path / "b.toml"
     second.write_text("[proxy]\nport = 6000\n")
     config = printed_config(
@@ -138,7 +144,8 @@ def test_printed_configuration_loads_again_to_the_same(tmp_path: Path) -> None:
         (
             ["--set", "nope=1"],
             "error: nope: unknown configuration key (no application listed in 'applications' "
-            "reads it; the keys read are applications, proxy, storage) (from --set nope=1)",
+            "reads it; the keys read are applications, dashboard, proxy, storage) "
+            "(from --set nope=1)",
         ),
         (["--set", "proxy.port"], "error: --set 'proxy.port': expected key=value"),
         (

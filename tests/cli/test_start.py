@@ -219,7 +219,12 @@ def test_port_in_use_exits_1_naming_the_setting_that_chose_it(start_proxy: Start
 
 
 def test_a_host_that_does_not_resolve_is_named(start_proxy: StartProxy) -> None:
-    proxy = start_proxy(*KERNEL_ON_PORT_0, "--host", "nowhere.invalid")
+    proxy = start_proxy(
+        *KERNEL_ON_PORT_0,
+        "--host",
+        "nowhere.invalid",
+        *("--set", "dashboard.auth.username=a", "--set", "dashboard.auth.password=b"),
+    )
     assert proxy.wait() == 1
     assert proxy.output == (
         "ferryman: error: cannot listen on nowhere.invalid:0: cannot resolve nowhere.invalid; "

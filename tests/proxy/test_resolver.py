@@ -87,3 +87,27 @@ def test_other_targets_are_returned_as_they_are() -> None:
     assert resolver.resolve(request("/a")) is app
     resolver.bind_port("c", 9000)
     assert resolver.resolve(request("/zzz", port=9000)) is other
+
+
+def test_guards_wrap_every_mount_before_and_after_them_but_no_endpoint() -> None:
+    """How the dashboard's auth covers /api and /metrics whichever application mounts first."""
+    handler = HTTPProxyHandler(ProxyContext(url="http://upstream.test"), name="maps")
+    resolver = EndpointResolver(by_path={"/maps": handler})
+
+    async def api(scope: Any, receive: Any, send: Any) -> None: ...
+
+    async def metrics(scope: Any, receive: Any, send: Any) -> None: ...
+
+    wrapped: list[Any] = []
+
+    def guard(target: Any) -> Any:
+        wrapped.append(target)
+        return ASGIApp(("guarded", target.app))  # type: ignore[arg-type]
+
+    resolver.mount("/api", ASGIApp(api))
+    resolver.guard(guard)
+    resolver.mount("/metrics", ASGIApp(metrics))
+    assert resolver.resolve(request("/api/x")).app == ("guarded", api)  # type: ignore[union-attr]
+    assert resolver.resolve(request("/metrics")).app == ("guarded", metrics)  # type: ignore[union-attr]
+    assert resolver.resolve(request("/maps/x")) == handler.handle
+    assert [target.app for target in wrapped] == [api, metrics]
