@@ -88,6 +88,11 @@ NOT_CONFIGURATION: Final = frozenset(
     )
 )
 
+#: Prefixes of variables that belong to tools around ferryman: the benchmark harness's
+#: (``../shared/bench``: ``FERRYMAN_BENCH_VENV``, ``FERRYMAN_BENCH_WORKDIR``...), which reach a
+#: ferryman it starts as a candidate.
+NOT_CONFIGURATION_PREFIXES: Final = ("FERRYMAN_BENCH_",)
+
 _APPLICATION_NAMES: Final = TypeAdapter(list[str])
 _TOML_POSITION = re.compile(r"^(?P<reason>.*?) \(at line (?P<line>\d+), column (?P<column>\d+)\)$")
 
@@ -139,7 +144,11 @@ class ConfigLayers:
     def add_environment(self, env: Mapping[str, str]) -> None:
         """The ``FERRYMAN_*`` variables, in the order of their names."""
         for variable in sorted(env):
-            if variable.startswith(ENV_PREFIX) and variable not in NOT_CONFIGURATION:
+            if (
+                variable.startswith(ENV_PREFIX)
+                and variable not in NOT_CONFIGURATION
+                and not variable.startswith(NOT_CONFIGURATION_PREFIXES)
+            ):
                 path = variable.removeprefix(ENV_PREFIX).lower().split(ENV_SEPARATOR)
                 self.assign_text(path, env[variable], source=variable)
 

@@ -127,6 +127,8 @@ def test_environment_variables_nest_on_double_underscores_and_read_yaml_scalars(
         "FERRYMAN_GATEWAY__ENDPOINTS__2__PORT": "9092",
         "FERRYMAN_GATEWAY__GREETING": "a: b",
         "NOT_FERRYMAN_GATEWAY__GREETING": "ignored",
+        # the benchmark harness's, passed on to a ferryman it starts: not configuration
+        "FERRYMAN_BENCH_WORKDIR": "/tmp/ferryman-bench",
         "PATH": "/usr/bin",
     }
 
