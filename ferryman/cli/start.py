@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from ferryman.cli.errors import fail
-from ferryman.cli.logs import setup_logging
+from ferryman.cli.logs import setup_logging_from
 from ferryman.cli.options import ConfigOptions, config_options, effective_layers
 from ferryman.cli.serve import LOOPS
 from ferryman.system import ConfigurationError, dump_config
@@ -101,7 +101,7 @@ def start_proxy(
             "ferryman start serves the 'proxy' application, which 'applications' does not list "
             f"(it lists {', '.join(config['applications']) or 'nothing'})"
         )
-    setup_logging()
+    setup_logging_from(config)
     if workers > 1 or reload:
         from ferryman.cli.supervisor import Supervisor
 

@@ -1,0 +1,1 @@
+"""The applications shipped with ferryman, each loaded by its short name (``storage``...)."""
