@@ -3,9 +3,12 @@
 The text line reads left to right like nginx's combined format, with the proxy's own fields
 after the status, and the optional ones as ``key=value`` so that ``grep cache=HIT`` works::
 
-    2026-01-05T10:15:32.123Z 127.0.0.1:52334 api "GET /users?id=1 HTTP/1.1" 200 213 3.2ms http://10.0.0.5:9000/users?id=1
-    2026-01-05T10:15:33.020Z 127.0.0.1:52336 api "GET /x HTTP/1.1" 502 97 0.4ms - error="the upstream http://10.0.0.5:9000 refused the connection"
+    2026-01-05T10:15:32.123Z 127.0.0.1:52334 api "GET /users?id=1 HTTP/1.1" 200 213 3.2ms \
+        http://10.0.0.5:9000/users?id=1
+    2026-01-05T10:15:33.020Z 127.0.0.1:52336 api "GET /x HTTP/1.1" 502 81 0.4ms - \
+        error="the upstream http://10.0.0.5:9000 refused the connection"
 
+(each on one line).
 time (UTC, when the request head arrived), client address, endpoint, request line, status (0:
 nothing was sent), response body bytes, duration, the upstream URL (``-``: none was reached),
 then ``cache=`` and ``error=`` when there is one. Quoted fields escape ``"``, ``\\`` and control
