@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import trustme
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
 from tests.apps.accesslog.test_formats import TEXT
