@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 BENCH = Path("/work/shared/bench/proxy_bench.sh")
 HERE = Path(__file__).resolve().parent
-WORKDIR = Path("/tmp/ferryman-bench/observe")
+#: The harness's work directory (configs, logs) and ports: apart from other runs on the machine.
+WORKDIR = Path("/tmp/ferryman-bench-observe")
 
 VARIANTS = {
     "defaults": "",
@@ -47,12 +49,14 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--duration", type=int, default=5)
     parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--base-port", type=int, default=18180)
     args = parser.parse_args()
     WORKDIR.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, float]] = {}
     for variant in args.variants.split(","):
         command = (
-            f"{args.python} -m ferryman.proxy --port {{port}} --upstream {{upstream}} "
+            # (FERRYMAN_BENCH_WORKDIR is the harness's, and ferryman would take it as a setting)
+            f"env -u FERRYMAN_BENCH_WORKDIR {args.python} -m ferryman.proxy --port {{port}} --upstream {{upstream}} "
             f"{VARIANTS[variant]}"
         )
         out = WORKDIR / f"{variant}.json"
@@ -75,7 +79,12 @@ def main() -> int:
                 f"ferryman-{variant}",
                 "--json",
                 str(out),
+                "--base-port",
+                str(args.base_port),
+                "--candidate-port",
+                str(args.base_port + 10),
             ],
+            env={**os.environ, "FERRYMAN_BENCH_WORKDIR": str(WORKDIR)},
             capture_output=True,
             text=True,
             check=False,
@@ -86,7 +95,9 @@ def main() -> int:
             continue
         rows = json.loads(out.read_text())["results"]
         by_target = {row["target"]: row for row in rows if row["connections"] == 32}
-        mine = by_target[f"ferryman-{variant}"]
+        mine = by_target.get(f"ferryman-{variant}")
+        if mine is None:
+            continue
         results[variant] = {
             "rps": mine["rps"],
             "us": mine.get("us_per_req") or 0.0,
