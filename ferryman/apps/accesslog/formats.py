@@ -147,19 +147,32 @@ class LineFormatter:
 def text_line(transaction: Transaction, clock: _Clock, redact: Redactor | None = None) -> str:
     t = transaction
     raw_target = t.raw_target
-    target = raw_target.decode("latin-1")
-    upstream = _upstream(t, raw_target)
+    target = escape(raw_target.decode("latin-1"))
+    # The upstream URL is the origin and the same target unless a rewrite changed it: then
+    # no second escape nor parse of the upstream head (the common case, once per request).
+    origin, head = t.upstream_origin, t.raw_upstream_head
+    upstream: str | None
+    if origin is None:
+        upstream = "-"
+    elif (
+        head is not None
+        and head.startswith(raw_target, start := len(t.raw_method) + 1)
+        and (head[start + len(raw_target) : start + len(raw_target) + 1] == b" ")
+    ):
+        upstream = origin + target
+    else:
+        upstream = None
+    if upstream is None:
+        upstream = escape(t.upstream or "-").replace(" ", "%20")
     if redact is not None and "?" in target:
         target = redact(target)
-        if upstream is not None:
-            upstream = redact(upstream)
+        upstream = redact(upstream)
     end = t.t_end
     line = (
         f"{clock.stamp(t.started_at)} {clock.client(t.client)} {t.endpoint} "
-        f'"{t.raw_method.decode("latin-1")} {escape(target)} HTTP/{t.http_version}" '
+        f'"{t.raw_method.decode("latin-1")} {target} HTTP/{t.http_version}" '
         f"{t.status} {t.response_body_size} "
-        f"{'-' if end is None else f'{(end - t.t_start) * 1000:.1f}ms'} "
-        f"{'-' if upstream is None else escape(upstream).replace(' ', '%20')}"
+        f"{'-' if end is None else f'{(end - t.t_start) * 1000:.1f}ms'} {upstream}"
     )
     if t.cache is not None:
         line += f" cache={escape(t.cache).replace(' ', '_')}"
