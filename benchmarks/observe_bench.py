@@ -100,7 +100,7 @@ def main() -> int:
             continue
         results[variant] = {
             "rps": mine["rps"],
-            "us": mine.get("us_per_req") or 0.0,
+            "us": mine.get("proxy_cpu_us_per_req") or 0.0,
             "aiohttp": by_target["aiohttp"]["rps"],
         }
     print("| variant | req/s | us/req | x aiohttp (same run) | x off |")

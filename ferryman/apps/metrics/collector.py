@@ -46,7 +46,7 @@ __all__ = ["ProxyCollector"]
 
 #: The status classes every endpoint reports, at zero if need be (others only once seen).
 ALWAYS: frozenset[int] = frozenset({1, 2, 3, 4, 5})
-_BOUNDS = [floatToGoString(bound) for bound in BUCKETS]
+_BOUNDS = [floatToGoString(bound) for bound in BUCKETS]  # type: ignore[no-untyped-call]
 
 
 def _label(kind: str) -> str:

@@ -183,3 +183,26 @@ def test_error_kind_knows_the_servers_words() -> None:
     assert errors.error_kind("the request was refused (413): too large") == errors.REQUEST_REFUSED
     assert errors.error_kind("the answer was cut off") == errors.CUT_OFF
     assert errors.error_kind("something new") == errors.OTHER
+
+
+async def test_the_storage_queue_is_read_when_storage_runs(
+    edge: EdgeServer, client: ferryman.AsyncClient, tmp_path: object
+) -> None:
+    # Until the storage application is merged in, this branch has none to read.
+    pytest.importorskip("ferryman.apps.storage")
+    proxy = await serve_with(
+        [("api", edge.url)],
+        [
+            "applications=[proxy, storage, metrics]",
+            f"storage.url=sqlite:///{tmp_path}/transactions.db",
+        ],
+    )
+    try:
+        for _ in range(10):
+            await client.get(url_of(proxy, "api", "/echo"))
+        families = await scrape(client, proxy)
+    finally:
+        await stop(proxy)
+    depth = value(families["ferryman_storage_queue_depth"], "ferryman_storage_queue_depth")
+    assert 0 <= depth <= 10
+    assert value(families["ferryman_storage_dropped"], "ferryman_storage_dropped_total") == 0
