@@ -56,8 +56,8 @@ def main() -> int:
     for variant in args.variants.split(","):
         command = (
             # (FERRYMAN_BENCH_WORKDIR is the harness's, and ferryman would take it as a setting)
-            f"env -u FERRYMAN_BENCH_WORKDIR {args.python} -m ferryman.proxy --port {{port}} --upstream {{upstream}} "
-            f"{VARIANTS[variant]}"
+            f"env -u FERRYMAN_BENCH_WORKDIR {args.python} -m ferryman.proxy "
+            f"--port {{port}} --upstream {{upstream}} {VARIANTS[variant]}"
         )
         out = WORKDIR / f"{variant}.json"
         run = subprocess.run(
