@@ -10,7 +10,10 @@ Both commands take the same options so that ``ferryman config ...`` prints exact
 * ``--set key=value`` (repeatable): dotted overrides, applied last but one;
 * ``--host HOST``: where every socket listens (``proxy.host``), applied last;
 * ``--app-dir DIR``: where the applications' modules are imported from first (the current
-  directory by default), as ``uvicorn --app-dir``.
+  directory by default), as ``uvicorn --app-dir``;
+* ``--access-log FILE|off``, ``--log-format text|json``, ``--log-level LEVEL``: shortcuts for
+  ``logging.access_log``, ``logging.format`` and ``logging.level`` (the ``accesslog``
+  application's settings), applied after ``--set``.
 
 A configuration error ends the command with exit code 2 (click's code for bad usage) and one
 ``error: key: reason`` line per problem (:func:`ferryman.cli.errors.fail`), never a traceback.
@@ -75,6 +78,10 @@ class ConfigOptions:
     app_dir: str | None = None
     #: ``key=value`` overrides a supervisor adds after the user's (the ports it chose for 0).
     extra_sets: tuple[str, ...] = ()
+    #: ``--access-log``, ``--log-format``, ``--log-level`` (``logging.*``), when given.
+    access_log: str | None = None
+    log_format: str | None = None
+    log_level: str | None = None
 
     def argv(self) -> list[str]:
         """The options as ``ferryman start`` takes them, for the processes a supervisor runs."""
@@ -89,7 +96,18 @@ class ConfigOptions:
             words += ["--host", self.host]
         if self.app_dir is not None:
             words += ["--app-dir", os.path.abspath(self.app_dir)]
+        for option, _key, value in self.logging_options():
+            words += [option, value]
         return words
+
+    def logging_options(self) -> list[tuple[str, str, str]]:
+        """The logging shortcuts given, as ``(option, key under logging, value)``."""
+        given = (
+            ("--access-log", "access_log", self.access_log),
+            ("--log-format", "format", self.log_format),
+            ("--log-level", "level", self.log_level),
+        )
+        return [(option, key, value) for option, key, value in given if value is not None]
 
 
 def parse_endpoint(text: str) -> EndpointOption:
@@ -160,6 +178,24 @@ def config_options(function: F) -> F:
             help="Import the applications' modules from DIR first (default: the current "
             "directory).",
         ),
+        click.option(
+            "--access-log",
+            metavar="FILE|off",
+            help="Where the access log goes: stderr (the default, also '-'), a file appended "
+            "to, or off (logging.access_log).",
+        ),
+        click.option(
+            "--log-format",
+            type=click.Choice(["text", "json"], case_sensitive=False),
+            help="text (default) or json: one object per line, for the access log and "
+            "ferryman's other lines (logging.format).",
+        ),
+        click.option(
+            "--log-level",
+            type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+            help="The least severe of ferryman's own log lines shown; default info "
+            "(logging.level).",
+        ),
     ]
     wrapped: Callable[..., Any] = _collect_options(function)
     for decorator in reversed(decorators):
@@ -176,10 +212,20 @@ def _collect_options(function: Callable[..., Any]) -> Callable[..., Any]:
         sets: tuple[str, ...],
         host: str | None,
         app_dir: str | None,
+        access_log: str | None,
+        log_format: str | None,
+        log_level: str | None,
         **kwargs: Any,
     ) -> Any:
         options = ConfigOptions(
-            files=files, sets=sets, endpoints=endpoints, host=host, app_dir=app_dir
+            files=files,
+            sets=sets,
+            endpoints=endpoints,
+            host=host,
+            app_dir=app_dir,
+            access_log=access_log,
+            log_format=None if log_format is None else log_format.lower(),
+            log_level=None if log_level is None else log_level.lower(),
         )
         return function(options=options, **kwargs)
 
@@ -216,6 +262,8 @@ def effective_layers(options: ConfigOptions, env: Mapping[str, str] | None = Non
         )
     for override in (*options.sets, *options.extra_sets):
         layers.add_override(override)
+    for option, key, value in options.logging_options():
+        layers.assign(["logging", key], value, source=f"{option} {value}")
     if options.host is not None:
         layers.assign(["proxy", "host"], options.host, source=f"--host {options.host}")
     return layers

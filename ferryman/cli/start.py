@@ -16,9 +16,10 @@ from typing import Any
 import click
 
 from ferryman.cli.errors import fail
-from ferryman.cli.logs import setup_logging
+from ferryman.cli.logs import setup_logging_from
 from ferryman.cli.options import ConfigOptions, config_options, effective_layers
 from ferryman.cli.serve import LOOPS
+from ferryman.exceptions import EventListenerError
 from ferryman.system import ConfigurationError, dump_config
 from ferryman.system.problems import Sources
 
@@ -101,7 +102,7 @@ def start_proxy(
             "ferryman start serves the 'proxy' application, which 'applications' does not list "
             f"(it lists {', '.join(config['applications']) or 'nothing'})"
         )
-    setup_logging()
+    setup_logging_from(config)
     if workers > 1 or reload:
         from ferryman.cli.supervisor import Supervisor
 
@@ -127,6 +128,12 @@ def start_proxy(
         )
     except ConfigurationError as exc:  # a service the applications registered cannot be built
         fail(exc)
+    except EventListenerError as exc:
+        # An application refused its settings while starting (an access log file that cannot
+        # be opened): its words, not a traceback.
+        if isinstance(exc.__cause__, ConfigurationError):
+            fail(exc.__cause__)
+        raise
     except ImportError as exc:  # --loop uvloop without uvloop
         fail(f"--loop: {exc}")
     except KeyboardInterrupt:  # Ctrl-C before the signal handlers were in place

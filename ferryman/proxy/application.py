@@ -9,6 +9,8 @@ In the configuration's ``applications`` list by default. On bind it registers:
   jar, no environment proxies, a large pool per origin). Closed on shutdown.
 * :class:`ProxyEndpoints`: endpoint name -> :class:`~ferryman.proxy.handler.HTTPProxyHandler`,
   and the :class:`~ferryman.proxy.resolver.EndpointResolver` the kernel routes with.
+* :class:`~ferryman.proxy.pools.UpstreamPools`: the fast relay's upstream connection pools, as
+  the server fills it, for the metrics to read.
 
 Another application may add middleware to an endpoint's handler on bound
 (``event.provider.resolve(ProxyEndpoints)["payments"].client_edge(fn)``) or register its own
@@ -27,6 +29,7 @@ from ferryman.client.session import AsyncClient
 from ferryman.events import EventDispatcher
 from ferryman.proxy.context import default_session
 from ferryman.proxy.handler import HTTPProxyHandler
+from ferryman.proxy.pools import UpstreamPools
 from ferryman.proxy.resolver import EndpointResolver, EndpointTarget, MountGuard
 from ferryman.proxy.settings import ProxySettings
 from ferryman.server.controllers import ASGIApp, Controller
@@ -114,6 +117,7 @@ class ProxyApplication(Application):
     def on_bind(self, event: OnBindEvent) -> None:
         event.container.add(AsyncClient, build_http_client, name="http_client")
         event.container.add(ProxyEndpoints)
+        event.container.add(UpstreamPools)
 
     def on_bound(self, event: OnBoundEvent) -> None:
         # Built now rather than on the first request: a bad endpoint fails the start-up.

@@ -49,6 +49,7 @@ __all__ = [
     "broken_answer",
     "connect_error",
     "error_body",
+    "error_kind",
     "error_response",
     "no_answer",
     "pool_timeout",
@@ -227,3 +228,46 @@ def upstream_error(exc: BaseException, origin: str, endpoint: str | None = None)
     return UpstreamError(
         502, f"the upstream {origin} could not be sent the request", MALFORMED, origin
     )
+
+
+# -- reading the words back ----------------------------------------------------------------------
+
+#: Words of this module's messages, in the order they are looked for, and the kind each means.
+_KIND_WORDS: Final = (
+    ("refused the connection", REFUSED),
+    ("could not be resolved", DNS_FAILURE),
+    ("failed the TLS handshake", TLS_FAILURE),
+    ("was free in time", POOL_TIMEOUT),
+    ("broke off its answer", TRUNCATED),
+    ("closed the connection before answering", NO_ANSWER),
+    ("timed out", TIMEOUT),
+    ("did not answer in time", TIMEOUT),
+    ("stopped sending its answer", TIMEOUT),
+    ("is unreachable", UNREACHABLE),
+    ("could not be connected to", UNREACHABLE),
+)
+#: The kinds of the words the server says when an exchange ends otherwise
+#: (:meth:`ferryman.server.exchange.ServerExchange.ended`).
+CLIENT_CLOSED: Final = "client closed"
+REQUEST_REFUSED: Final = "request refused"
+CUT_OFF: Final = "cut off"
+OTHER: Final = "other"
+
+
+def error_kind(message: str) -> str:
+    """The kind of failure a transaction's ``error`` (words from this module, or the server's)
+    names: one of this module's kinds (``refused``, ``timeout``...), ``client closed``,
+    ``request refused``, ``cut off`` or ``other``. A small fixed set, fit to be a metric's label;
+    for the metrics, which see only the words."""
+    for words, kind in _KIND_WORDS:
+        if words in message:
+            return kind
+    if message.startswith(("the upstream ", "every upstream ")):
+        return MALFORMED  # broken_answer's reasons, and a request that could not be sent
+    if message.startswith("the client closed"):
+        return CLIENT_CLOSED
+    if message.startswith("the request was refused"):
+        return REQUEST_REFUSED
+    if message.startswith("the answer was cut off"):
+        return CUT_OFF
+    return OTHER

@@ -25,6 +25,7 @@ from ferryman.client.transport import create_ssl_context
 from ferryman.events import EventDispatcher
 from ferryman.proxy.application import ProxyEndpoints
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE
+from ferryman.proxy.pools import UpstreamPools
 from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.relay_middleware import RelayHooks
 from ferryman.proxy.settings import EndpointSettings, ProxySettings
@@ -263,6 +264,9 @@ class ProxyServer:
         if endpoint.request_options.to_options():
             relay.use_fast = lambda: False  # options only the http client understands
         self._relays.append(relay)
+        provider = self.system.provider
+        if UpstreamPools in provider:  # (read by the metrics at scrape time)
+            provider.resolve(UpstreamPools).register(endpoint.name, pools)
         return relay
 
     async def _listen(

@@ -253,6 +253,20 @@ class UpstreamPool:
             self._waiter_timer.cancel()
             self._waiter_timer = None
 
+    def usage(self) -> tuple[int, int, int, int]:
+        """``(idle, in use, connecting, waiting)``: kept-alive connections free for the next
+        request, connections relaying one, connections being opened, and requests queued for
+        a free connection (the metrics read it at scrape time; nothing per request)."""
+        idle = 0
+        for connection in self._idle:
+            if not connection.closed:
+                idle += 1
+        waiting = 0
+        for relay in self._waiters:
+            if not relay.cancelled:
+                waiting += 1
+        return idle, self.busy, self._connecting, waiting
+
     def __repr__(self) -> str:
         return f"<UpstreamPool {self.origin} busy={self.busy} idle={len(self._idle)}>"
 

@@ -68,7 +68,13 @@ __all__ = [
 ]
 
 #: The applications a configuration runs when it does not say.
-DEFAULT_APPLICATIONS: Final[tuple[str, ...]] = ("proxy", "storage", "dashboard")
+DEFAULT_APPLICATIONS: Final[tuple[str, ...]] = (
+    "proxy",
+    "accesslog",
+    "metrics",
+    "storage",
+    "dashboard",
+)
 #: The bottom layer under every configuration.
 DEFAULT_CONFIG: Final[Mapping[str, Any]] = MappingProxyType(
     {"applications": list(DEFAULT_APPLICATIONS)}

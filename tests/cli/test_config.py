@@ -50,7 +50,7 @@ def test_start_and_config_are_commands() -> None:
 
 def test_default_configuration() -> None:
     config = printed_config()
-    assert config["applications"] == ["proxy", "storage", "dashboard"]
+    assert config["applications"] == ["proxy", "accesslog", "metrics", "storage", "dashboard"]
     # The dashboard on the kernel's port, without auth: the host is loopback.
     assert config["dashboard"] == {"enabled": True, "auth": None}
     # Recording by default, into the data directory (here the tests' own: tests/conftest.py).
@@ -58,10 +58,29 @@ def test_default_configuration() -> None:
     assert config["storage"]["url"] == (
         "sqlite:///" + os.path.join(os.environ["FERRYMAN_DATA_DIR"], "transactions.db")
     )
+    assert config["logging"]["access_log"] == "stderr"
+    assert config["logging"]["format"] == "text"
+    assert config["metrics"]["path"] == "/metrics"
     assert config["proxy"]["host"] == "127.0.0.1"
     assert config["proxy"]["port"] == 4080
     assert config["proxy"]["endpoints"] == []
     assert config["proxy"]["grace_period"] == 10.0
+
+
+def test_logging_options_are_the_logging_settings() -> None:
+    config = printed_config("--access-log", "off", "--log-format", "JSON", "--log-level", "debug")
+    assert config["logging"]["access_log"] == "off"
+    assert config["logging"]["format"] == "json"
+    assert config["logging"]["level"] == "debug"
+    assert printed_config("--set", "logging.access_log=off")["logging"]["access_log"] == "off"
+    assert printed_config("--access-log", "-")["logging"]["access_log"] == "-"
+
+
+def test_logging_options_without_the_accesslog_application_name_the_key() -> None:
+    result = invoke("config", "--set", "applications=[proxy]", "--log-level", "debug")
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: logging: unknown configuration key")
+    assert "(from --log-level debug)" in result.stderr
 
 
 def test_endpoint_shortcut_keeps_the_colons_of_the_url() -> None:
@@ -144,7 +163,8 @@ def test_printed_configuration_loads_again_to_the_same(tmp_path: Path) -> None:
         (
             ["--set", "nope=1"],
             "error: nope: unknown configuration key (no application listed in 'applications' "
-            "reads it; the keys read are applications, dashboard, proxy, storage) "
+            "reads it; the keys read are applications, dashboard, logging, metrics, proxy, "
+            "storage) "
             "(from --set nope=1)",
         ),
         (["--set", "proxy.port"], "error: --set 'proxy.port': expected key=value"),
