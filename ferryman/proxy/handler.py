@@ -501,6 +501,10 @@ class HTTPProxyHandler:
         """``every``: each of the endpoint's upstreams refused in turn, ``upstream`` last."""
         error = upstream_error(exc, _origin(upstream.url), self.name if every else None)
         error.__cause__ = exc
+        transaction = _transaction_of(ctx.request)
+        if transaction is not None:  # (what the relay tells its observers too)
+            transaction.upstream_url = str(upstream.url)
+            transaction.error = error.message
         await self._fail(error, ctx)
 
     async def _fail(self, exc: Exception, ctx: ProxyContext) -> None:
@@ -513,6 +517,9 @@ class HTTPProxyHandler:
             default = error_response(exc.status_code, exc.message)
         else:
             request = ctx.request
+            transaction = _transaction_of(request)
+            if transaction is not None and transaction.error is None:
+                transaction.error = f"the proxy failed: {exc!r}"
             logger.error("endpoint %s: error while proxying %s", self.name, request, exc_info=exc)
             default = error_response(500)
         answer: Response | None = None

@@ -22,6 +22,7 @@ from ferryman.proxy.transactions import (
     TRANSACTION_EVENTS,
     Transaction,
 )
+from ferryman.server import EVENT_CORE_REQUEST
 from tests.proxy.test_server import serve, takes_the_fast_path, url_of
 from tests.servers.edge import EdgeServer
 
@@ -227,7 +228,8 @@ async def test_the_general_path_dispatches_them_too(
     proxy: ProxyServer, client: ferryman.AsyncClient
 ) -> None:
     recorder = Recorder(proxy)
-    proxy.system.dispatcher.add_listener(EVENT_FILTER_PROXY_REQUEST, lambda event: None)
+    # (a core event's listener sends requests through the ASGI kernel: the general path)
+    proxy.system.dispatcher.add_listener(EVENT_CORE_REQUEST, lambda event: None)
     assert not takes_the_fast_path(proxy, "api")
     response = await client.post(
         url_of(proxy, "api", "/echo"), content=b"abcd", headers={"X-Ferryman-Tag-A": "1"}
@@ -244,6 +246,31 @@ async def test_the_general_path_dispatches_them_too(
     assert transaction.response_headers["content-type"] == "application/json"
     assert transaction.timings["wait"] is not None
     assert "x-ferryman-tag-a" not in json.dumps(response.json()).lower()
+
+
+async def test_the_general_path_says_why_an_upstream_failed(
+    proxy: ProxyServer, client: ferryman.AsyncClient
+) -> None:
+    recorder = Recorder(proxy)
+    proxy.system.dispatcher.add_listener(EVENT_CORE_REQUEST, lambda event: None)
+    response = await client.get(url_of(proxy, "down", "/x"))
+    assert response.status_code == 502
+    (transaction,) = recorder.finished
+    assert transaction.status == 502
+    assert transaction.error is not None and "refused" in transaction.error
+    assert transaction.upstream is not None and transaction.upstream.endswith("/x")
+
+
+async def test_filter_listeners_keep_the_relay_and_its_transactions(
+    proxy: ProxyServer, client: ferryman.AsyncClient
+) -> None:
+    recorder = Recorder(proxy)
+    proxy.system.dispatcher.add_listener(EVENT_FILTER_PROXY_REQUEST, lambda event: None)
+    response = await client.post(url_of(proxy, "api", "/echo"), content=b"abcd")
+    assert response.status_code == 200
+    (transaction,) = recorder.finished
+    assert recorder.names(transaction) == list(TRANSACTION_EVENTS)
+    assert (transaction.status, transaction.request_body_size) == (200, 4)
 
 
 async def test_events_fire_for_pipelined_requests_one_transaction_each(
