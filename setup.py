@@ -31,6 +31,8 @@ HOT_PATH = (
     "ferryman/proxy/upstream.py",
     "ferryman/proxy/relay.py",
     "ferryman/proxy/transactions.py",
+    "ferryman/apps/accesslog/formats.py",
+    "ferryman/apps/metrics/counters.py",
 )
 #: The group's shared library: ``ferryman/_hotpath__mypyc.*.so``, inside the package.
 GROUP = "ferryman._hotpath"
