@@ -26,7 +26,9 @@ A request head is built again only when the request changed (a replaced request,
 method or URL, header pairs that differ from the received ones): a listener that only looked
 leaves the relay's own head, byte for byte. Bodies are never buffered here: the body of a
 relayed request or response is a stream that cannot be read from a synchronous listener, as
-on the general path, where reading it needs ``await``. Asynchronous listeners and the endpoint's
+on the general path, where reading it needs ``await`` (``content`` raises the general path's
+``ResponseNotRead``). Asynchronous listeners, which may read them (bounded:
+:mod:`ferryman.proxy.relay_bodies`), and the endpoint's
 middleware are run around the same relaying by :mod:`ferryman.proxy.relay_middleware`; the http
 client's and the kernel's events still take the general path: the gate
 (``ferryman.proxy.server.FastPathGate``) decides.

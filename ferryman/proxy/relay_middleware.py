@@ -36,8 +36,12 @@ replaced answer (``ctx.response = Response(...)``) is sent instead of the upstre
 is then drained (``DRAIN_LIMIT``) or its connection closed; a changed status or header goes out
 with the upstream's body streamed.
 
-Bodies are not read here: on the relay, ``ctx.request.stream`` and the upstream answer's stream
-are the relay's (reading them raises, saying so). An error handler (``HTTPProxyHandler``'s
+Bodies stream unless something asks for them: with a task, ``await ctx.request.aread()`` (or
+a request listener's) and ``await ctx.response.aread()`` on the way out (or a response
+listener's) read them through :mod:`ferryman.proxy.relay_bodies`, bounded by the endpoint's
+``limits.listener_body``; a body a listener began to read is read whole before the request
+goes, and goes as it came. Inline, nothing can wait for a body: reading one raises, saying
+so, and ``content`` raises ``ResponseNotRead`` as on the general path. An error handler (``HTTPProxyHandler``'s
 ``error_handler``) makes the answer for middleware errors and upstream failures (502/503/504) as
 on the general path.
 """
