@@ -12,7 +12,7 @@ import asyncio
 import json
 import socket
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -20,6 +20,7 @@ import pytest
 from ferryman.exceptions import ResponseNotRead
 from ferryman.http import Response
 from ferryman.proxy import ProxyContext
+from ferryman.proxy.application import build_kernel
 from ferryman.proxy.events import (
     EVENT_FILTER_PROXY_REQUEST,
     EVENT_FILTER_PROXY_RESPONSE,
@@ -29,6 +30,7 @@ from ferryman.proxy.relay_bodies import ListenerBodyTooLarge
 from ferryman.proxy.server import ProxyServer
 from ferryman.proxy.transactions import EVENT_TRANSACTION_FINISHED
 from ferryman.server.events import EVENT_CORE_REQUEST
+from ferryman.system import SystemBuilder, load_config
 from tests.proxy import test_parity
 from tests.proxy.test_parity import RecordingUpstream, Serve, get
 from tests.proxy.test_relay_events import CountingFallback, count_general, send, upstream_bytes
@@ -244,10 +246,29 @@ async def test_the_endpoint_body_limit_still_applies_while_a_listener_reads(
     assert upstream.received == [] and general.requests == 0
 
 
+@pytest.fixture
+async def proxy_alone(upstream: RecordingUpstream) -> AsyncIterator[ProxyServer]:
+    """A ProxyServer with the proxy application alone: no application records bodies (the
+    storage's recording would count in what the memory tests measure)."""
+    overrides = [
+        "applications=[proxy]",
+        "proxy.port=0",
+        "proxy.endpoints.0.name=api",
+        "proxy.endpoints.0.port=0",
+        f"proxy.endpoints.0.url={upstream.url}",
+    ]
+    system = await SystemBuilder(load_config([], overrides=overrides)).build(build_kernel)
+    server = ProxyServer(system, host="127.0.0.1")
+    await server.start()
+    yield server
+    await server.shutdown(1)
+    await server.system.dispose()
+
+
 async def test_a_huge_request_body_past_the_limit_is_never_held(
-    serve: Serve, upstream: RecordingUpstream
+    proxy_alone: ProxyServer,
 ) -> None:
-    server = await serve({"api": [upstream.url]})  # (the default limit: 1 MiB)
+    server = proxy_alone  # (the default limit: 1 MiB)
 
     async def reader(event: ProxyFilterEvent) -> None:
         await event.request.aread()
@@ -421,9 +442,9 @@ async def test_a_listener_reads_the_answer_and_replaces_it(
 
 
 async def test_an_answer_past_the_limit_fails_the_listener_with_a_500_and_closes_upstream(
-    serve: Serve, upstream: RecordingUpstream, caplog: pytest.LogCaptureFixture
+    proxy_alone: ProxyServer, upstream: RecordingUpstream, caplog: pytest.LogCaptureFixture
 ) -> None:
-    server = await serve({"api": [upstream.url]})  # (the default limit: 1 MiB)
+    server = proxy_alone  # (the default limit: 1 MiB)
     errors: list[str] = []
 
     async def reader(event: ProxyFilterEvent) -> None:
