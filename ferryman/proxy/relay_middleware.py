@@ -41,9 +41,9 @@ a request listener's) and ``await ctx.response.aread()`` on the way out (or a re
 listener's) read them through :mod:`ferryman.proxy.relay_bodies`, bounded by the endpoint's
 ``limits.listener_body``; a body a listener began to read is read whole before the request
 goes, and goes as it came. Inline, nothing can wait for a body: reading one raises, saying
-so, and ``content`` raises ``ResponseNotRead`` as on the general path. An error handler (``HTTPProxyHandler``'s
-``error_handler``) makes the answer for middleware errors and upstream failures (502/503/504) as
-on the general path.
+so, and ``content`` raises ``ResponseNotRead`` as on the general path. An error handler
+(``HTTPProxyHandler``'s ``error_handler``) makes the answer for middleware errors and upstream
+failures (502/503/504) as on the general path.
 """
 
 from __future__ import annotations
