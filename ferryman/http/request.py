@@ -112,10 +112,33 @@ class Request:
 
     @property
     def content(self) -> bytes:
-        """The body, when it is fixed bytes; a streamed body has to be read by whoever sends it."""
-        if isinstance(self.stream, ByteStream):
-            return self.stream.content
+        """The body, when it is fixed bytes or was read whole (``aread``); a streamed body has
+        to be read by whoever sends it."""
+        stream = self.stream
+        if isinstance(stream, ByteStream):
+            return stream.content
+        if isinstance(stream, AsyncByteStream):
+            content = stream.read_if_complete()
+            if content is not None:
+                return content
         raise ResponseNotRead("the request body is a stream; it has no fixed content")
+
+    async def aread(self) -> bytes:
+        """Read the whole body (once) and keep it: ``content`` has it afterwards, and the
+        request can still be sent (a proxy listener reading the client's body lets it go on).
+        A stream that keeps what it read (``read_if_complete``: the proxy's client bodies)
+        stays, and with it the framing the body came with; another becomes fixed bytes."""
+        stream = self.stream
+        if isinstance(stream, ByteStream):
+            return stream.content
+        if isinstance(stream, AsyncByteStream):
+            content = await stream.aread()
+            if stream.read_if_complete() is not None:
+                return content
+        else:
+            content = stream.read()
+        self.stream = ByteStream(content)
+        return content
 
     def __repr__(self) -> str:
         return f"<Request [{self.method!r} {self.url}]>"

@@ -26,6 +26,7 @@ from ferryman.client.transport.http11 import ResponseHeadTooLarge
 from ferryman.exceptions import (
     ConnectError,
     ConnectTimeout,
+    FerrymanError,
     NetworkError,
     PoolTimeout,
     ReadTimeout,
@@ -45,6 +46,7 @@ __all__ = [
     "TLS_FAILURE",
     "TRUNCATED",
     "UNREACHABLE",
+    "ListenerBodyTooLarge",
     "UpstreamError",
     "broken_answer",
     "connect_error",
@@ -89,6 +91,24 @@ class UpstreamError(Exception):
         self.message = message
         self.kind = kind
         self.origin = origin
+
+
+class ListenerBodyTooLarge(FerrymanError):
+    """A listener or middleware on the fast relay read a body longer than the endpoint's
+    ``limits.listener_body`` (:mod:`ferryman.proxy.relay_bodies`). ``status_code`` is what
+    the client gets if the error is left to the proxy: 413 for the request's body, 500 (a
+    failing listener's) for the answer's; ``message`` the client's words."""
+
+    def __init__(self, what: str, limit: int, endpoint: str, status_code: int) -> None:
+        setting = "limits.listener_body"
+        super().__init__(
+            f"{what} is larger than {limit} bytes, the most a listener or middleware may read "
+            f"on endpoint {endpoint!r}: its {setting} (proxy.endpoints.N.{setting}; "
+            f"proxy.{setting} for every endpoint)"
+        )
+        self.limit = limit
+        self.status_code = status_code
+        self.message = f"{what} is larger than {limit} bytes"
 
 
 def error_body(status_code: int, message: str | None = None) -> bytes:

@@ -313,6 +313,7 @@ class Relay:
         "held",
         "held_end",
         "held_length",
+        "held_watcher",
         "keep_client",
         "pending_head",
         "pool",
@@ -370,6 +371,8 @@ class Relay:
         self.held: list[bytes] | None = None
         self.held_end = 0
         self.held_length = -1  # (its Content-Length; -1: none)
+        #: Told when the held answer grows or ends (a listener reading its body: ``HeldBody``).
+        self.held_watcher: Callable[[], None] | None = None
 
     @property
     def connect_timeout(self) -> float | None:
@@ -678,6 +681,7 @@ class Relay:
         held = self.held
         end = self.held_end
         self.held = None
+        self.held_watcher = None
         exchange = self.exchange
         if exchange.finished or held is None:
             self.abandon()
@@ -706,15 +710,19 @@ class Relay:
             connection.resume_reading()  # (before it goes back to the pool)
             self.response_end(end == 1)
 
-    def drop_held(self) -> None:
+    def drop_held(self, keep: bool = True) -> None:
         """Another answer went to the client: the held one's body is read and dropped if short
-        (the connection is kept), else its connection closed."""
+        (the connection is kept), else (or unless ``keep``) its connection closed."""
         self.held = None
+        self.held_watcher = None
         end = self.held_end
         if self.transaction is not None:
             self.transaction.dispatch_response(self.exchange.status, b"", b"")
         connection = self.connection
         if connection is None:
+            return
+        if not keep and end != 4:
+            self.abandon()
             return
         if end == 1 or end == 2:
             connection.resume_reading()
@@ -732,6 +740,7 @@ class Relay:
     def abandon(self) -> None:
         """Nothing more goes to the client from the upstream: its connection is closed."""
         self.held = None
+        self.held_watcher = None
         self.finished = True
         connection = self.connection
         if connection is not None:
@@ -745,6 +754,8 @@ class Relay:
         if self.finished:
             if self.held is not None:
                 self.held.append(data)
+                if self.held_watcher is not None:
+                    self.held_watcher()
             return
         if self.transaction is not None:
             self.transaction.add_response_body(data)
@@ -811,6 +822,8 @@ class Relay:
         if self.finished or self.tunnel:
             if self.held is not None:
                 self.held_end = 1 if keep_alive else 2
+                if self.held_watcher is not None:
+                    self.held_watcher()
             return  # a 101's message "ends" with its head: the tunnel goes on
         self.finished = True
         exchange = self.exchange
@@ -894,6 +907,8 @@ class Relay:
                 self.held_end = 3
                 if self.transaction is not None:
                     self.transaction.error = message
+                if self.held_watcher is not None:
+                    self.held_watcher()
             return
         self.finished = True
         self.pending_head = None
@@ -925,6 +940,8 @@ class Relay:
                 else:
                     self.held_end = 3
                     self.connection = None
+                if self.held_watcher is not None:
+                    self.held_watcher()
             return
         exchange = self.exchange
         pool = self.pool

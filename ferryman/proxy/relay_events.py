@@ -26,7 +26,9 @@ A request head is built again only when the request changed (a replaced request,
 method or URL, header pairs that differ from the received ones): a listener that only looked
 leaves the relay's own head, byte for byte. Bodies are never buffered here: the body of a
 relayed request or response is a stream that cannot be read from a synchronous listener, as
-on the general path, where reading it needs ``await``. Asynchronous listeners and the endpoint's
+on the general path, where reading it needs ``await`` (``content`` raises the general path's
+``ResponseNotRead``). Asynchronous listeners, which may read them (bounded:
+:mod:`ferryman.proxy.relay_bodies`), and the endpoint's
 middleware are run around the same relaying by :mod:`ferryman.proxy.relay_middleware`; the http
 client's and the kernel's events still take the general path: the gate
 (``ferryman.proxy.server.FastPathGate``) decides.
@@ -46,7 +48,7 @@ from ferryman.http.models import Request, Response
 from ferryman.http.streams import AsyncByteStream, ByteStream
 from ferryman.http.url import URL
 from ferryman.proxy.context import ProxyContext
-from ferryman.proxy.errors import error_response
+from ferryman.proxy.errors import ListenerBodyTooLarge, error_response
 from ferryman.proxy.events import (
     EVENT_FILTER_PROXY_REQUEST,
     EVENT_FILTER_PROXY_RESPONSE,
@@ -63,9 +65,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DRAIN_LIMIT",
+    "RELAYED_BODY",
     "RelayFilterEvent",
     "RelayFilters",
     "RelayRequest",
+    "RelayedBody",
     "send_answer",
 ]
 
@@ -89,20 +93,22 @@ _CHUNKED_LINE: Final = b"Transfer-Encoding: chunked\r\n"
 _NO_BODY_STATUSES: Final = frozenset({204, 304})
 
 
-class _RelayedBody(AsyncByteStream):
-    """The body of a request or response the relay streams: it is not in memory, and is read
-    by the relay, not by a listener."""
+class RelayedBody(AsyncByteStream):
+    """The body of a request or response the relay streams: it is not in memory. This one
+    (:data:`RELAYED_BODY`, what synchronous listeners see) cannot be read; the ones an
+    asynchronous listener gets read it, bounded (:mod:`ferryman.proxy.relay_bodies`)."""
 
     __slots__ = ()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         raise RuntimeError(
-            "this body is streamed by the fast relay; a proxy filter listener that reads it "
-            "must be asynchronous (it then runs on the general path)"
+            "this body is streamed by the fast relay: a synchronous proxy listener or "
+            "middleware cannot wait for it; an async def one reads it with "
+            "`await request.aread()` or `await response.aread()`"
         )
 
 
-RELAYED_BODY: Final = _RelayedBody()
+RELAYED_BODY: Final = RelayedBody()
 
 
 class RelayRequest(Request):
@@ -171,7 +177,7 @@ class RelayRequest(Request):
         headers = self._headers
         if headers is not None and headers._raw != exchange.headers:
             return True
-        return self.stream is not RELAYED_BODY
+        return not isinstance(self.stream, RelayedBody)
 
     def __repr__(self) -> str:
         exchange = self._exchange
@@ -244,7 +250,7 @@ class RelayFilters:
     """One endpoint's proxy filter events on the relay: whether they may run there now
     (``active``, the gate's word) and running them for one :class:`Relay`."""
 
-    __slots__ = ("active", "dispatcher", "handler", "name", "next_upstream")
+    __slots__ = ("active", "dispatcher", "handler", "listener_body", "name", "next_upstream")
 
     def __init__(
         self,
@@ -252,8 +258,12 @@ class RelayFilters:
         dispatcher: EventDispatcher,
         handler: Any,
         active: Callable[[], bool],
+        listener_body: int | None = 1024 * 1024,
     ) -> None:
         self.name = name
+        #: The most bytes of a body an asynchronous listener or middleware may read (the
+        #: endpoint's ``limits.listener_body``; ``None``: no limit): ``relay_bodies``.
+        self.listener_body = listener_body
         self.dispatcher = dispatcher
         #: The endpoint's ``HTTPProxyHandler`` (its context is the per-request one's base).
         self.handler = handler
@@ -302,7 +312,7 @@ class RelayFilters:
             self.finish_with(relay, error_response(400, ESCAPE_MESSAGE), ESCAPE_BODY)
             return False
         stream = request.stream
-        if stream is not RELAYED_BODY:
+        if not isinstance(stream, RelayedBody):
             if not isinstance(stream, ByteStream):
                 raise TypeError(
                     "a proxy.filter.request listener on the fast relay may replace the request "
@@ -443,12 +453,26 @@ class RelayFilters:
         """The server stops (nothing held here)."""
 
     def _failed(self, exc: Exception, event: RelayFilterEvent) -> None:
-        """A listener raised: logged, and the answer a JSON 500 (as ``HTTPProxyHandler._fail``)."""
-        logger.error("endpoint %s: error while proxying %s", self.name, event.request, exc_info=exc)
+        """A listener raised: logged, and the answer a JSON 500 (as ``HTTPProxyHandler._fail``),
+        or the 413 of a request body too long for a listener to read (``relay_bodies``)."""
         previous = event.response
-        event.response = error_response(500)
+        event.response = failure_response(exc, self.name, event.request)
         if previous is not None and not isinstance(previous.stream, ByteStream):
             _close_later(previous)
+
+
+def failure_response(exc: Exception, endpoint: str, request: object) -> Response:
+    """The answer for a listener's or middleware's error, logged: a JSON 500, or a JSON 413
+    when the error is a request body longer than listeners may read (a client's doing, logged
+    without a traceback)."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ListenerBodyTooLarge):
+        cause = cause.__cause__  # (the dispatcher wraps a listener's: EventListenerError)
+    if cause is not None and cause.status_code == 413:
+        logger.warning("endpoint %s: %s", endpoint, cause)
+        return error_response(413, cause.message)
+    logger.error("endpoint %s: error while proxying %s", endpoint, request, exc_info=exc)
+    return error_response(500)
 
 
 def upstream_response(
@@ -478,7 +502,8 @@ def send_answer(exchange: ServerExchange, response: Response, head_only: bool) -
     stream = response.stream
     reason = response.extensions.get("reason_phrase") if response.extensions else None
     no_body = head_only or status in _NO_BODY_STATUSES or status < 200
-    closes = not exchange.keep_alive
+    # (a request body left unread ends the connection after the answer: say so)
+    closes = not exchange.keep_alive or not exchange.body_complete
     has_length = any(name.lower() == b"content-length" for name, _ in headers)
     in_memory = isinstance(stream, ByteStream)
     body = stream.content if isinstance(stream, ByteStream) else b""

@@ -36,10 +36,14 @@ replaced answer (``ctx.response = Response(...)``) is sent instead of the upstre
 is then drained (``DRAIN_LIMIT``) or its connection closed; a changed status or header goes out
 with the upstream's body streamed.
 
-Bodies are not read here: on the relay, ``ctx.request.stream`` and the upstream answer's stream
-are the relay's (reading them raises, saying so). An error handler (``HTTPProxyHandler``'s
-``error_handler``) makes the answer for middleware errors and upstream failures (502/503/504) as
-on the general path.
+Bodies stream unless something asks for them: with a task, ``await ctx.request.aread()`` (or
+a request listener's) and ``await ctx.response.aread()`` on the way out (or a response
+listener's) read them through :mod:`ferryman.proxy.relay_bodies`, bounded by the endpoint's
+``limits.listener_body``; a body a listener began to read is read whole before the request
+goes, and goes as it came. Inline, nothing can wait for a body: reading one raises, saying
+so, and ``content`` raises ``ResponseNotRead`` as on the general path. An error handler
+(``HTTPProxyHandler``'s ``error_handler``) makes the answer for middleware errors and upstream
+failures (502/503/504) as on the general path.
 """
 
 from __future__ import annotations
@@ -59,19 +63,22 @@ from ferryman.http.models import Request, Response
 from ferryman.http.streams import ByteStream
 from ferryman.http.url import URL
 from ferryman.proxy.context import ProxyContext
-from ferryman.proxy.errors import UpstreamError, error_response
+from ferryman.proxy.errors import ListenerBodyTooLarge, UpstreamError, error_response
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE
 from ferryman.proxy.headers import header_pairs, upstream_pieces
 from ferryman.proxy.middleware import Middleware, MiddlewareChain
+from ferryman.proxy.relay_bodies import HeldBody, RequestBody
 from ferryman.proxy.relay_events import (
     ANSWERED,
     CHANGED,
     HELD,
     RELAYED_BODY,
     UNCHANGED,
+    RelayedBody,
     RelayFilterEvent,
     RelayFilters,
     RelayRequest,
+    failure_response,
     send_answer,
     upstream_response,
 )
@@ -111,7 +118,17 @@ class UpstreamRelayRequest(Request):
     URL and headers built on first access; ``changed`` says whether the head must be built
     from it rather than by the relay."""
 
-    __slots__ = ("_built_url", "_event", "_headers", "_method", "_pool", "_raw", "_relay", "_url")
+    __slots__ = (
+        "_built_url",
+        "_event",
+        "_headers",
+        "_method",
+        "_pool",
+        "_raw",
+        "_received_stream",
+        "_relay",
+        "_url",
+    )
 
     def __init__(self, relay: Relay, event: RelayFilterEvent) -> None:  # (nothing built yet)
         self._relay = relay
@@ -122,7 +139,14 @@ class UpstreamRelayRequest(Request):
         self._built_url: URL | None = None
         self._headers: Headers | None = None
         self._raw: list[tuple[bytes, bytes]] | None = None
-        self.stream = RELAYED_BODY
+        # The client's body stream, as on the general path (the one a listener may read), or
+        # the bytes a request listener replaced it with.
+        stream = event.request.stream
+        if event.body_replaced and relay.body is not None:
+            stream = ByteStream(b"".join(relay.body))
+        elif not isinstance(stream, RelayedBody):
+            stream = RELAYED_BODY
+        self.stream = self._received_stream = stream
         self.extensions = {}
 
     @property
@@ -212,7 +236,7 @@ class UpstreamRelayRequest(Request):
     def changed(self) -> bool:
         if self._method is not None and self._method != self._event.request.method:
             return True
-        if self.url_changed or self.stream is not RELAYED_BODY:
+        if self.url_changed or self.stream is not self._received_stream:
             return True
         headers = self._headers
         return headers is not None and headers._raw != self._raw
@@ -224,10 +248,22 @@ class UpstreamRelayRequest(Request):
 class MiddlewareRun:
     """One request's way through the middleware chain: what waits for its way out."""
 
-    __slots__ = ("answer", "ctx", "entered", "error_body", "head", "pending", "task", "upstream")
+    __slots__ = (
+        "answer",
+        "body",
+        "ctx",
+        "entered",
+        "error_body",
+        "head",
+        "pending",
+        "task",
+        "upstream",
+    )
 
     def __init__(self) -> None:
         self.ctx: ProxyContext | None = None
+        #: With a task: the client's body as listeners may read it.
+        self.body: RequestBody | None = None
         self.upstream: UpstreamRelayRequest | None = None
         #: Inline: the generators whose way out is still to run, by phase.
         self.entered: list[list[Generator[Any, Any, Any]]] = []
@@ -252,8 +288,9 @@ class RelayHooks(RelayFilters):
         dispatcher: EventDispatcher,
         handler: Any,
         active: Callable[[], bool],
+        listener_body: int | None = 1024 * 1024,
     ) -> None:
-        super().__init__(name, dispatcher, handler, active)
+        super().__init__(name, dispatcher, handler, active, listener_body)
         self._key: tuple[Any, ...] = ()
         self._tasked = False
         self._extra: dict[str, UpstreamPool] = {}
@@ -350,7 +387,7 @@ class RelayHooks(RelayFilters):
         event = relay.filter_event
         assert event is not None
         stream = upstream.stream
-        if stream is not RELAYED_BODY:
+        if stream is not upstream._received_stream and not isinstance(stream, RelayedBody):
             if not isinstance(stream, ByteStream):
                 raise TypeError(
                     "a proxy middleware on the fast relay may replace the upstream request's "
@@ -443,6 +480,8 @@ class RelayHooks(RelayFilters):
             return super().filter_response(relay, status, reason, lines)
         upstream = upstream_response(event, status, reason, lines)
         if run.task is not None:
+            # (its body, held with the head, may be read by the ways out and listeners)
+            upstream.stream = HeldBody(relay, self.listener_body)
             run.head = (status, reason, lines)
             _resolve(run, upstream)
             return HELD
@@ -522,9 +561,12 @@ class RelayHooks(RelayFilters):
 
     def _start_task(self, relay: Relay, chain: MiddlewareChain | None) -> None:
         context = getattr(self.handler, "context", None)
-        event = RelayFilterEvent(self.name, RelayRequest(relay.exchange), context)
+        request = RelayRequest(relay.exchange)
+        body = request.stream = RequestBody(relay, self.listener_body)
+        event = RelayFilterEvent(self.name, request, context)
         relay.filter_event = event
         run = event.run = MiddlewareRun()
+        run.body = body
         run.pending = True
         run.answer = asyncio.get_running_loop().create_future()
         exchange = relay.exchange
@@ -609,6 +651,13 @@ class RelayHooks(RelayFilters):
                 except Exception as exc:
                     await self._afail(exc, ctx)
                     return
+            refusal = await self._read_body(relay, event, run)
+            if refusal is not None:  # (what a listener began to read cannot go upstream)
+                run.pending = False
+                if ctx is not None:
+                    ctx.response = refusal
+                _resolve(run, refusal)
+                return
             if paused:
                 relay.exchange.resume_reading()
             relay.proceed()
@@ -639,10 +688,29 @@ class RelayHooks(RelayFilters):
             assert left is not None
         return left
 
+    async def _read_body(
+        self, relay: Relay, event: RelayFilterEvent, run: MiddlewareRun
+    ) -> Response | None:
+        """A body a listener or middleware began to read is read to its end (bounded) and
+        goes upstream whole, unless one replaced it; the answer when it cannot go (a 413, or a
+        400 when the client broke it off)."""
+        body = run.body
+        if body is None or not body.started:
+            return None  # (not read: it streams, as without listeners)
+        try:
+            await body.aread()
+        except ListenerBodyTooLarge as exc:
+            return error_response(413, exc.message)
+        except Exception:
+            return error_response(400, "the request body ended early")
+        if not event.body_replaced and relay.exchange.has_body:
+            body.hand_over()
+        return None
+
     async def _afail(self, exc: Exception, ctx: ProxyContext) -> None:
-        logger.error("endpoint %s: error while proxying %s", self.name, ctx.request, exc_info=exc)
+        default = failure_response(exc, self.name, ctx.request)
         answer = await self._ahandled(exc, ctx)
-        ctx.response = _replaced(ctx.response, answer or error_response(500))
+        ctx.response = _replaced(ctx.response, answer or default)
 
     async def _ahandled(self, exc: Exception, ctx: ProxyContext) -> Response | None:
         handler = getattr(self.handler, "error_handler", None)
@@ -692,7 +760,9 @@ class RelayHooks(RelayFilters):
             status, reason, lines = head
             outcome = self.outcome(relay, upstream, answer, status, reason, lines)
             if outcome == ANSWERED:
-                relay.drop_held()
+                # (a body read past the limit is not drained: its connection is closed)
+                stream = upstream.stream
+                relay.drop_held(not (isinstance(stream, HeldBody) and stream.overflowed))
                 return
             if outcome == CHANGED:
                 event = relay.filter_event
@@ -745,7 +815,7 @@ def _replaced(previous: Response | None, answer: Response) -> Response:
         previous is not None
         and previous is not answer
         and not isinstance(previous.stream, ByteStream)
-        and previous.stream is not RELAYED_BODY
+        and not isinstance(previous.stream, RelayedBody)
     ):
         task = asyncio.ensure_future(previous.aclose())
         task.add_done_callback(lambda done: done.exception())

@@ -207,7 +207,13 @@ class ProxyServer:
             gate = FastPathGate(dispatcher, bare, handler)
             relay = self._relay(endpoint, loop, gate, bridge)
             if relay.use_fast is gate:  # (not when options need the http client)
-                relay.filters = RelayHooks(endpoint.name, dispatcher, handler, gate.filtering)
+                relay.filters = RelayHooks(
+                    endpoint.name,
+                    dispatcher,
+                    handler,
+                    gate.filtering,
+                    endpoint.limits.listener_body,
+                )
             if endpoint.port is not None:
                 await self._listen(
                     endpoint.name, endpoint.port, relay, loop, endpoint.server_limits()

@@ -23,7 +23,7 @@
           preserve_host: true
           state: {tier: gold}    # each request's ctx.state starts as a copy
           request_options: {http2: true}   # passed to the http client for each request
-      limits: {head: 65536, body: 67108864}      # defaults for every endpoint (below)
+      limits: {head: 65536, body: 67108864, listener_body: 1048576}  # every endpoint's defaults
       client_timeout: {head: 10, keepalive: 75}  # defaults for every endpoint (below)
 
 Every listening socket bounds what a client may send and how slowly (``limits``,
@@ -98,6 +98,10 @@ class LimitSettings(Settings):
     body: Size | None = 64 * 1024 * 1024  # request body bytes: 413; null: no limit
     response_head: Size = 65536  # an upstream answer's head: 502
     response_headers: Size = 100  # an upstream answer's header fields: 502
+    #: Body bytes an async listener or middleware may read whole on the fast relay
+    #: (``await request.aread()``: 413 past it; ``await response.aread()``: the listener
+    #: fails, 500); null: no limit. Bodies nobody reads stream, whatever their size.
+    listener_body: Size | None = 1024 * 1024
 
 
 class ClientTimeoutSettings(Settings):

@@ -84,15 +84,32 @@ def spelled_as(
 
 class ReceiveStream(AsyncByteStream):
     """The request body as the ASGI server delivers it: each ``http.request`` message's body
-    is one chunk, read when the consumer asks for it."""
+    is one chunk, read when the consumer asks for it. Streamed, it is read once; read whole
+    (``aread``) it is kept, and goes again as one chunk: a proxy listener or middleware that
+    read the client's body leaves it to be sent upstream, as it does on the fast relay."""
 
-    __slots__ = ("_consumed", "_receive")
+    __slots__ = ("_consumed", "_content", "_receive")
 
     def __init__(self, receive: Receive) -> None:
         self._receive = receive
         self._consumed = False
+        self._content: bytes | None = None
+
+    async def aread(self) -> bytes:
+        content = self._content
+        if content is None:
+            content = self._content = b"".join([chunk async for chunk in self])
+        return content
+
+    def read_if_complete(self) -> bytes | None:
+        return self._content
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        content = self._content
+        if content is not None:
+            if content:
+                yield content
+            return
         if self._consumed:
             raise StreamConsumedError()
         self._consumed = True
