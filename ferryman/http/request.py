@@ -104,7 +104,12 @@ class Request:
         headers = self.headers
         if "host" not in headers:
             headers.add(b"Host", self.url.host_header)
-        if "content-length" in headers or "transfer-encoding" in headers:
+        if "content-length" in headers:
+            return
+        if "transfer-encoding" in headers:
+            if self.stream is EMPTY_STREAM:
+                # A caller's chunked framing on no body: the terminating chunk still goes.
+                self.stream = ByteStream(b"")
             return
         framing = _framing_header(self.method, length)
         if framing is not None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import ferryman
+from tests.servers.edge import EdgeServer
 from tests.servers.httpbin_server import HttpbinServer
 from tests.servers.uvicorn_server import UvicornServer
 
@@ -238,3 +239,25 @@ async def test_body_json_is_compact_utf8(
     response = await client.post(f"{httpbin.url}/anything", json={"name": "Zoë"})
     sent = response.json()["data"]
     assert sent == json.dumps({"name": "Zoë"}, separators=(",", ":"), ensure_ascii=False)
+
+
+@pytest.mark.parametrize("content", [b"hello, chunks", b"", b"x" * 300_000])
+async def test_an_in_memory_body_with_the_callers_chunked_header_goes_in_chunks(
+    edge: EdgeServer, content: bytes
+) -> None:
+    # It used to go out unframed: the server waited for a chunk size forever.
+    async with ferryman.AsyncClient() as client:
+        response = await asyncio.wait_for(
+            client.post(
+                f"{edge.url}/echo", content=content, headers={"Transfer-Encoding": "chunked"}
+            ),
+            10,
+        )
+        echoed = response.json()
+        assert echoed["body"].encode("latin-1") == content
+        sent = {name.lower(): value for name, value in echoed["headers"]}
+        assert sent["transfer-encoding"] == "chunked"
+        assert "content-length" not in sent
+        # The connection is still in step: the next request on it is answered.
+        again = await asyncio.wait_for(client.get(f"{edge.url}/echo"), 10)
+        assert again.status_code == 200

@@ -31,6 +31,7 @@ from ferryman.client.transport.http11_request import (
     METHOD_BYTES,
     aiter_sync,
     expects_continue,
+    is_chunked,
     serialize_head,
 )
 from ferryman.client.transport.http11_state import (
@@ -817,7 +818,12 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             self._send_head(head)
         else:
             body = stream.content if isinstance(stream, ByteStream) else None
-            if body is not None and len(body) <= WRITE_PIECE and not expects_continue(request):
+            if (
+                body is not None
+                and len(body) <= WRITE_PIECE
+                and not expects_continue(request)
+                and not is_chunked(request)
+            ):
                 self._send_head(head + body)
                 # Set by the write itself when the socket did not take it all: the write
                 # timeout applies until it has (no await at all when it did).
@@ -917,11 +923,16 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
 
     async def _send_body(self, request: Request, write_timeout: float | None) -> None:
         stream = request.stream
+        chunked = is_chunked(request)
         if isinstance(stream, ByteStream):
-            if stream.content:
-                await self._send_bytes(stream.content, write_timeout)
+            content = stream.content
+            if chunked:
+                # (rare: a caller's own Transfer-Encoding on bytes; one copy is fine here)
+                framed = b"%x\r\n%b\r\n" % (len(content), content) if content else b""
+                await self._send_bytes(framed + b"0\r\n\r\n", write_timeout)
+            elif content:
+                await self._send_bytes(content, write_timeout)
             return
-        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
         transport = self._transport
         assert transport is not None
         iterator: AsyncIterator[bytes]

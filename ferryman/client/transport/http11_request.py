@@ -52,6 +52,13 @@ def serialize_head(method: bytes, request: Request) -> bytes:
     return b"%s %s HTTP/1.1\r\n%s\r\n\r\n" % (method, target, lines)
 
 
+def is_chunked(request: Request) -> bool:
+    """Whether the request's own headers say its body goes in chunks (a caller may set
+    ``Transfer-Encoding: chunked`` on an in-memory body too: it is then framed so)."""
+    coding = request.headers.get("transfer-encoding")
+    return coding is not None and coding.lower() == "chunked"
+
+
 def expects_continue(request: Request) -> bool:
     """Whether the body waits for the server's ``100 Continue`` (RFC 9110 section 10.1.1)."""
     expect = request.headers.get("expect")
