@@ -26,30 +26,14 @@ import tempfile
 import time
 from pathlib import Path
 
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    keepalive_requests 100000;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ return 200 "ok"; }}
-        # An upload is answered once its body has all come (nginx reads it whole to pass it
-        # on), as an application that reads its request would: until then it holds its
-        # connection from the proxy.
-        location /upload {{ proxy_pass http://127.0.0.1:{port}/done; }}
-        location /done {{ return 200 "done"; }}
-    }}
-}}
+import nginx_upstream
+
+#: An upload is answered once its body has all come (nginx reads it whole to pass it on), as an
+#: application that reads its request would: until then it holds its connection from the proxy.
+LOCATIONS = """
+        location / { return 200 "ok"; }
+        location /upload { proxy_pass http://127.0.0.1:%d/done; }
+        location /done { return 200 "done"; }
 """
 
 
@@ -140,9 +124,9 @@ def main() -> None:
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="ferryman-slow-uploaders-"))
     upstream_port, proxy_port = free_port(), free_port()
-    (workdir / "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, port=upstream_port))
+    conf = nginx_upstream.prepare(workdir, upstream_port, LOCATIONS % upstream_port)
     nginx = subprocess.Popen(
-        ["nginx", "-c", str(workdir / "nginx.conf"), "-p", str(workdir)],
+        ["nginx", "-c", str(conf), "-p", str(workdir)],
         start_new_session=True,
     )
     command = [
@@ -154,6 +138,8 @@ def main() -> None:
         f"bench={proxy_port}:http://127.0.0.1:{upstream_port}",
         "--set",
         "proxy.endpoints.0.client_timeout.body_min_rate=0",  # (the uploaders stay connected)
+        "--set",
+        "applications=[proxy]",  # (the relay alone, as issue 20 measured it: no access log)
     ]
     if args.request_buffer is not None:
         command += ["--set", f"proxy.endpoints.0.request_buffer={args.request_buffer}"]

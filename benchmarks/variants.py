@@ -30,28 +30,12 @@ import tempfile
 import time
 from pathlib import Path
 
+import nginx_upstream
 from slow_uploaders import free_port, wait_listening
 
 HERE = Path(__file__).resolve().parent
-NGINX_CONF = """
-worker_processes 1;
-daemon off;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {dir}/body;
-    proxy_temp_path {dir}/proxy;
-    fastcgi_temp_path {dir}/fastcgi;
-    uwsgi_temp_path {dir}/uwsgi;
-    scgi_temp_path {dir}/scgi;
-    keepalive_requests 100000;
-    server {{
-        listen 127.0.0.1:{port};
-        location /small {{ default_type text/plain; return 200 "hello, world\\n"; }}
-    }}
-}}
+LOCATIONS = """
+        location /small { default_type text/plain; return 200 "hello, world\\n"; }
 """
 DEFAULT_VARIANTS = (
     "relay=--set applications=[proxy]",
@@ -93,13 +77,11 @@ def main() -> None:
     variants = [spec.partition("=")[::2] for spec in args.variants]
     workdir = Path(tempfile.mkdtemp(prefix="ferryman-variants-"))
     upstream_port = free_port()
-    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (workdir / sub).mkdir()
-    (workdir / "nginx.conf").write_text(NGINX_CONF.format(dir=workdir, port=upstream_port))
+    conf = nginx_upstream.prepare(workdir, upstream_port, LOCATIONS)
     processes: list[subprocess.Popen[bytes]] = []
     try:
         nginx = subprocess.Popen(
-            ["taskset", "-c", "0", "nginx", "-c", str(workdir / "nginx.conf"), "-p", str(workdir)],
+            ["taskset", "-c", "0", "nginx", "-c", str(conf), "-p", str(workdir)],
             start_new_session=True,
         )
         processes.append(nginx)

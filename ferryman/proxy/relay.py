@@ -829,18 +829,7 @@ class Relay:
         exchange = self.exchange
         connection = self.connection
         assert connection is not None
-        if self.client_paused:
-            connection.resume_reading()  # the pool's next user must hear its answer
-        if keep_alive and self.request_sent:
-            if connection.feeding:
-                # The answer ended inside a read the parser is still going through: the rest
-                # of that read must be known to hold nothing before another request gets the
-                # connection (the connection releases itself then).
-                connection.release_after_feed = True
-            else:
-                self.pool.release(connection)
-        else:
-            self.pool.discard(connection)
+        self._release(connection, keep_alive)
         head = self.pending_head
         if head is not None:
             self.pending_head = None
