@@ -103,6 +103,11 @@ class WriterProcess:
         return self.sent - self.recorded - self.dropped
 
     @property
+    def backlog(self) -> int:
+        """Bytes of batches written that the pipe has not taken yet."""
+        return int(self._stdin.transport.get_write_buffer_size())
+
+    @property
     def open(self) -> bool:
         """Whether it takes batches (running, and its input not closed)."""
         return not self._stdin.transport.is_closing()

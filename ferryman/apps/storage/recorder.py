@@ -119,6 +119,13 @@ class Storage:
         return self._database_up and self._writer is not None
 
     @property
+    def backlog_bytes(self) -> int:
+        """Bytes of marshalled batches the writer's pipe has not taken yet (at most about
+        ``PIPE_BACKLOG`` plus one batch: then records wait in the queue)."""
+        writer = self._writer
+        return 0 if writer is None else writer.backlog
+
+    @property
     def writer_pid(self) -> int | None:
         """The writer process's id, while one runs."""
         writer = self._writer
@@ -296,7 +303,8 @@ class Storage:
         queue = self._queue
         batch_size = self._batch_size
         while True:
-            if len(queue) < batch_size:
+            writer = self._writer
+            if writer is None or not writer.open or len(queue) < batch_size:
                 self._batch_ready.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(interval):
