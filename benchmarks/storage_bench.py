@@ -38,6 +38,8 @@ import time
 import uuid
 from collections.abc import Sequence
 
+from ferryman.apps.storage.writer import DISCARD_ENV
+
 NGINX_CONF = """
 daemon off;
 worker_processes 1;
@@ -233,7 +235,14 @@ def main() -> None:
         "off": (["storage.enabled=false"], None),
         "sqlite": ([f"storage.url=sqlite:///{workdir}/bench.db"], f"sqlite:///{workdir}/bench.db"),
         "postgresql": ([f"storage.url={base}/{pg_name}"], f"{base}/{pg_name}"),
-        # Diagnostics: the listeners alone (nothing queued), and heads without bodies.
+        # Diagnostics: the listeners alone (nothing queued), heads without bodies, and
+        # everything the proxy does to record, with a writer that discards (no database, no
+        # CPU taken from the others): the proxy process's own cost of recording.
+        "discard": ([f"storage.url=sqlite:///{workdir}/d.db"], None),
+        "discard-heads": (
+            [f"storage.url=sqlite:///{workdir}/dh.db", "storage.endpoints.api.record=headers"],
+            None,
+        ),
         "listeners": (
             [f"storage.url=sqlite:///{workdir}/l.db", "storage.endpoints.api.record=none"],
             None,
@@ -251,7 +260,8 @@ def main() -> None:
             asyncio.run(pg_admin(args.pg, f'CREATE DATABASE "{pg_name}"'))
         for name in wanted:
             settings, url = cases[name]
-            process, target = start_ferryman(upstream, settings, env)
+            case_env = {**env, DISCARD_ENV: "1"} if name.startswith("discard") else env
+            process, target = start_ferryman(upstream, settings, case_env)
             if url and args.writer_cpu != "pinned":
                 cpus = [0] if args.writer_cpu == "other" else range(os.cpu_count() or 1)
                 place_children(process.pid, cpus, 10)

@@ -39,11 +39,16 @@ from ferryman.apps.storage.migrate import create_engine
 from ferryman.apps.storage.rows import Batch, build_batch
 from ferryman.apps.storage.settings import StorageSettings
 
-__all__ = ["RETRY_MAX", "RETRY_MIN", "DatabaseWriter", "main", "serve"]
+__all__ = ["DISCARD_ENV", "RETRY_MAX", "RETRY_MIN", "DatabaseWriter", "main", "serve"]
 
 #: The writer's pauses between attempts while the database is unreachable.
 RETRY_MIN: Final = 0.5
 RETRY_MAX: Final = 30.0
+
+#: Set (to anything), the writer counts what it receives as dropped and writes nothing: for
+#: ``benchmarks/storage_bench.py``'s ``discard`` case, which measures what recording costs
+#: the proxy's process alone, with a writer that takes no CPU from anything else.
+DISCARD_ENV: Final = "_FERRYMAN_STORAGE_WRITER_DISCARD"  # not FERRYMAN_*: not configuration
 
 Reporter = Callable[[str, Any], None]
 
@@ -203,9 +208,15 @@ async def serve(input_fd: int, output_fd: int) -> int:
     writing = asyncio.create_task(writer.run(), name="ferryman storage writer")
     janitor = asyncio.create_task(writer.janitor(), name="ferryman storage janitor")
 
+    discard = bool(os.environ.get(DISCARD_ENV))
+
     async def receive() -> None:
         while (batch := await read_frame(reader)) is not None:
-            writer.add(batch)
+            if discard:
+                writer.dropped += len(batch)
+                report(STORED, None)
+            else:
+                writer.add(batch)
         writer.end()
 
     receiving = asyncio.create_task(receive())
