@@ -2,15 +2,15 @@
 
 A frame is a 4-byte big-endian length and that many bytes of :mod:`marshal` data. Both ends are
 ferryman of the same installation (the proxy starts the writer from its own interpreter), so
-marshal's format is shared and its input trusted; it is the cheapest way found to turn a batch
-of record tuples into bytes (``benchmarks/storage_bench.py``, and the numbers in the writer's
-module docs): one C call for the whole batch, about 0.7 µs per record, half of pickle's.
+marshal's format is shared and its input trusted; it is the cheapest way found to turn record
+tuples into bytes (about 0.7 µs per record, less than half of pickle's).
 
 The proxy sends, on the writer's standard input, ``(settings as JSON, database available)``
-first, then batches: lists of ``Transaction.record()`` tuples. The writer
-answers on its standard output with :data:`Report` tuples ``(recorded, dropped, event,
-detail)``: its counters so far, and what happened (:data:`HELLO`, :data:`STORED`,
-:data:`OUTAGE`, :data:`BACK`, :data:`FULL`, :data:`LOG`).
+first, then batches: lists of ``Transaction.record()`` tuples, each marshalled on its own when
+its transaction finished (so the proxy's queue holds only bytes, which the garbage collector
+never looks at). The writer answers on its standard output with :data:`Report` tuples
+``(recorded, dropped, event, detail)``: its counters so far, and what happened
+(:data:`HELLO`, :data:`STORED`, :data:`OUTAGE`, :data:`BACK`, :data:`FULL`, :data:`LOG`).
 """
 
 from __future__ import annotations

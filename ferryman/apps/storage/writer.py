@@ -30,7 +30,8 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from marshal import loads
 from typing import Any, Final
 
 from ferryman.apps.storage.channel import BACK, FULL, HELLO, LOG, OUTAGE, STORED, encode, read_frame
@@ -66,7 +67,8 @@ class DatabaseWriter:
         self.dropped = 0
         #: Whether the database answered the last write (the proxy says how it was at start).
         self.available = available
-        self._queue: deque[Sequence[Any]] = deque()
+        #: Marshalled records, unpacked when their batch is built.
+        self._queue: deque[bytes] = deque()
         self._pending: tuple[int, Batch] | None = None
         self._ready = asyncio.Event()
         self._ending = asyncio.Event()
@@ -80,7 +82,7 @@ class DatabaseWriter:
         pending = self._pending
         return len(self._queue) + (0 if pending is None else pending[0])
 
-    def add(self, records: list[Sequence[Any]]) -> None:
+    def add(self, records: list[bytes]) -> None:
         """A batch from the proxy: kept up to ``queue_size`` records held, the rest dropped."""
         room = max(self.settings.queue_size - self.held, 0)
         if len(records) > room:
@@ -108,7 +110,7 @@ class DatabaseWriter:
                     self._ready.clear()
                     await self._ready.wait()
                     continue
-                taken = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+                taken = [loads(queue.popleft()) for _ in range(min(batch_size, len(queue)))]
                 try:
                     self._pending = (
                         len(taken),
