@@ -282,7 +282,7 @@ async def test_a_record_holds_the_raw_facts_in_record_fields_order(
     from ferryman.apps.storage.rows import upstream_url
     from ferryman.proxy.transactions import RECORD_FIELDS
 
-    recorder = Recorder(proxy, bodies=100)
+    recorder = Recorder(proxy, bodies=100_000)
     response = await client.post(
         url_of(proxy, "api", "/echo?x=1"), content=b"hello", headers={"X-Ferryman-Tag-A": "b"}
     )
