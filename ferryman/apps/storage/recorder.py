@@ -300,6 +300,7 @@ class Storage:
             await asyncio.sleep(pause)
             await self._start_writer()
 
+        self._tasks = [task for task in self._tasks if not task.done()]
         self._tasks.append(asyncio.create_task(restart(), name="ferryman storage restart"))
 
     async def _flusher(self) -> None:
