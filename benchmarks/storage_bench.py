@@ -2,7 +2,7 @@
 off, recording into SQLite, and recording into PostgreSQL (issue 22, section 6: storage on
 keeps >= 0.8x of storage off, and records every request wrk completed).
 
-    python benchmarks/storage_bench.py [--duration 10] [--connections 32] [--pg postgresql://...]
+    python benchmarks/storage_bench.py [--duration 10] [--repeat 3] [--pg postgresql://...]
 
 Each run is bounded (wrk ``-d``, every subprocess killed by process group at the end). wrk is
 pinned to CPU 0 and ferryman to CPU 1 when ``taskset`` exists, as the proxy benchmark does.
@@ -31,6 +31,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -219,6 +220,7 @@ def main() -> None:
         help="where a scratch database is created (and dropped)",
     )
     parser.add_argument("--only", default="off,sqlite,postgresql")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds over the cases")
     parser.add_argument(
         "--writer-cpu",
         choices=("float", "pinned", "other"),
@@ -254,50 +256,87 @@ def main() -> None:
     }
     wanted = args.only.split(",")
     nginx, upstream = start_nginx(workdir)
-    results = []
+    runs: dict[str, list[tuple[float, int, int | None, float, float]]] = {n: [] for n in wanted}
     try:
         if "postgresql" in wanted:
             asyncio.run(pg_admin(args.pg, f'CREATE DATABASE "{pg_name}"'))
-        for name in wanted:
-            settings, url = cases[name]
-            case_env = {**env, DISCARD_ENV: "1"} if name.startswith("discard") else env
-            process, target = start_ferryman(upstream, settings, case_env)
-            if url and args.writer_cpu != "pinned":
-                cpus = [0] if args.writer_cpu == "other" else range(os.cpu_count() or 1)
-                place_children(process.pid, cpus, 10)
-            started_cpu = cpu_seconds(process.pid)
-            try:
-                _, warm = wrk(target, args.warmup, args.connections)
-                rate, completed = wrk(target, args.duration, args.connections)
-                own = cpu_seconds(process.pid) - started_cpu
-            finally:
-                # Includes the shutdown's final writes: all the recording's CPU is counted.
-                used = stop(process) - started_cpu
-            stderr = process.stderr.read().decode() if process.stderr else ""
-            if "dropped" in stderr or "full" in stderr or "writer" in stderr:
-                print(f"  [{name}] {stderr.strip()[-400:]}", file=sys.stderr)
-            recorded = asyncio.run(count(url)) if url else None
-            done = warm + completed
-            results.append((name, rate, done, recorded, own / done, max(used - own, 0.0) / done))
+        for _ in range(args.repeat):  # rounds: the machine's drift falls on every case alike
+            for name in wanted:
+                runs[name].append(run_case(name, cases[name], upstream, env, args))
     finally:
         stop(nginx)
         if "postgresql" in wanted:
             asyncio.run(pg_admin(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
         shutil.rmtree(workdir, ignore_errors=True)
-    off = next((rate for name, rate, *_ in results if name == "off"), None)
-    off_cpu = next((result[4] for result in results if result[0] == "off"), None)
-    print(f"wrk -t1 -c{args.connections} -d{args.duration:g}s, small body (nginx upstream)")
+    report(runs, args)
+
+
+def run_case(
+    name: str,
+    case: tuple[list[str], str | None],
+    upstream: int,
+    env: dict[str, str],
+    args: argparse.Namespace,
+) -> tuple[float, int, int | None, float, float]:
+    """One case once: req/s, completed, recorded (None: not counted), the proxy's own CPU
+    per request, and the rest of its process tree's."""
+    settings, url = case
+    before = 0
+    if url:
+        with contextlib.suppress(Exception):  # no table before the first run
+            before = asyncio.run(count(url))
+    case_env = {**env, DISCARD_ENV: "1"} if name.startswith("discard") else env
+    process, target = start_ferryman(upstream, settings, case_env)
+    if name != "off" and args.writer_cpu != "pinned":
+        cpus = [0] if args.writer_cpu == "other" else range(os.cpu_count() or 1)
+        place_children(process.pid, cpus, 10)
+    started_cpu = cpu_seconds(process.pid)
+    try:
+        _, warm = wrk(target, args.warmup, args.connections)
+        rate, completed = wrk(target, args.duration, args.connections)
+        own = cpu_seconds(process.pid) - started_cpu
+    finally:
+        # Includes the shutdown's final writes: all the recording's CPU is counted.
+        used = stop(process) - started_cpu
+    stderr = process.stderr.read().decode() if process.stderr else ""
+    if "dropped" in stderr or "full" in stderr or "writer" in stderr:
+        print(f"  [{name}] {stderr.strip()[-400:]}", file=sys.stderr)
+    recorded = asyncio.run(count(url)) - before if url else None
+    done = warm + completed
+    return rate, done, recorded, own / done, max(used - own, 0.0) / done
+
+
+def report(
+    runs: dict[str, list[tuple[float, int, int | None, float, float]]], args: argparse.Namespace
+) -> None:
+    """Medians over the rounds (req/s, CPU); completed and recorded summed over them."""
+    rows = {}
+    for name, results in runs.items():
+        recorded = [r[2] for r in results]
+        rows[name] = (
+            statistics.median(r[0] for r in results),
+            sum(r[1] for r in results),
+            None if None in recorded else sum(r for r in recorded if r is not None),
+            statistics.median(r[3] for r in results),
+            statistics.median(r[4] for r in results),
+        )
+    off = rows["off"][0] if "off" in rows else None
+    off_cpu = rows["off"][3] if "off" in rows else None
     print(
-        f"{'storage':<12}{'req/s':>10}{'vs off':>9}{'completed':>11}{'recorded':>10}{'diff':>7}"
+        f"wrk -t1 -c{args.connections} -d{args.duration:g}s, small body (nginx upstream); "
+        f"{args.repeat} round(s): medians, completed and recorded summed; writer {args.writer_cpu}"
+    )
+    print(
+        f"{'storage':<14}{'req/s':>8}{'vs off':>9}{'completed':>11}{'recorded':>10}{'diff':>7}"
         f"{'proxy CPU/req':>15}{'vs off':>9}{'writer CPU/req':>16}"
     )
-    for name, rate, completed, recorded, cpu, rest in results:
+    for name, (rate, completed, recorded, cpu, rest) in rows.items():
         ratio = f"{rate / off:.2f}x" if off else "-"
         rec = "-" if recorded is None else str(recorded)
         diff = "-" if recorded is None else f"{recorded - completed:+d}"
         cpu_ratio = f"{off_cpu / cpu:.2f}x" if off_cpu and cpu else "-"
         print(
-            f"{name:<12}{rate:>10.0f}{ratio:>9}{completed:>11}{rec:>10}{diff:>7}"
+            f"{name:<14}{rate:>8.0f}{ratio:>9}{completed:>11}{rec:>10}{diff:>7}"
             f"{cpu * 1e6:>12.1f} us{cpu_ratio:>9}{rest * 1e6:>13.1f} us"
         )
 

@@ -56,6 +56,7 @@ class WriterProcess:
         self.dropped = 0
         #: Whether it said hello (it runs and read its settings).
         self.ready = False
+        self._hello = asyncio.Event()
         self._stdin = process.stdin
         self._on_report = on_report
         self._on_exit = on_exit
@@ -96,6 +97,15 @@ class WriterProcess:
         writer = cls(process, on_report, on_exit)
         writer._write((settings.model_dump_json(), available))
         return writer
+
+    async def wait_ready(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for its hello; whether it came."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._hello.wait()
+        except TimeoutError:
+            return False
+        return True
 
     @property
     def in_flight(self) -> int:
@@ -153,6 +163,7 @@ class WriterProcess:
                 self.recorded, self.dropped = recorded, dropped
                 if event == HELLO:
                     self.ready = True
+                    self._hello.set()
                 self._on_report(self, report)
         except Exception:  # frames out of step: treat the writer as gone
             self.kill()

@@ -202,6 +202,10 @@ class Storage:
             self._tasks.append(asyncio.create_task(self._migrate_later()))
         else:
             await self._start_writer()
+            if self._writer is not None:
+                # Serving starts once the writer takes records (a second or so, imports
+                # mostly): a load from the first request on does not fill the queue first.
+                await self._writer.wait_ready(self.settings.timeout)
 
     async def _migrate_later(self) -> None:
         pause = RETRY_MIN
