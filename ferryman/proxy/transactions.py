@@ -49,6 +49,7 @@ __all__ = [
     "EVENT_TRANSACTION_REQUEST",
     "EVENT_TRANSACTION_RESPONSE",
     "EVENT_TRANSACTION_STARTED",
+    "RECORD_FIELDS",
     "TAG_PREFIX",
     "TRANSACTION_EVENTS",
     "Transaction",
@@ -65,6 +66,38 @@ TRANSACTION_EVENTS: Final = (
     EVENT_TRANSACTION_REQUEST,
     EVENT_TRANSACTION_RESPONSE,
     EVENT_TRANSACTION_FINISHED,
+)
+
+#: The fields of :meth:`Transaction.record`'s tuple, in order.
+RECORD_FIELDS: Final = (
+    "id",
+    "endpoint",
+    "raw_method",
+    "raw_target",
+    "raw_request_headers",
+    "http_version",
+    "client",
+    "upstream_url",
+    "upstream_origin",
+    "upstream_request_line",
+    "reused",
+    "status",
+    "reason",
+    "raw_response_head",
+    "error",
+    "cache",
+    "started_at",
+    "t_start",
+    "t_connected",
+    "t_request_sent",
+    "t_response",
+    "t_end",
+    "request_body_size",
+    "response_body_size",
+    "request_body",
+    "response_body",
+    "request_body_truncated",
+    "response_body_truncated",
 )
 
 logger = logging.getLogger("ferryman.proxy.transactions")
@@ -269,6 +302,46 @@ class Transaction:
             self.response_body_limit = limit
             if self.response_body is None:
                 self.response_body = bytearray()
+
+    def record(self) -> tuple[Any, ...]:
+        """The raw facts of the transaction as one flat tuple of plain values (``bytes``,
+        ``str``, numbers, ``None``, the request's header pairs), in :data:`RECORD_FIELDS`
+        order, for a listener that ships transactions to another process (storage's writer
+        marshals a batch of them in one call). Nothing is decoded or parsed here: the id is
+        ``None`` unless a listener read it, the stamps are the loop's monotonic clock
+        (``started_at`` is wall-clock), and the upstream is its origin plus the request line
+        sent to it. Called after ``finished``, the tuple shares the bodies' buffers."""
+        head = self.raw_upstream_head
+        return (
+            self._id,
+            self.endpoint,
+            self.raw_method,
+            self.raw_target,
+            self.raw_request_headers,
+            self.http_version,
+            self.client,
+            self.upstream_url,
+            self.upstream_origin,
+            None if head is None else head[: head.find(b"\r\n")],
+            self.reused,
+            self.status,
+            self.reason,
+            self.raw_response_head,
+            self.error,
+            self.cache,
+            self.started_at,
+            self.t_start,
+            self.t_connected,
+            self.t_request_sent,
+            self.t_response,
+            self.t_end,
+            self.request_body_size,
+            self.response_body_size,
+            self.request_body,
+            self.response_body,
+            self.request_body_truncated,
+            self.response_body_truncated,
+        )
 
     # -- what the relays call -----------------------------------------------------------------
 

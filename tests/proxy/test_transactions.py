@@ -299,3 +299,42 @@ async def test_events_fire_for_pipelined_requests_one_transaction_each(
         ]
         for t in recorder.finished
     )
+
+
+async def test_a_record_holds_the_raw_facts_in_record_fields_order(
+    proxy: ProxyServer, client: ferryman.AsyncClient
+) -> None:
+    import marshal
+
+    from ferryman.apps.storage.rows import upstream_url
+    from ferryman.proxy.transactions import RECORD_FIELDS
+
+    recorder = Recorder(proxy, bodies=100_000)
+    response = await client.post(
+        url_of(proxy, "api", "/echo?x=1"), content=b"hello", headers={"X-Ferryman-Tag-A": "b"}
+    )
+    (transaction,) = recorder.finished
+    # Plain values only: it crosses to another process as it is.
+    record = marshal.loads(marshal.dumps(transaction.record()))
+    fields = dict(zip(RECORD_FIELDS, record, strict=True))
+    assert fields["id"] is None  # nobody read it: made where the record is stored
+    assert (fields["endpoint"], fields["raw_method"], fields["raw_target"]) == (
+        "api",
+        b"POST",
+        b"/echo?x=1",
+    )
+    assert (b"x-ferryman-tag-a", b"b") in fields["raw_request_headers"]  # as the client sent it
+    assert fields["status"] == 200 and fields["error"] is None
+    assert fields["raw_response_head"] == transaction.raw_response_head
+    assert fields["request_body"] == b"hello"
+    assert fields["response_body"] == response.content
+    assert fields["response_body_size"] == len(response.content)
+    assert fields["t_start"] <= fields["t_response"] <= fields["t_end"]
+    assert fields["started_at"] == transaction.started_at
+    rebuilt = upstream_url(
+        fields["upstream_url"], fields["upstream_origin"], fields["upstream_request_line"]
+    )
+    assert rebuilt == transaction.upstream and rebuilt is not None
+    assert rebuilt.endswith("/echo?x=1")
+    transaction.id  # noqa: B018 - read by a listener: the record carries it
+    assert transaction.record()[0] == transaction.id

@@ -1,9 +1,10 @@
 """The ``storage`` application: records every transaction, and serves them at ``/api``.
 
 In ``applications`` by default (after ``proxy``). On bind it registers :class:`Storage`; on bound
-it migrates the database, starts the writer and the janitor, listens to the transaction events
-and mounts :class:`~ferryman.apps.storage.api.StorageAPI` on the kernel's port; on shutdown it
-writes what is still queued and closes the database.
+it migrates the database, starts the writer process (which also runs the janitor), listens to
+the transaction events and mounts :class:`~ferryman.apps.storage.api.StorageAPI` on the kernel's
+port; on shutdown it sends what is still queued, lets the writer store it and exit, and closes
+the database. With ``ferryman start --workers N`` each worker has a writer process of its own.
 """
 
 from __future__ import annotations

@@ -1,12 +1,12 @@
-"""Turning finished transactions into rows: done by the writer, in batches, never inline.
+"""Turning finished transactions into rows: done by the writer process, in batches.
 
-The finished listener queues the :class:`~ferryman.proxy.transactions.Transaction` itself, which
-still holds the raw bytes the relay had: decoding, redaction and hashing happen here, once per
-batch, on the writer's time. This runs for every recorded request, in the proxy's process, so it
-is written for speed (``benchmarks/storage_bench.py``): rows are tuples in :data:`COLUMNS`
-order for the driver's executemany, heads are stored as the header block they arrived as
-(``Name: value`` lines), and a head is parsed for redaction only when a secret name appears in
-it at all.
+The finished listener keeps ``Transaction.record()``, a tuple of the raw bytes the relay had,
+and the proxy ships batches of them to the writer process (:mod:`.writer`): decoding,
+redaction and hashing happen here, once per batch, outside the proxy's process. It still runs
+for every recorded request, so it is written for speed (``benchmarks/storage_bench.py``): rows
+are tuples in :data:`COLUMNS` order for the driver's executemany, heads are stored as the
+header block they arrived as (``Name: value`` lines), and a head is parsed for redaction only
+when a secret name appears in it at all.
 """
 
 from __future__ import annotations
@@ -14,16 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ferryman.apps.storage.redaction import REDACTED, redact_json_body
 from ferryman.proxy.headers import TAG_PREFIX
-from ferryman.proxy.transactions import Transaction
 
-__all__ = ["COLUMNS", "Batch", "build_batch", "head_pairs", "parse_head"]
+__all__ = ["COLUMNS", "Batch", "build_batch", "head_pairs", "parse_head", "upstream_url"]
 
 #: The transactions table's columns, in the order of a row tuple.
 COLUMNS: Final = (
@@ -132,7 +130,7 @@ class _Builder:
             block = _head(parse_head(block), self.names)
         return block.decode("latin-1")
 
-    def body(self, kept: bytearray | None, content_type: str | None) -> str | None:
+    def body(self, kept: bytes | None, content_type: str | None) -> str | None:
         if not kept:
             return None
         content = redact_json_body(bytes(kept), content_type, self.json_keys)
@@ -147,55 +145,97 @@ def _request_block(pairs: list[tuple[bytes, bytes]]) -> bytes:
     return b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
 
 
+def upstream_url(url: str | None, origin: str | None, line: bytes | None) -> str | None:
+    """The URL a request went to, from a record's parts (as ``Transaction.upstream`` does)."""
+    if url is not None:
+        return url
+    if origin is None or line is None:
+        return origin
+    parts = line.split(b" ")
+    return origin + (parts[1].decode("latin-1") if len(parts) == 3 else "")
+
+
+def _tags(pairs: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    return {
+        name[_TAG_SIZE:].decode("latin-1").lower(): value.decode("latin-1")
+        for name, value in pairs
+        if name[:_TAG_SIZE].lower() == TAG_PREFIX and len(name) > _TAG_SIZE
+    }
+
+
 def build_batch(
-    transactions: Sequence[Transaction],
+    records: Sequence[Sequence[Any]],
     header_names: frozenset[str],
     json_keys: frozenset[str],
 ) -> Batch:
-    """The rows for ``transactions``, redacted; a body seen twice is one row."""
+    """The rows for ``records`` (``Transaction.record()`` tuples), redacted; a body seen twice
+    is one row. A record without an id gets one made of its start time and random bits."""
     builder = _Builder(header_names, json_keys)
     batch = builder.batch
     rows = batch.transactions
     tag_rows = batch.tags
-    now = time.time_ns()
-    for index, t in enumerate(transactions):
-        identifier = t._id
+    randomness = os.urandom(8 * len(records)).hex()
+    for index, (
+        identifier,
+        endpoint,
+        method,
+        target,
+        pairs,
+        http_version,
+        client,
+        url,
+        origin,
+        line,
+        reused,
+        status,
+        reason,
+        response_block,
+        error,
+        cache,
+        started_at,
+        start,
+        connected,
+        sent,
+        answered,
+        end,
+        request_size,
+        response_size,
+        request_body,
+        response_body,
+        request_truncated,
+        response_truncated,
+    ) in enumerate(records):
         if identifier is None:  # the id property's format, without a syscall per row
-            identifier = t._id = f"{now + index:016x}{os.urandom(8).hex()}"
-        request_block = _request_block(t.raw_request_headers)
+            identifier = f"{int(started_at * 1e9):016x}{randomness[index * 16 : index * 16 + 16]}"
+        request_block = _request_block(pairs)
         request_lower = request_block.lower()
-        response_block = t.raw_response_head
         response_headers = None
         response_type = None
         if response_block is not None:
             response_lower = response_block.lower()
             response_headers = builder.head(response_block, response_lower)
-            if t.response_body:
+            if response_body:
                 response_type = _content_type(response_lower, response_block)
         tags_json = None
         if TAG_PREFIX in request_lower:
-            tags = t.tags
+            tags = _tags(pairs)
             if tags:
                 tags_json = json.dumps(tags, ensure_ascii=False)
                 for name, value in tags.items():
                     tag_rows.append((identifier, name, value))
-        start, end = t.t_start, t.t_end
-        connected, sent, answered = t.t_connected, t.t_request_sent, t.t_response
-        client = t.client
-        reason = t.reason
         rows.append(
             (
                 identifier,
-                t.endpoint,
-                t.raw_method.decode("latin-1"),
-                t.raw_target.decode("latin-1"),
-                t.upstream,
-                t.http_version,
+                endpoint,
+                method.decode("latin-1"),
+                target.decode("latin-1"),
+                upstream_url(url, origin, line),
+                http_version,
                 None if client is None else f"{client[0]}:{client[1]}",
-                t.status,
+                status,
                 reason.decode("latin-1") if reason else None,
-                t.error,
-                t.started_at,
+                error,
+                started_at,
                 None if end is None else end - start,
                 None if answered is None else answered - start,
                 None if connected is None else connected - start,
@@ -203,20 +243,20 @@ def build_batch(
                 None if sent is None or connected is None else max(0.0, sent - connected),
                 None if answered is None or sent is None else max(0.0, answered - sent),
                 None if end is None or answered is None else max(0.0, end - answered),
-                t.reused,
-                t.request_body_size,
-                t.response_body_size,
+                reused,
+                request_size,
+                response_size,
                 builder.head(request_block, request_lower),
                 response_headers,
                 builder.body(
-                    t.request_body,
-                    _content_type(request_lower, request_block) if t.request_body else None,
+                    request_body,
+                    _content_type(request_lower, request_block) if request_body else None,
                 ),
-                builder.body(t.response_body, response_type),
-                t.request_body_truncated,
-                t.response_body_truncated,
+                builder.body(response_body, response_type),
+                request_truncated,
+                response_truncated,
                 tags_json,
-                t.cache,
+                cache,
                 False,
             )
         )

@@ -7,9 +7,9 @@
       enabled: true
       retention: 30d              # "12h", "90m", "45s", or seconds as a number
       max_body_size: 1048576      # bytes kept per body; longer ones are truncated and marked
-      queue_size: 10000           # transactions waiting for the writer; beyond, they are dropped
-      batch_size: 500             # rows per INSERT
-      flush_interval: 0.5         # seconds the writer waits for a batch to fill
+      queue_size: 10000           # transactions waiting for the writer process; beyond, dropped
+      batch_size: 500             # records per batch sent to the writer, and rows per INSERT
+      flush_interval: 0.5         # seconds the proxy waits for a batch to fill before sending
       redact_headers: [X-Api-Key] # added to Authorization, Proxy-Authorization, Cookie, Set-Cookie
       redact_json_keys: [pin]     # added to password, token, secret, access_token...
       endpoints:

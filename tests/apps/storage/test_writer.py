@@ -1,0 +1,131 @@
+"""The writer process: its failures never reach the traffic. Killed mid-load, it is replaced
+and what it held is counted; stopped (a writer too slow to read), the proxy's memory stays
+bounded and the excess is counted; the proxy killed, the writer does not outlive it. Real
+processes and signals, no stand-ins."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ferryman
+from ferryman.apps.storage.process import PIPE_BACKLOG
+from tests.apps.storage.test_faults import stored_count, wait_until
+from tests.cli.proxy_process import ProxyProcess
+from tests.servers.edge import EdgeServer
+
+
+def gone(pid: int) -> bool:
+    """Whether the process exited (a zombie waiting for a reaper counts as exited)."""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{task}/children") as file:
+            found += [int(child) for child in file.read().split()]
+    return found
+
+
+async def test_a_killed_writer_is_replaced_and_what_it_held_is_counted(
+    serve: Any,
+    database_url: str,
+    edge: EdgeServer,
+    client: ferryman.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    served = await serve(database_url, [("api", edge.url)], "storage.batch_size=10")
+    storage = served.storage
+    statuses: list[int] = []
+
+    async def load(count: int) -> None:
+        for _ in range(count):
+            statuses.append((await client.get(served.url("api", "/echo"))).status_code)
+
+    await load(30)
+    await storage.flush(10)
+    assert storage.recorded == 30
+    first = storage.writer_pid
+    assert first is not None and not gone(first)
+
+    # Stopped, it takes nothing; 20 transactions go into its pipe, then it is killed.
+    os.kill(first, signal.SIGSTOP)
+    await load(20)
+    await wait_until(lambda: storage.queue_depth == 20 and storage.backlog_bytes == 0)
+    caplog.set_level(logging.WARNING, "ferryman.storage")
+    os.kill(first, signal.SIGKILL)
+    await wait_until(lambda: storage.writer_pid != first)
+    await load(20)  # answered while there is no writer, or a new one starting
+    await wait_until(lambda: storage.writer_pid is not None)
+    await storage.flush(20)
+
+    assert statuses == [200] * 70
+    assert storage.dropped == 20 and storage.recorded == 50
+    assert await stored_count(database_url) == 50
+    assert gone(first) and storage.writer_pid != first and storage.available
+    deaths = [r.getMessage() for r in caplog.records if "writer process" in r.getMessage()]
+    assert len(deaths) == 1, deaths
+    assert f"(pid {first}) was killed by SIGKILL" in deaths[0]
+    assert "the 20 transactions it had not stored are counted as dropped" in deaths[0]
+
+
+async def test_a_writer_that_does_not_read_leaves_the_proxy_bounded_and_counts_the_excess(
+    serve: Any, tmp_path: Path, edge: EdgeServer, client: ferryman.AsyncClient
+) -> None:
+    url = f"sqlite:///{tmp_path}/transactions.db"
+    served = await serve(url, [("api", edge.url)], "storage.queue_size=20", "storage.batch_size=5")
+    storage = served.storage
+    await wait_until(lambda: storage.writer_pid is not None)
+    pid = storage.writer_pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)  # a writer that never gets the CPU
+    try:
+        size = 256 * 1024  # each record carries a 256 KiB body: the pipe fills quickly
+        answers = [await client.get(served.url("api", f"/big?size={size}")) for _ in range(80)]
+        assert all(len(a.content) == size for a in answers)
+        await asyncio.sleep(0.2)  # the flusher had its turns
+        # What waits: at most queue_size records here, and the pipe's backlog.
+        assert len(storage._queue) <= 20
+        assert storage.backlog_bytes <= PIPE_BACKLOG + 5 * (size + 4096)
+        assert storage.dropped > 0
+        assert storage.recorded + storage.dropped + storage.queue_depth == 80
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    await storage.flush(30)
+    assert storage.recorded + storage.dropped == 80
+    assert await stored_count(url) == storage.recorded > 0
+    assert storage.writer_pid == pid  # it was slow, not dead
+
+
+def test_the_writer_exits_when_the_proxy_is_killed(edge: EdgeServer, tmp_path: Path) -> None:
+    process = ProxyProcess(
+        ["--endpoint", f"api=0:{edge.url}", "--set", "proxy.port=0"],
+        env={"FERRYMAN_DATA_DIR": str(tmp_path)},
+    ).wait_serving()
+    try:
+        deadline = time.monotonic() + 20
+        while not (writers := children(process.process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(writers) == 1, process.output
+        with ferryman.Client(trust_env=False) as client:
+            for _ in range(20):
+                assert client.get(process.url("api") + "/echo").status_code == 200
+    finally:
+        process.signal(signal.SIGKILL)
+        process.process.wait(10)
+    deadline = time.monotonic() + 15
+    while not gone(writers[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert gone(writers[0]), f"the writer {writers[0]} outlived its proxy"
