@@ -68,6 +68,7 @@ __all__ = [
     "RequestOptions",
     "RewriteSettings",
     "TimeoutSettings",
+    "is_loopback",
 ]
 
 DEFAULT_PORT = 4080
@@ -499,3 +500,14 @@ def _override(defaults: _S, own: _S) -> _S:
     merged = defaults.model_copy(update={name: getattr(own, name) for name in own.model_fields_set})
     merged.__pydantic_fields_set__ = set(defaults.model_fields_set | own.model_fields_set)
     return merged
+
+
+def is_loopback(host: str) -> bool:
+    """``127.0.0.1``, ``::1``, ``localhost``: reachable from this machine only. Any other
+    name (which may resolve anywhere) and ``""``/``0.0.0.0`` (every interface) are not."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

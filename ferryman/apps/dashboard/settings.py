@@ -18,7 +18,6 @@ is refused (``ferryman start`` exits 2, naming the keys) rather than open it to 
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +25,7 @@ from typing import Any
 from pydantic import Field, SecretStr, model_validator
 
 from ferryman.apps.dashboard.passwords import parse_hash
+from ferryman.proxy.settings import is_loopback
 from ferryman.system.applications import Settings
 
 __all__ = ["AuthSettings", "DashboardSettings", "is_loopback", "refusal"]
@@ -80,17 +80,6 @@ class AuthSettings(Settings):
 class DashboardSettings(Settings):
     enabled: bool = True
     auth: AuthSettings | None = None
-
-
-def is_loopback(host: str) -> bool:
-    """``127.0.0.1``, ``::1``, ``localhost``: reachable from this machine only. Any other
-    name (which may resolve anywhere) and ``""``/``0.0.0.0`` (every interface) are not."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def refusal(settings: Mapping[str, Any], source: Callable[[str], str | None]) -> list[str]:

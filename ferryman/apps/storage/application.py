@@ -10,7 +10,7 @@ the database. With ``ferryman start --workers N`` each worker has a writer proce
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from ferryman._version import __version__
@@ -21,6 +21,7 @@ from ferryman.apps.storage.replay import Replayer
 from ferryman.apps.storage.settings import StorageSettings
 from ferryman.events import EventDispatcher
 from ferryman.proxy.application import ProxyEndpoints
+from ferryman.proxy.settings import is_loopback
 from ferryman.proxy.transactions import EVENT_TRANSACTION_FINISHED, EVENT_TRANSACTION_STARTED
 from ferryman.server.controllers import ASGIApp, Scope
 from ferryman.system.applications import Application
@@ -60,6 +61,30 @@ class StorageApplication(Application):
     def __init__(self, settings: StorageSettings | None = None) -> None:
         super().__init__(settings)
         self.storage: Storage | None = None
+
+    @classmethod
+    def check_settings(
+        cls, settings: Mapping[str, Any], source: Callable[[str], str | None]
+    ) -> list[str]:
+        """The recorded traffic's API (``/api`` on ``proxy.port``) has no guard of its own: the
+        dashboard application's auth guards it. Without the dashboard, beyond loopback, the
+        start is refused (with it, the dashboard's own check applies)."""
+        proxy = settings.get("proxy")
+        storage = settings.get("storage")
+        if proxy is None or "dashboard" in settings:
+            return []
+        if not isinstance(storage, StorageSettings) or not storage.enabled:
+            return []
+        host = str(getattr(proxy, "host", "127.0.0.1"))
+        if is_loopback(host):
+            return []
+        where = source("proxy.host")
+        got = f"{host!r}" + (f" from {where}" if where else "")
+        return [
+            f"applications: storage serves the recorded traffic at /api on proxy.port, which "
+            f"is not a loopback address (got {got}), with no auth: add the dashboard "
+            "application with dashboard.auth, or bind proxy.host to 127.0.0.1"
+        ]
 
     def on_bind(self, event: OnBindEvent) -> None:
         event.container.add(Storage)

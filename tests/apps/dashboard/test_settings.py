@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from ferryman.apps.dashboard.settings import is_loopback
+from ferryman.proxy.settings import is_loopback
 from ferryman.system import ConfigurationError, load_config
 from tests.apps.dashboard.conftest import USER, basic
 from tests.apps.dashboard.test_application import fetch
@@ -49,6 +49,25 @@ def test_start_refuses_a_host_beyond_loopback_without_auth() -> None:
     # The UI switched off does not open /api either: still refused.
     result = start("--host", "0.0.0.0", "--set", "dashboard.enabled=false", "--set", "proxy.port=0")
     assert result.returncode == 2 and "dashboard.auth: required" in result.stderr
+
+
+def test_storage_without_the_dashboard_is_refused_beyond_loopback_too() -> None:
+    # Its /api would have no guard at all: the dashboard's auth is what guards it.
+    apps = ["--set", "applications=[proxy, storage]", "--set", "proxy.port=0"]
+    result = start("--host", "0.0.0.0", *apps)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: applications: storage serves the recorded traffic at /api on proxy.port, which "
+        "is not a loopback address (got '0.0.0.0' from --host 0.0.0.0), with no auth: add the "
+        "dashboard application with dashboard.auth, or bind proxy.host to 127.0.0.1"
+    )
+    # Recording switched off serves nothing there: no refusal.
+    config = load_config(
+        [],
+        env={},
+        overrides=["applications=[proxy, storage]", "proxy.host=0.0.0.0", "storage.enabled=false"],
+    )
+    assert config["proxy"]["host"] == "0.0.0.0"
 
 
 def test_start_refuses_with_the_other_problems_at_once() -> None:
