@@ -55,6 +55,7 @@ __all__ = [
     "Transaction",
     "TransactionListeners",
     "notify",
+    "parse_header_block",
 ]
 
 EVENT_TRANSACTION_STARTED: Final = "proxy.transaction.started"
@@ -249,7 +250,7 @@ class Transaction:
     def response_headers(self) -> Headers | None:
         """The upstream answer's headers as relayed; ``None`` when no answer came."""
         if self._response_headers is None and self.raw_response_head is not None:
-            self._response_headers = Headers(_parse_lines(self.raw_response_head))
+            self._response_headers = Headers(parse_header_block(self.raw_response_head))
         return self._response_headers
 
     @property
@@ -404,7 +405,8 @@ class Transaction:
         )
 
 
-def _parse_lines(block: bytes) -> list[tuple[bytes, bytes]]:
+def parse_header_block(block: bytes) -> list[tuple[bytes, bytes]]:
+    """The header pairs of a header block (``Name: value`` lines ending with CRLF)."""
     pairs = []
     for line in block.split(b"\r\n"):
         name, colon, value = line.partition(b":")

@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from ferryman.apps.storage.redaction import REDACTED, redact_json_body
 from ferryman.proxy.headers import TAG_PREFIX
+from ferryman.proxy.transactions import parse_header_block
 
 __all__ = ["COLUMNS", "Batch", "build_batch", "head_pairs", "parse_head", "upstream_url"]
 
@@ -76,14 +77,7 @@ class Batch:
 
 def parse_head(block: bytes | None) -> list[tuple[bytes, bytes]]:
     """The header pairs of a header block (``Name: value`` lines ending with CRLF)."""
-    if not block:
-        return []
-    pairs = []
-    for line in block.split(b"\r\n"):
-        name, colon, value = line.partition(b":")
-        if colon:
-            pairs.append((name.strip(), value.strip()))
-    return pairs
+    return parse_header_block(block) if block else []
 
 
 def head_pairs(text: str | None) -> list[list[str]] | None:
