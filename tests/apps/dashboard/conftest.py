@@ -26,6 +26,17 @@ def basic(user: str = USER, password: str = PASSWORD) -> dict[str, str]:
 
 StartProxy = Callable[..., ProxyProcess]
 
+#: Where the browser test saved its screenshots, said again at the end of the run (a line
+#: written while a test runs is lost in ``pytest -q``'s progress output, as in CI's log).
+SCREENSHOT_DIRECTORIES: list[Path] = []
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if SCREENSHOT_DIRECTORIES:
+        terminalreporter.section("dashboard screenshots")
+        for directory in SCREENSHOT_DIRECTORIES:
+            terminalreporter.write_line(f"dashboard screenshots: {directory}")
+
 
 @pytest.fixture
 def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.apps.dashboard.conftest import PASSWORD, USER, StartProxy
+from tests.apps.dashboard.conftest import PASSWORD, SCREENSHOT_DIRECTORIES, USER, StartProxy
 from tests.apps.dashboard.traffic import api, send, wait_recorded
 from tests.servers.httpbin_server import HttpbinServer
 
@@ -56,11 +56,8 @@ def screenshots(tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     configured = os.environ.get("FERRYMAN_SCREENSHOTS")
     directory = Path(configured) if configured else tmp_path / "screenshots"
     directory.mkdir(parents=True, exist_ok=True)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    line = f"dashboard screenshots: {directory}"
-    if reporter is not None:
-        reporter.write_line(line)
-    print(line)
+    SCREENSHOT_DIRECTORIES.append(directory)  # (printed at the end of the run: conftest.py)
+    print(f"dashboard screenshots: {directory}")
     return directory
 
 
