@@ -406,16 +406,25 @@ class RelayFilters:
         try:
             self.dispatcher.dispatch(EVENT_FILTER_PROXY_RESPONSE, event)
         except Exception as exc:
+            return self._response_filtered(event, response, exc)
+        return self._response_filtered(event, response, None)
+
+    def _response_filtered(
+        self, event: RelayFilterEvent, response: Response, error: Exception | None
+    ) -> Response:
+        """The answer ``proxy.filter.response`` leaves (dispatched or awaited) over
+        ``response``: a failing listener's replacement is closed and the answer is the error's,
+        as is one that removed the response."""
+        if error is not None:
             replaced = event.response
             if replaced is not None and replaced is not response:
                 _close_later(replaced)
             event.response = response
-            self._failed(exc, event)
-        else:
-            if event.response is None:
-                self._failed(
-                    RuntimeError("a proxy.filter.response listener removed the response"), event
-                )
+            self._failed(error, event)
+        elif event.response is None:
+            self._failed(
+                RuntimeError("a proxy.filter.response listener removed the response"), event
+            )
         answer = event.response
         assert answer is not None
         return answer

@@ -735,19 +735,8 @@ class RelayHooks(RelayFilters):
         try:
             await dispatcher.adispatch(EVENT_FILTER_PROXY_RESPONSE, event)
         except Exception as exc:
-            replaced = event.response
-            event.response = response
-            if replaced is not None and replaced is not response:
-                _replaced(replaced, response)
-            self._failed(exc, event)
-        else:
-            if event.response is None:
-                self._failed(
-                    RuntimeError("a proxy.filter.response listener removed the response"), event
-                )
-        answer = event.response
-        assert answer is not None
-        return answer
+            return self._response_filtered(event, response, exc)
+        return self._response_filtered(event, response, None)
 
     def _deliver(
         self, relay: Relay, run: MiddlewareRun, response: Response, answer: Response
