@@ -462,13 +462,34 @@ class TransactionListeners:
         return transaction
 
 
+#: Asynchronous observers' tasks still running, kept referenced (the loop holds tasks weakly)
+#: and bounded: a slow one must not pile up a task per request without end.
+MAX_OBSERVER_TASKS = 1024  # (not Final: a test lowers it)
+_observer_tasks: set[asyncio.Task[Any]] = set()
+
+
+def _observe_later(coroutine: Any, event: str, listener: Listener) -> None:
+    if len(_observer_tasks) >= MAX_OBSERVER_TASKS:
+        coroutine.close()  # (never awaited: no warning)
+        name = getattr(listener, "__qualname__", None) or repr(listener)
+        _listener_errors.report(
+            "observer behind",
+            f"{event} {name}",
+            f"{event} listener {name} skipped: {MAX_OBSERVER_TASKS} of its kind still running",
+        )
+        return
+    task = asyncio.get_running_loop().create_task(coroutine)
+    _observer_tasks.add(task)
+    task.add_done_callback(_observer_tasks.discard)
+
+
 def notify(listeners: tuple[Listener, ...], transaction: Transaction, event: str) -> None:
     """Call each observer with ``transaction``; a failure is logged, never raised."""
     for listener in listeners:
         try:
             result = listener(transaction)
             if result is not None and asyncio.iscoroutine(result):
-                asyncio.get_running_loop().create_task(result)
+                _observe_later(result, event, listener)
         except Exception as exc:  # an observer's bug must not break the traffic
             name = getattr(listener, "__qualname__", None) or repr(listener)
             _listener_errors.report(

@@ -338,3 +338,30 @@ async def test_a_record_holds_the_raw_facts_in_record_fields_order(
     assert rebuilt.endswith("/echo?x=1")
     transaction.id  # noqa: B018 - read by a listener: the record carries it
     assert transaction.record()[0] == transaction.id
+
+
+async def test_slow_async_observers_are_bounded_and_never_hold_the_traffic(
+    proxy: ProxyServer, client: ferryman.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    from ferryman.proxy import transactions
+
+    release = asyncio.Event()
+    started: list[int] = []
+
+    async def stuck(transaction: Transaction) -> None:
+        started.append(transaction.status)
+        await release.wait()
+
+    proxy.system.dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, stuck)
+    limit = transactions.MAX_OBSERVER_TASKS
+    transactions.MAX_OBSERVER_TASKS = 3
+    try:
+        for _ in range(6):
+            assert (await client.get(url_of(proxy, "api", "/echo"))).status_code == 200
+        await asyncio.sleep(0.05)
+        assert len(started) == 3  # the rest were skipped, and said so
+        assert "skipped" in caplog.text
+    finally:
+        transactions.MAX_OBSERVER_TASKS = limit
+        release.set()
+        await asyncio.sleep(0.01)
