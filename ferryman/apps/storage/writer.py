@@ -40,7 +40,15 @@ from ferryman.apps.storage.migrate import create_engine
 from ferryman.apps.storage.rows import Batch, build_batch
 from ferryman.apps.storage.settings import StorageSettings
 
-__all__ = ["DISCARD_ENV", "RETRY_MAX", "RETRY_MIN", "DatabaseWriter", "main", "serve"]
+__all__ = [
+    "DISCARD_ENV",
+    "RETRY_MAX",
+    "RETRY_MIN",
+    "DatabaseWriter",
+    "leave_pinning",
+    "main",
+    "serve",
+]
 
 #: The writer's pauses between attempts while the database is unreachable.
 RETRY_MIN: Final = 0.5
@@ -246,7 +254,22 @@ async def serve(input_fd: int, output_fd: int) -> int:
     return status
 
 
+def leave_pinning() -> None:
+    """Let the kernel run this process on any CPU the machine offers.
+
+    A proxy started under ``taskset`` (or a container's per-process affinity) pins its event
+    loop to one core, and a child inherits the pin: the writer would then take its CPU from
+    the very loop it exists to spare. The writer is background work: any idle core will do.
+    A cgroup's cpuset still bounds it (the kernel intersects), and where affinity cannot be
+    changed, it stays as it is.
+    """
+    if hasattr(os, "sched_setaffinity"):
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
 def main() -> None:
+    leave_pinning()
     # The reports get a descriptor of their own; anything printed goes to stderr, never
     # into the frames.
     channel = os.dup(1)
