@@ -1,20 +1,8 @@
-"""Servers for the reference documents' examples, beside the session-wide ones in
-``tests/conftest.py``."""
+"""What the reference documents' examples need beside the servers of ``tests/conftest.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-
-from tests.servers.ws_echo import WsEchoServer
-
-
-@pytest.fixture(scope="module")
-def ws_server() -> Iterator[WsEchoServer]:
-    server = WsEchoServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
