@@ -1,0 +1,6 @@
+"""The reference documents' examples talk to the same local servers as the proxy tests: uvicorn
+serving an ASGI app in the test's loop, a client, a port where nothing listens."""
+
+from tests.proxy.conftest import client, refused_url, serve
+
+__all__ = ["client", "refused_url", "serve"]
