@@ -255,6 +255,8 @@ class HTTPProxyHandler(_HTTPProxyHandler):
             return _response_of(error)
 
     async def _forward(self, ctx: _ProxyContext) -> None:
+        # (ferryman's fast relay, which makes its upstream calls itself, never serves this
+        # handler: it always has request_options, which only the general path honours)
         await super()._forward(ctx)
         response = ctx.response
         # (the upstream's own answer: ferryman's error answers carry no http_version)
@@ -265,7 +267,9 @@ class HTTPProxyHandler(_HTTPProxyHandler):
         await response.aclose()
         error = _client_response_error(ctx, response)
         if self.aiorp_error_handler is not None:
-            self.aiorp_error_handler(error)
+            result = self.aiorp_error_handler(error)
+            if inspect.isawaitable(result):  # (aiorp calls it plainly; an async one works too)
+                await result
         raise web.HTTPInternalServerError(
             reason="External API Error",
             content_type="application/json",
