@@ -1,8 +1,15 @@
-"""What the reference documents' examples need beside the servers of ``tests/conftest.py``."""
+"""What the reference documents' examples need beside the servers of ``tests/conftest.py``:
+the proxy tests' fixtures (uvicorn serving an ASGI app in the test's loop, a client, a port
+where nothing listens, the scripted upstream that records each connection) and the test CA
+trusted as the examples' "public" hosts."""
 
 from __future__ import annotations
 
 import pytest
+
+from tests.proxy.conftest import client, refused_url, serve, upstream
+
+__all__ = ["client", "refused_url", "serve", "trusted_test_ca", "upstream"]
 
 
 @pytest.fixture
