@@ -97,8 +97,11 @@ class RateLimitApplication(Application):
         event.container.add(RateLimits, limits)
         event.container.add(RelayAdmissions, admissions)
 
-    def on_bound(self, event: OnBoundEvent) -> None:
+    async def on_bound(self, event: OnBoundEvent) -> None:
         provider = event.provider
+        shared = provider.resolve(RateLimits).shared
+        if shared is not None:
+            await shared.connect()
         if ProxyEndpoints not in provider:
             return
         limits = provider.resolve(RateLimits)

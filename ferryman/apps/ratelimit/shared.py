@@ -65,7 +65,15 @@ class SharedBuckets:
     def __init__(self, settings: RedisSettings) -> None:
         self.settings = settings
         self.prefix = settings.prefix
-        self._client: Any = None
+        import redis.asyncio  # (here: only an install that configures Redis imports it)
+
+        timeout = settings.timeout
+        self._client: Any = redis.asyncio.Redis.from_url(
+            settings.url,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            max_connections=4,
+        )
         self._sha: str | None = None
         self._pending: list[tuple[str, int, int, int, Callback]] = []
         self._wakeup: asyncio.Future[None] | None = None
@@ -142,18 +150,20 @@ class SharedBuckets:
                 else:
                     _call(callback, Decision(bool(result[0]), int(result[1]) / 1_000_000))
 
+    async def connect(self) -> bool:
+        """Connect and load the script now (at start-up), so that the first requests do not
+        pay for it; False (logged, Redis left alone for a while) if Redis cannot be reached."""
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(max(self.settings.timeout, 2.0)):
+                self._sha = await self._client.script_load(GCRA_SCRIPT)
+        except Exception as exc:
+            self._failed(exc, [], loop.time())
+            return False
+        return True
+
     async def _decide(self, batch: list[tuple[str, int, int, int, Callback]]) -> list[Any]:
         client = self._client
-        if client is None:
-            import redis.asyncio  # (only when configured: not every install talks to Redis)
-
-            timeout = self.settings.timeout
-            client = self._client = redis.asyncio.Redis.from_url(
-                self.settings.url,
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-                max_connections=4,
-            )
         if self._sha is None:
             self._sha = await client.script_load(GCRA_SCRIPT)
         pipe = client.pipeline(transaction=False)
@@ -188,8 +198,7 @@ class SharedBuckets:
         pending, self._pending = self._pending, []
         for *_, callback in pending:
             _call(callback, None)
-        if self._client is not None:
-            await self._client.aclose()
+        await self._client.aclose()
 
 
 def _call(callback: Callback, decision: Decision | None) -> None:
