@@ -28,18 +28,19 @@ def rules(options: ConfigOptions) -> None:
     """
     from ferryman.apps.rules import attached_rules
     from ferryman.apps.rules.listeners import is_async
+    from ferryman.apps.rules.settings import RulesSettings
     from ferryman.client.filtering import EVENT_FILTER_HTTP_CLIENT_REQUEST
     from ferryman.proxy.settings import ProxySettings
 
     config, _ = load_checked(options)
-    settings = config.get("rules")
-    if settings is None:
+    if "rules" not in config:
         fail(
             "the rules application is not in 'applications' (it lists "
             f"{', '.join(config['applications']) or 'nothing'})"
         )
-    proxy = config.get("proxy")
-    names = [e.name for e in proxy.endpoints] if isinstance(proxy, ProxySettings) else []
+    settings = RulesSettings.model_validate(config["rules"])  # (checked: load_checked)
+    proxy = ProxySettings.model_validate(config["proxy"]) if "proxy" in config else None
+    names = [] if proxy is None else [endpoint.name for endpoint in proxy.endpoints]
     rows = [("ENDPOINT", "MATCHES", "ROUTE", "EVENT", "FUNCTION")]
     client_events = False
     for rule in attached_rules(settings):
