@@ -31,6 +31,7 @@ from ferryman.proxy.admission import RelayAdmissions
 from ferryman.proxy.application import ProxyEndpoints
 from ferryman.proxy.settings import ProxySettings
 from ferryman.system import Application, OnBindEvent, OnBoundEvent, OnShutdownEvent
+from ferryman.system.problems import with_source
 
 __all__ = ["LimitCounters", "RateLimitApplication", "RateLimits", "application"]
 
@@ -67,7 +68,7 @@ class RateLimitApplication(Application):
         for name in own.endpoints:
             if name not in names:
                 problems.append(
-                    _blame(
+                    with_source(
                         f"ratelimit.endpoints.{name}: no endpoint is named {name!r} (the "
                         f"endpoints are {', '.join(map(repr, names)) or 'none'})",
                         source(f"ratelimit.endpoints.{name}"),
@@ -77,7 +78,7 @@ class RateLimitApplication(Application):
         for index, budget in enumerate(own.upstreams):
             if budget.origin not in origins:
                 problems.append(
-                    _blame(
+                    with_source(
                         f"ratelimit.upstreams.{index}.url: no endpoint relays to "
                         f"{budget.origin} (the upstreams are "
                         f"{', '.join(sorted(origins)) or 'none'})",
@@ -126,10 +127,6 @@ class RateLimitApplication(Application):
 
 def _origin(url: str) -> str:
     return BudgetSettings(url=url, requests=1).origin
-
-
-def _blame(line: str, where: str | None) -> str:
-    return line if where is None else f"{line} (from {where})"
 
 
 application = RateLimitApplication

@@ -20,6 +20,7 @@ from ferryman.apps.rules.settings import HOOKS, RulesSettings, resolve_function
 from ferryman.events import EventDispatcher
 from ferryman.proxy.settings import ProxySettings
 from ferryman.system import Application, OnBoundEvent
+from ferryman.system.problems import with_source
 
 __all__ = ["RulesApplication", "application", "attached_rules", "upstream_origins"]
 
@@ -68,7 +69,7 @@ class RulesApplication(Application):
             key = f"rules.attach.{index}"
             if names is not None and rule.endpoint != "*" and not _any_match(rule.endpoint, names):
                 problems.append(
-                    _blame(
+                    with_source(
                         f"{key}.endpoint: {rule.endpoint!r} matches no endpoint (they are "
                         f"{', '.join(map(repr, names)) or 'none'})",
                         source(f"{key}.endpoint"),
@@ -80,7 +81,7 @@ class RulesApplication(Application):
                         resolve_function(name, own.module)
                     except ValueError as exc:
                         where = f"{key}.{hook}" + (f".{position}" if len(functions) > 1 else "")
-                        problems.append(_blame(f"{where}: {exc}", source(where)))
+                        problems.append(with_source(f"{where}: {exc}", source(where)))
         return problems
 
     def on_bound(self, event: OnBoundEvent) -> None:
@@ -94,10 +95,6 @@ class RulesApplication(Application):
 
 def _any_match(glob: str, names: list[str]) -> bool:
     return any(fnmatch.fnmatchcase(name, glob) for name in names)
-
-
-def _blame(line: str, where: str | None) -> str:
-    return line if where is None else f"{line} (from {where})"
 
 
 application = RulesApplication
