@@ -1,6 +1,6 @@
 """The fast relay's own CPU per request, without sockets.
 
-    python benchmarks/relay_cpu.py [N] [api] [observer] [middleware]
+    python benchmarks/relay_cpu.py [N] [api] [observer] [middleware] [ratelimit]
 
 A request the way wrk sends it goes into a :class:`ServerProtocol`; the answer nginx gives
 (the harness's 213-byte ``/small``, with nginx's eight headers) goes into the
@@ -107,7 +107,11 @@ def _through(ctx: Any) -> Any:
 
 
 def run(
-    n: int, response: bytes = RESPONSE, observer: bool = False, middleware: bool = False
+    n: int,
+    response: bytes = RESPONSE,
+    observer: bool = False,
+    middleware: bool = False,
+    ratelimit: bool = False,
 ) -> float:
     """Relay ``n`` requests answered with ``response``; return the seconds it took. With
     ``observer``, one no-op ``proxy.transaction.finished`` listener sees every request; with
@@ -126,6 +130,12 @@ def run(
         handler.client_edge(_through)
         relay.use_fast = lambda: False
         relay.filters = RelayHooks("bench", dispatcher, handler, lambda: True)
+    if ratelimit:
+        from ferryman.apps.ratelimit.limiter import EndpointLimiter, LimitCounters
+        from ferryman.apps.ratelimit.settings import EndpointLimitSettings
+
+        limit = EndpointLimitSettings(requests=1e9)
+        relay.admission = EndpointLimiter("bench", limit, LimitCounters())
     client = ServerProtocol(relay, ServerState(), loop)
     client_transport = NullTransport(("127.0.0.1", 50000))
     client.connection_made(client_transport)  # type: ignore[arg-type]
@@ -149,13 +159,15 @@ def main() -> None:
     api = "api" in sys.argv[2:]
     observer = "observer" in sys.argv[2:]
     middleware = "middleware" in sys.argv[2:]
+    ratelimit = "ratelimit" in sys.argv[2:]
     response = API_RESPONSE if api else RESPONSE
-    run(n // 10, response, observer, middleware)  # warm up
-    best = min(run(n, response, observer, middleware) for _ in range(5))
+    run(n // 10, response, observer, middleware, ratelimit)  # warm up
+    best = min(run(n, response, observer, middleware, ratelimit) for _ in range(5))
     head = "28-header API" if api else "nginx's 8-header"
     print(
         f"{1e6 * best / n:.2f} µs per relayed request, {head} answer (best of 5 x {n})"
-        f"{', one no-op transaction observer' if observer else ''}; hot path {_compiled.mode}"
+        f"{', one no-op transaction observer' if observer else ''}"
+        f"{', an in-memory rate limit' if ratelimit else ''}; hot path {_compiled.mode}"
     )
 
 

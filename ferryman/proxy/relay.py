@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Final
 
+from ferryman.proxy.admission import Admission, Budget
 from ferryman.proxy.errors import (
     broken_answer,
     connect_error,
@@ -74,7 +75,9 @@ class EndpointRelay:
 
     __slots__ = (
         "_next",
+        "admission",
         "body_limit",
+        "budgets",
         "connect_timeout",
         "fallback",
         "filters",
@@ -144,6 +147,9 @@ class EndpointRelay:
         #: The proxy filter events, run here when ``filters.active()`` (else the fallback runs
         #: them): see :mod:`ferryman.proxy.relay_events`.
         self.filters = filters
+        #: Rate limits and outbound budgets (``ferryman.proxy.admission``); ``None``: none.
+        self.admission: Admission | None = None
+        self.budgets: tuple[Budget | None, ...] | None = None
         self._next = 0
 
     def on_request(self, exchange: ServerExchange) -> None:
@@ -166,6 +172,14 @@ class EndpointRelay:
         if may_escape(target) and target_escapes(target, self.rewrite):
             exchange.send_error(400, ESCAPE_BODY)
             return
+        admission = self.admission
+        if admission is not None and not admission.admit(self, exchange, transaction):
+            return  # (refused, or ``admitted`` comes once decided)
+        self.admitted(exchange, transaction)
+
+    def admitted(self, exchange: ServerExchange, transaction: Transaction | None) -> None:
+        """``on_request``'s rest, for a well-formed request its admission let go: the fast
+        relay, the relay with events, or the general path."""
         use_fast = self.use_fast
         filters: RelayFilters | None = None
         if use_fast is not None and not use_fast():
@@ -379,6 +393,11 @@ class Relay:
         return self.endpoint.connect_timeout
 
     def start(self) -> None:
+        budgets = self.endpoint.budgets
+        if budgets is not None:
+            budget = budgets[self.pool_index]
+            if budget is not None and not budget.take(self):
+                return  # (it acquires when the request's turn comes, or answered 429)
         self.pool.acquire(self, self.endpoint.connect_timeout)
 
     def proceed(self) -> None:

@@ -23,6 +23,7 @@ from ferryman.client.filtering import (
 )
 from ferryman.client.transport import create_ssl_context
 from ferryman.events import EventDispatcher
+from ferryman.proxy.admission import RelayAdmissions
 from ferryman.proxy.application import ProxyEndpoints
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE
 from ferryman.proxy.pools import UpstreamPools
@@ -271,6 +272,8 @@ class ProxyServer:
             relay.use_fast = lambda: False  # options only the http client understands
         self._relays.append(relay)
         provider = self.system.provider
+        if RelayAdmissions in provider:  # (rate limits, outbound budgets)
+            provider.resolve(RelayAdmissions).attach(relay)
         if UpstreamPools in provider:  # (read by the metrics at scrape time)
             provider.resolve(UpstreamPools).register(endpoint.name, pools)
         return relay
