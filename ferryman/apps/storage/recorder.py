@@ -7,13 +7,15 @@ bodies, unless the endpoint opted out) and :meth:`Storage.on_finished` (one
 or one increment of the dropped count when it is full). Every ``flush_interval``, or as soon as
 ``batch_size`` records wait, a flusher task marshals their list in one call and writes it to
 the writer's pipe without waiting (:mod:`.process`). Everything else — decoding, redaction,
-hashing, SQL, retries, the janitor — runs in the writer process, on another CPU: what recording
-costs the proxy's process is the listeners, the tuple and its share of the marshalling.
+hashing, SQL, retries, the janitor — runs in the writer process, at the lowest priority: what
+recording costs the proxy's process is the listeners, the tuple and its share of the
+marshalling.
 
 Nothing waits without bound and nothing grows without bound. A writer that reads too slowly
 leaves at most ``PIPE_BACKLOG`` bytes in the pipe's transport; then records wait in the queue,
 up to ``queue_size``, and beyond that they are dropped and counted. A database that is down
-makes the writer hold up to ``queue_size`` records and retry (its module docs say how); the
+makes the writer hold up to ``backlog_size`` bytes of records and retry (its module docs say
+how), as it does when it is behind on a CPU the proxy saturates; the
 proxy logs one line when it goes away and one when it is back, with the loss meanwhile. A
 writer that dies (killed, crashed) is reported in one line, what it held is counted as lost,
 and another is started, after 0.5 s, then pauses doubling up to 30 s while they keep dying.
@@ -264,8 +266,9 @@ class Storage:
             _overflow_log.report(
                 "storage queue full",
                 "storage writer",
-                f"the storage writer holds {self._limit} transactions and the database has not "
-                "taken them: transactions are dropped and counted until it does",
+                f"the storage writer holds {self.settings.backlog_size} bytes of transactions "
+                "the database has not taken yet (it is down, slow, or the writer gets no CPU): "
+                "transactions are dropped and counted until it catches up",
             )
         elif event == channel.LOG:
             level, message = detail
@@ -354,7 +357,9 @@ class Storage:
                 writer.send(list(self._queue))
                 self._queue.clear()
             writer.end_input()
-            await writer.wait(timeout)  # its last report and its exit come through _on_exit
+            # Its last report and its exit come through _on_exit; what it still holds after
+            # drain_timeout (a backlog built under load) is counted as dropped when killed.
+            await writer.wait(max(timeout, self.settings.drain_timeout))
         self._dropped_here += len(self._queue)
         self._queue.clear()
         lost = self.dropped - dropped

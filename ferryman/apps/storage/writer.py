@@ -1,16 +1,18 @@
 """The storage writer: a process of its own that turns the proxy's records into rows and writes
-them, so that none of that work runs on the proxy's CPU.
+them, so that none of that work runs on the proxy's event loop.
 
     python -m ferryman.apps.storage.writer     # started by the proxy's Storage, not by hand
 
-Building a row (decoding, redaction, hashing, body deduplication: :mod:`.rows`) costs about
-25 µs per transaction, and an SQLite driver's inserts run in the calling process too: in the
-proxy's process that halved its throughput. Here they cost the proxy nothing but the marshalled
-records it sends (see :mod:`.channel` for the frames on both pipes).
+Building a row (decoding, redaction, hashing, body deduplication: :mod:`.rows`) and inserting
+it cost more than relaying the request did, and an SQLite driver's inserts run in the calling
+process: in the proxy's process that halved its throughput. Here they cost the proxy nothing
+but the marshalled records it sends (see :mod:`.channel` for the frames on both pipes), and
+the writer runs at the lowest priority (:func:`lower_priority`): on a saturated core it takes
+the time the proxy leaves, holds what it is behind on, and catches up when the load eases.
 
 A database that is down or slow never holds the proxy back: the writer keeps the batch it could
 not write and tries again with a growing pause (0.5 s to 30 s), while what arrives meanwhile
-waits in memory up to ``queue_size`` records; beyond that, records are dropped and counted. The
+waits in memory up to ``backlog_size`` bytes; beyond that, records are dropped and counted. The
 proxy learns every change of the counters and of the database's state through reports, and
 writes the log lines itself, with its own counters (see :class:`~.recorder.Storage`).
 
@@ -45,7 +47,7 @@ __all__ = [
     "RETRY_MAX",
     "RETRY_MIN",
     "DatabaseWriter",
-    "leave_pinning",
+    "lower_priority",
     "main",
     "serve",
 ]
@@ -75,8 +77,9 @@ class DatabaseWriter:
         self.dropped = 0
         #: Whether the database answered the last write (the proxy says how it was at start).
         self.available = available
-        #: Marshalled records, unpacked when their batch is built.
+        #: Marshalled records, unpacked when their batch is built, and their bytes.
         self._queue: deque[bytes] = deque()
+        self._queued_bytes = 0
         self._pending: tuple[int, Batch] | None = None
         self._ready = asyncio.Event()
         self._ending = asyncio.Event()
@@ -91,13 +94,23 @@ class DatabaseWriter:
         return len(self._queue) + (0 if pending is None else pending[0])
 
     def add(self, records: list[bytes]) -> None:
-        """A batch from the proxy: kept up to ``queue_size`` records held, the rest dropped."""
-        room = max(self.settings.queue_size - self.held, 0)
-        if len(records) > room:
-            lost = len(records) - room
-            records = records[:room]
+        """A batch from the proxy: kept while the queue holds at most ``backlog_size`` bytes,
+        the rest dropped."""
+        room = self.settings.backlog_size - self._queued_bytes
+        size = sum(map(len, records))
+        if size > room:
+            kept = 0
+            for record in records:
+                if len(record) > room:
+                    break
+                room -= len(record)
+                kept += 1
+            lost = len(records) - kept
+            records = records[:kept]
+            size = sum(map(len, records))
             self.dropped += lost
             self.report(FULL, lost)
+        self._queued_bytes += size
         self._queue.extend(records)
         self._ready.set()
 
@@ -118,7 +131,9 @@ class DatabaseWriter:
                     self._ready.clear()
                     await self._ready.wait()
                     continue
-                taken = [loads(queue.popleft()) for _ in range(min(batch_size, len(queue)))]
+                raw = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
+                self._queued_bytes -= sum(map(len, raw))
+                taken = [loads(record) for record in raw]
                 try:
                     self._pending = (
                         len(taken),
@@ -142,6 +157,7 @@ class DatabaseWriter:
                     self.dropped += self.held
                     self._pending = None
                     queue.clear()
+                    self._queued_bytes = 0
                     self.report(STORED, None)
                     return
                 with contextlib.suppress(TimeoutError):
@@ -254,22 +270,21 @@ async def serve(input_fd: int, output_fd: int) -> int:
     return status
 
 
-def leave_pinning() -> None:
-    """Let the kernel run this process on any CPU the machine offers.
+def lower_priority() -> None:
+    """Run as background work: the proxy's event loop comes first.
 
-    A proxy started under ``taskset`` (or a container's per-process affinity) pins its event
-    loop to one core, and a child inherits the pin: the writer would then take its CPU from
-    the very loop it exists to spare. The writer is background work: any idle core will do.
-    A cgroup's cpuset still bounds it (the kernel intersects), and where affinity cannot be
-    changed, it stays as it is.
+    The writer is the proxy's child and shares its CPUs (a ``taskset`` or a container's
+    cpuset pins both). Under load, the scheduler would share a saturated core between the two
+    equally, and recording would take throughput from the traffic it records. At nice 19 the
+    writer runs in the time the proxy leaves; behind, it holds up to ``backlog_size`` bytes of
+    records and catches up when the load eases (and in ``drain_timeout`` at shutdown).
     """
-    if hasattr(os, "sched_setaffinity"):
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(0, range(os.cpu_count() or 1))
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
 
 
 def main() -> None:
-    leave_pinning()
+    lower_priority()
     # The reports get a descriptor of their own; anything printed goes to stderr, never
     # into the frames.
     channel = os.dup(1)
