@@ -3,8 +3,8 @@ in a bounded queue, and a writer process (:mod:`.writer`) stores them.
 
 On the request path there is only :meth:`Storage.on_started` (asks the transaction to keep
 bodies, unless the endpoint opted out) and :meth:`Storage.on_finished` (one
-``Transaction.record()`` tuple of the raw bytes and numbers, marshalled and appended to a deque,
-or one increment of the dropped count when it is full). Every ``flush_interval``, or as soon as
+``Transaction.record()`` tuple of the raw bytes and numbers appended to a deque, or one
+increment of the dropped count when it is full). Every ``flush_interval``, or as soon as
 ``batch_size`` records wait, a flusher task marshals their list in one call and writes it to
 the writer's pipe without waiting (:mod:`.process`). Everything else — decoding, redaction,
 hashing, SQL, retries, the janitor — runs in the writer process, at the lowest priority: what
@@ -34,8 +34,7 @@ import contextlib
 import logging
 import signal
 from collections import deque
-from marshal import dumps
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -76,10 +75,9 @@ class Storage:
             engine if engine is not None else create_engine(settings.url, timeout=settings.timeout)
         )
         self.stream = Broadcaster()
-        #: Each finished transaction's record, marshalled at once: bytes hold no references
-        #: (the transaction's objects are freed now, and the garbage collector has nothing
-        #: to look at), and a batch is their list, marshalled again in one call.
-        self._queue: deque[bytes] = deque()
+        #: Each finished transaction's record (``Transaction.record()``), until the flusher
+        #: marshals a batch of them in one call.
+        self._queue: deque[tuple[Any, ...]] = deque()
         self._limit = settings.queue_size
         self._batch_size = settings.batch_size
         self._batch_ready = asyncio.Event()
@@ -166,7 +164,7 @@ class Storage:
                 "transactions are dropped and counted until the writer catches up",
             )
             return
-        queue.append(dumps(transaction.record()))
+        queue.append(transaction.record())
         if len(queue) == self._batch_size:
             self._batch_ready.set()
 

@@ -32,11 +32,20 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable
-from marshal import loads
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from ferryman.apps.storage.channel import BACK, FULL, HELLO, LOG, OUTAGE, STORED, encode, read_frame
+from ferryman.apps.storage.channel import (
+    BACK,
+    FULL,
+    HELLO,
+    LOG,
+    OUTAGE,
+    STORED,
+    encode,
+    read_frame,
+    read_sized_frame,
+)
 from ferryman.apps.storage.database import clean, insert_statements, words, write_batch
 from ferryman.apps.storage.migrate import create_engine
 from ferryman.apps.storage.rows import Batch, build_batch
@@ -77,8 +86,8 @@ class DatabaseWriter:
         self.dropped = 0
         #: Whether the database answered the last write (the proxy says how it was at start).
         self.available = available
-        #: Marshalled records, unpacked when their batch is built, and their bytes.
-        self._queue: deque[bytes] = deque()
+        #: Records, each with its share of the bytes of the frame it came in, and their sum.
+        self._queue: deque[tuple[Sequence[Any], int]] = deque()
         self._queued_bytes = 0
         self._pending: tuple[int, Batch] | None = None
         self._ready = asyncio.Event()
@@ -93,25 +102,21 @@ class DatabaseWriter:
         pending = self._pending
         return len(self._queue) + (0 if pending is None else pending[0])
 
-    def add(self, records: list[bytes]) -> None:
-        """A batch from the proxy: kept while the queue holds at most ``backlog_size`` bytes,
-        the rest dropped."""
-        room = self.settings.backlog_size - self._queued_bytes
-        size = sum(map(len, records))
-        if size > room:
-            kept = 0
-            for record in records:
-                if len(record) > room:
-                    break
-                room -= len(record)
-                kept += 1
+    def add(self, records: list[Sequence[Any]], size: int) -> None:
+        """A batch from the proxy (``size``: its frame's bytes): kept while the queue holds at
+        most ``backlog_size`` bytes, the rest dropped."""
+        if not records:
+            return
+        weight = max(size // len(records), 1)
+        room = (self.settings.backlog_size - self._queued_bytes) // weight
+        if len(records) > room:
+            kept = max(room, 0)
             lost = len(records) - kept
             records = records[:kept]
-            size = sum(map(len, records))
             self.dropped += lost
             self.report(FULL, lost)
-        self._queued_bytes += size
-        self._queue.extend(records)
+        self._queued_bytes += weight * len(records)
+        self._queue.extend((record, weight) for record in records)
         self._ready.set()
 
     def end(self) -> None:
@@ -131,9 +136,11 @@ class DatabaseWriter:
                     self._ready.clear()
                     await self._ready.wait()
                     continue
-                raw = [queue.popleft() for _ in range(min(batch_size, len(queue)))]
-                self._queued_bytes -= sum(map(len, raw))
-                taken = [loads(record) for record in raw]
+                taken = []
+                for _ in range(min(batch_size, len(queue))):
+                    record, weight = queue.popleft()
+                    self._queued_bytes -= weight
+                    taken.append(record)
                 try:
                     self._pending = (
                         len(taken),
@@ -237,12 +244,13 @@ async def serve(input_fd: int, output_fd: int) -> int:
     discard = bool(os.environ.get(DISCARD_ENV))
 
     async def receive() -> None:
-        while (batch := await read_frame(reader)) is not None:
+        while (frame := await read_sized_frame(reader)) is not None:
+            batch, size = frame
             if discard:
                 writer.dropped += len(batch)
                 report(STORED, None)
             else:
-                writer.add(batch)
+                writer.add(batch, size)
         writer.end()
 
     receiving = asyncio.create_task(receive())

@@ -142,11 +142,11 @@ async def test_the_writer_holds_at_most_backlog_size_bytes_and_counts_the_rest()
     settings = StorageSettings(url="sqlite:////nonexistent/x.db", backlog_size=1000)
     writer = DatabaseWriter(settings, lambda event, detail: reports.append((event, detail)))
     try:
-        writer.add([b"x" * 300] * 5)  # 1500 bytes offered: three fit
+        writer.add([("x",)] * 5, 1500)  # 300 bytes a record: three fit
         assert (writer.held, writer.dropped) == (3, 2)
         assert reports == [(FULL, 2)]
-        writer.add([b"y" * 100])  # 100 more bytes still fit
-        writer.add([b"z" * 200])  # these do not
+        writer.add([("y",)], 100)  # 100 more bytes still fit
+        writer.add([("z",)], 200)  # these do not
         assert (writer.held, writer.dropped) == (4, 3)
     finally:
         await writer.engine.dispose()
