@@ -20,7 +20,11 @@ configuration; ``status_class`` is ``1xx``..``5xx``, or ``none`` when no status 
   ``connecting``), ``ferryman_upstream_waiting_requests{endpoint,upstream}``,
   ``ferryman_upstream_connections_limit{endpoint,upstream}``: the fast relay's pools;
 * ``ferryman_storage_queue_depth``, ``ferryman_storage_dropped_total``: with ``storage``;
-* ``ferryman_access_log_dropped_lines_total``: with the access log on.
+* ``ferryman_access_log_dropped_lines_total``: with the access log on;
+* ``ferryman_cache_requests_total{endpoint,status}`` (``hit``, ``miss``, ``stale``,
+  ``revalidated``, ``bypass``: not for the cache), ``ferryman_cache_stored_total{endpoint}``,
+  ``ferryman_cache_store_failures_total`` (calls to Redis that failed: caching is off a while
+  after each): with the cache application.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from prometheus_client.utils import floatToGoString
 
 from ferryman.apps.metrics.counters import BUCKETS, STATUS_CLASSES, TransactionCounters
 from ferryman.proxy.pools import UpstreamPools
+from ferryman.proxy.relay_cache import RelayCaches
 from ferryman.system.container import Container
 
 __all__ = ["ProxyCollector"]
@@ -65,6 +70,7 @@ class ProxyCollector(Collector):
         yield from self._pools()
         yield from self._storage()
         yield from self._access_log()
+        yield from self._cache()
 
     def _requests(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -171,4 +177,33 @@ class ProxyCollector(Collector):
             "ferryman_access_log_dropped_lines",
             "Access log lines lost (the writer fell behind, or writes failed).",
             value=float(access_log.dropped),
+        )
+
+    def _cache(self) -> Iterator[Metric]:
+        caches = self._service(RelayCaches)
+        if caches is None:
+            return
+        requests = CounterMetricFamily(
+            "ferryman_cache_requests",
+            "Requests per endpoint by what the HTTP cache did: hit, miss, stale (served "
+            "stale), revalidated (the origin's 304), bypass (not for the cache).",
+            labels=["endpoint", "status"],
+        )
+        stored = CounterMetricFamily(
+            "ferryman_cache_stored",
+            "Answers stored (or updated) in the cache, per endpoint.",
+            labels=["endpoint"],
+        )
+        for name, cache in caches.caches.items():
+            counts = cache.counts
+            for status in ("hit", "miss", "stale", "revalidated", "bypass"):
+                requests.add_metric([name, status], getattr(counts, status))
+            stored.add_metric([name], counts.stored)
+        failures = sum(getattr(store, "failures", 0) for store in caches.stores)
+        yield from (requests, stored)
+        yield CounterMetricFamily(
+            "ferryman_cache_store_failures",
+            "Calls to the cache's store (Redis) that failed; each turns the store off for its "
+            "retry interval, during which requests go uncached.",
+            value=float(failures),
         )
