@@ -41,7 +41,6 @@ from ferryman.http.caching import (
     related_locations,
 )
 from ferryman.proxy.errors import error_body
-from ferryman.proxy.redirects import client_host
 from ferryman.proxy.transactions import Transaction, parse_header_block
 from ferryman.server.protocol import ServerExchange, origin_form, status_line
 
@@ -87,6 +86,7 @@ class RelayCache:
 
     __slots__ = (
         "_background",
+        "_prefix",
         "_tasks",
         "counts",
         "max_object_size",
@@ -111,6 +111,7 @@ class RelayCache:
         #: How stale-while-revalidate asks the origin (``None``: it is not asked).
         self.revalidator = revalidator
         self.counts = CacheCounts()
+        self._prefix = name.encode("latin-1") + b"\x00"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: set[str] = set()
 
@@ -118,8 +119,12 @@ class RelayCache:
 
     def key(self, exchange: ServerExchange) -> str:
         """Endpoint, the client's Host (the relayed Location URLs name it) and target."""
-        host = client_host(exchange.headers) or b""
-        return f"{self.name}\x00{host.decode('latin-1')}\x00{exchange.target.decode('latin-1')}"
+        host = b""
+        for name, value in exchange.headers:
+            if name.lower() == b"host":
+                host = value
+                break
+        return (self._prefix + host + b"\x00" + exchange.target).decode("latin-1")
 
     def on_request(
         self, endpoint: EndpointRelay, exchange: ServerExchange, transaction: Transaction | None
@@ -169,8 +174,10 @@ class RelayCache:
         key: str,
         variants: list[CacheEntry] | None,
     ) -> None:
-        now = time.time()
-        found = self.policy.lookup(seen, variants, now) if variants else None
+        found = None
+        if variants:
+            now = time.time()
+            found = self.policy.lookup(seen, variants, now)
         stale = None
         if found is not None:
             action = found.action
@@ -193,7 +200,7 @@ class RelayCache:
         if (
             stale is not None
             and stale.has_validators
-            and method_is_get(seen)
+            and seen.method == _GET
             and not any(name.lower() in _CONDITIONALS for name, _ in exchange.headers)
         ):
             exchange.headers.extend(conditional_headers(stale))
@@ -323,10 +330,6 @@ class RelayCache:
             task.cancel()
 
 
-def method_is_get(seen: CacheRequest) -> bool:
-    return seen.method == _GET
-
-
 async def _run(work: Awaitable[Any]) -> None:
     try:
         await work
@@ -366,7 +369,9 @@ class CacheFill:
         #: A stored answer that validation, stale-if-error or a 304 may still use.
         self.stale = stale
         self.validating = False
-        self.request_time = time.time()
+        #: When the request went (only a validation needs it: a miss's age on arrival is
+        #: taken from its response time, which undercounts it by one round trip at most).
+        self.request_time = time.time() if stale is not None else 0.0
         #: The entry being filled and its body's pieces (``None``: nothing is being stored).
         self.entry: CacheEntry | None = None
         self.parts: list[bytes] | None = None
@@ -381,9 +386,14 @@ class CacheFill:
             if cache.policy.invalidates(relay.exchange.method, status):
                 self._invalidate(relay, lines)
             return lines
-        now = time.time()
         stale = self.stale
         transaction = relay.transaction
+        if stale is None and not (seen.method == _GET and self._storable_at_a_glance(lines)):
+            cache.counts.miss += 1  # (most answers: nothing to store, nothing to fall back on)
+            if transaction is not None:
+                transaction.cache = "MISS"
+            return lines + _MISS_LINE
+        now = time.time()
         if stale is not None:
             if status == 304 and self.validating:
                 fields = parse_header_block(lines)
@@ -401,9 +411,9 @@ class CacheFill:
         cache.counts.miss += 1
         if transaction is not None:
             transaction.cache = "MISS"
-        if seen.method == _GET and self._storable_at_a_glance(lines, relay):
+        if seen.method == _GET and self._storable_at_a_glance(lines):
             entry = cache.policy.store(
-                seen, status, reason, parse_header_block(lines), self.request_time, now
+                seen, status, reason, parse_header_block(lines), self.request_time or now, now
             )
             if entry is not None:
                 length = relay.connection.content_length if relay.connection else None
@@ -412,7 +422,7 @@ class CacheFill:
                     self.parts = []
         return lines + _MISS_LINE
 
-    def _storable_at_a_glance(self, lines: bytes, relay: Relay) -> bool:
+    def _storable_at_a_glance(self, lines: bytes) -> bool:
         """Whether the head may allow storing at all: without ``Cache-Control`` or
         ``Expires`` (and no TTL of the endpoint's) it may not, and nothing is parsed."""
         if self.cache.policy.ttl is not None:
@@ -460,12 +470,12 @@ class CacheFill:
         cache.invalidate(self.key)
         if exchange.method == _GET:
             return
-        host = client_host(exchange.headers)
+        host = next((v for n, v in exchange.headers if n.lower() == b"host"), None)
         for location in related_locations(parse_header_block(lines)):
             target = _same_origin_target(location, host)
             if target is not None:
-                name = host.decode("latin-1") if host else ""
-                cache.invalidate(f"{cache.name}\x00{name}\x00{target.decode('latin-1')}")
+                raw = cache._prefix + (host or b"") + b"\x00" + target
+                cache.invalidate(raw.decode("latin-1"))
 
 
 def _same_origin_target(location: bytes, host: bytes | None) -> bytes | None:

@@ -71,6 +71,8 @@ _NOT_STORED: Final = frozenset(
 _NOT_UPDATED: Final = _NOT_STORED | {b"content-encoding", b"content-type", b"content-range"}
 _HEURISTIC_FRACTION: Final = 0.1
 _HEURISTIC_MAX: Final = 86400.0
+#: The request fields a cache reads.
+_REQUEST_FIELDS: Final = frozenset({b"cache-control", b"range", b"authorization", b"pragma"})
 #: Request methods that do not invalidate (RFC 9110 section 9.2.1: safe).
 _SAFE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
@@ -154,21 +156,29 @@ class CachePolicy:
         nothing to do with it (another method, ``no-store``, a ``Range``)."""
         if method not in self.methods:
             return None
-        cache_control = header_values(headers, b"cache-control")
-        directives = parse_cache_control(cache_control) if cache_control else {}
-        if b"no-store" in directives:
-            return None
-        no_cache = b"no-cache" in directives
-        authorized = False
+        # One pass over the fields (this runs for every GET a cache sees).
+        cache_control: list[bytes] | None = None
+        authorized = pragma_no_cache = False
         for name, value in headers:
             lower = name.lower()
-            if lower == b"range":
-                return None
-            if lower == b"authorization":
-                authorized = True
-            elif lower == b"pragma" and not cache_control and b"no-cache" in value.lower():
-                no_cache = True
-        return CacheRequest(method, headers, directives, no_cache, authorized)
+            if lower in _REQUEST_FIELDS:
+                if lower == b"cache-control":
+                    if cache_control is None:
+                        cache_control = [value]
+                    else:
+                        cache_control.append(value)
+                elif lower == b"range":
+                    return None
+                elif lower == b"authorization":
+                    authorized = True
+                elif b"no-cache" in value.lower():  # (Pragma)
+                    pragma_no_cache = True
+        if cache_control is None:
+            return CacheRequest(method, headers, {}, pragma_no_cache, authorized)
+        directives = parse_cache_control(cache_control)
+        if b"no-store" in directives:
+            return None
+        return CacheRequest(method, headers, directives, b"no-cache" in directives, authorized)
 
     def lookup(
         self, request: CacheRequest, variants: Sequence[CacheEntry], now: float
