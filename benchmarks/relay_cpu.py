@@ -11,7 +11,8 @@ request: the part of the proxy's per-request cost that code changes move, measur
 loopback's noise. The syscalls it leaves out cost about as much again (see the notes on
 issue 4). ``cache``: the endpoint has the default HTTP cache (in memory) and the answer says
 nothing about caching (the default configuration's cost); ``hit``: the answer says
-``max-age=999999999`` (its Date is in the past), so every request after the first is a hit, which touches no upstream.
+``max-age=999999999`` (its Date is in the past), so every request after the first is a hit,
+which touches no upstream.
 """
 
 from __future__ import annotations
@@ -138,7 +139,8 @@ def run(
     if cache:
         relay.cache = RelayCache("bench", MemoryStore(), CachePolicy(), 8 * 1024 * 1024)
         if cache == "hit":
-            response = response.replace(b"\r\n\r\n", b"\r\nCache-Control: max-age=999999999\r\n\r\n", 1)
+            fresh = b"\r\nCache-Control: max-age=999999999\r\n\r\n"
+            response = response.replace(b"\r\n\r\n", fresh, 1)
     client = ServerProtocol(relay, ServerState(), loop)
     client_transport = NullTransport(("127.0.0.1", 50000))
     client.connection_made(client_transport)  # type: ignore[arg-type]

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ferryman.client.cache.stores import CacheStore
 from ferryman.http.caching import (
+    CONDITIONAL_FIELDS,
     REVALIDATE,
     USE,
     USE_STALE,
@@ -57,7 +58,6 @@ MAX_PENDING: Final = 1024
 _GET: Final = b"GET"
 _HEAD: Final = b"HEAD"
 _SAFE: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
-_CONDITIONALS: Final = frozenset({b"if-none-match", b"if-modified-since", b"if-match", b"if-range"})
 #: A 304 merged in the background updates these only: the relayed head's other fields went
 #: through the endpoint's header rules, which the http client's answer did not.
 _FRESHNESS_FIELDS: Final = frozenset(
@@ -201,7 +201,7 @@ class RelayCache:
             stale is not None
             and stale.has_validators
             and seen.method == _GET
-            and not any(name.lower() in _CONDITIONALS for name, _ in exchange.headers)
+            and not any(name.lower() in CONDITIONAL_FIELDS for name, _ in exchange.headers)
         ):
             exchange.headers.extend(conditional_headers(stale))
             fill.validating = True

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import socket
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -15,6 +14,7 @@ import ferryman
 from ferryman.client.cache import CacheStore, MemoryStore, RedisStore
 from ferryman.http.caching import CachePolicy
 from ferryman.proxy.relay_cache import RelayCache
+from tests.client.cache import conftest as cache_fixtures
 from tests.servers.cache_origin import CacheOrigin, Reply
 from tests.servers.relay_harness import RelayServer, StartRelay
 from tests.servers.slow_upstream import roundtrip, wait_until
@@ -23,16 +23,10 @@ MAX_AGE = [("Cache-Control", "max-age=60")]
 _paths = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def origin() -> Iterator[CacheOrigin]:
-    server = CacheOrigin().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def path() -> str:
-    return f"/item-{next(_paths)}-{id(object())}"
+# The client cache tests' fixtures: the scripted origin, a fresh path per test, Redis.
+origin = cache_fixtures.origin
+path = cache_fixtures.path
+redis_store = cache_fixtures.redis_store
 
 
 async def cached_relay(
@@ -326,17 +320,6 @@ async def test_hits_keep_the_connection_alive(
 
 
 # -- Redis ------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def redis_store() -> AsyncIterator[RedisStore]:
-    store = RedisStore(prefix=f"ferryman-relay-test:{id(object())}:", timeout=2.0)
-    yield store
-    client = store._redis()
-    keys = [key async for key in client.scan_iter(match=store.prefix + "*")]
-    if keys:
-        await client.delete(*keys)
-    await store.aclose()
 
 
 async def test_two_relays_share_a_redis_store(

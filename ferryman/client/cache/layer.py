@@ -30,6 +30,7 @@ from ferryman.client.cache.stores import CacheStore, MemoryStore
 from ferryman.client.filtering import AsyncTransport
 from ferryman.exceptions import TransportError
 from ferryman.http.caching import (
+    CONDITIONAL_FIELDS,
     REVALIDATE,
     USE,
     USE_STALE,
@@ -53,7 +54,6 @@ logger = logging.getLogger("ferryman.cache")
 DEFAULT_MAX_OBJECT_SIZE: Final = 8 * 1024 * 1024
 #: Saves a whole body with the entry it belongs to.
 _Store = Callable[[bytes], Awaitable[None]]
-_CONDITIONALS: Final = frozenset({b"if-none-match", b"if-modified-since", b"if-match", b"if-range"})
 
 
 class HttpCache:
@@ -155,7 +155,7 @@ class CachingTransport:
             stale is not None
             and stale.has_validators
             and seen.method == b"GET"
-            and not any(name.lower() in _CONDITIONALS for name, _ in seen.headers)
+            and not any(name.lower() in CONDITIONAL_FIELDS for name, _ in seen.headers)
         )
         if validating:
             assert stale is not None

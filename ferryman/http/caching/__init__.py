@@ -19,6 +19,7 @@ from ferryman.http.caching.directives import (
 )
 from ferryman.http.caching.entry import CacheEntry, decode_entries, encode_entries
 from ferryman.http.caching.policy import (
+    CONDITIONAL_FIELDS,
     HEURISTIC_STATUSES,
     REVALIDATE,
     USE,
@@ -32,6 +33,7 @@ from ferryman.http.caching.policy import (
 )
 
 __all__ = [
+    "CONDITIONAL_FIELDS",
     "HEURISTIC_STATUSES",
     "REVALIDATE",
     "USE",

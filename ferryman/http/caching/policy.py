@@ -34,6 +34,7 @@ from ferryman.http.caching.directives import (
 from ferryman.http.caching.entry import CacheEntry
 
 __all__ = [
+    "CONDITIONAL_FIELDS",
     "HEURISTIC_STATUSES",
     "REVALIDATE",
     "USE",
@@ -71,6 +72,11 @@ _NOT_STORED: Final = frozenset(
 _NOT_UPDATED: Final = _NOT_STORED | {b"content-encoding", b"content-type", b"content-range"}
 _HEURISTIC_FRACTION: Final = 0.1
 _HEURISTIC_MAX: Final = 86400.0
+#: Request fields that make a request conditional: a cache does not add its own validators
+#: to a request that carries them (the client asked, the client gets the answer).
+CONDITIONAL_FIELDS: Final = frozenset(
+    {b"if-none-match", b"if-modified-since", b"if-match", b"if-range", b"if-unmodified-since"}
+)
 #: The request fields a cache reads.
 _REQUEST_FIELDS: Final = frozenset({b"cache-control", b"range", b"authorization", b"pragma"})
 #: Request methods that do not invalidate (RFC 9110 section 9.2.1: safe).
