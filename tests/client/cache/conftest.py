@@ -40,7 +40,10 @@ def redis_available() -> bool:
 async def redis_store() -> AsyncIterator[RedisStore]:
     """A store on the Redis at 127.0.0.1:6379, under a prefix of its own (cleared after)."""
     if not redis_available():
-        pytest.fail("these tests need Redis on 127.0.0.1:6379 (.ci/run starts one)")
+        pytest.fail(
+            "these tests need Redis on 127.0.0.1:6379 (the machine starts one; `redis-server "
+            "--daemonize yes --port 6379` starts it again)"
+        )
     prefix = f"ferryman-test:{id(object())}:"
     store = RedisStore(REDIS_URL, prefix=prefix, timeout=2.0)
     yield store
