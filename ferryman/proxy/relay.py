@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ferryman.proxy.admission import Admission, Budget
 from ferryman.proxy.errors import (
@@ -58,6 +58,9 @@ from ferryman.server.protocol import (
     status_line,
 )
 
+if TYPE_CHECKING:
+    from ferryman.proxy.relay_cache import CacheFill, RelayCache
+
 __all__ = ["EndpointRelay", "Relay"]
 
 _CHUNK_END: Final = b"0\r\n\r\n"
@@ -78,6 +81,7 @@ class EndpointRelay:
         "admission",
         "body_limit",
         "budgets",
+        "cache",
         "connect_timeout",
         "fallback",
         "filters",
@@ -150,6 +154,8 @@ class EndpointRelay:
         #: Rate limits and outbound budgets (``ferryman.proxy.admission``); ``None``: none.
         self.admission: Admission | None = None
         self.budgets: tuple[Budget | None, ...] | None = None
+        #: The endpoint's HTTP cache (``ferryman.proxy.relay_cache``; ``None``: no cache).
+        self.cache: RelayCache | None = None
         self._next = 0
 
     def on_request(self, exchange: ServerExchange) -> None:
@@ -201,10 +207,21 @@ class EndpointRelay:
                 ),
             )
             return
+        cache = self.cache
+        if cache is not None:
+            cache.on_request(self, exchange, transaction)  # (a hit, or back to relay())
+            return
+        self.relay(exchange, transaction, None)
+
+    def relay(
+        self, exchange: ServerExchange, transaction: Transaction | None, fill: CacheFill | None
+    ) -> None:
+        """Send ``exchange`` upstream (``fill``: what the cache does with the answer)."""
         index = self._next
         self._next = (index + 1) % len(self.pools)
         relay = Relay(self, exchange, index)
         relay.transaction = transaction
+        relay.cache_fill = fill
         if exchange.body_complete:
             relay.start()
         else:
@@ -314,6 +331,7 @@ class Relay:
         "body_done",
         "body_size",
         "buffering",
+        "cache_fill",
         "cancelled",
         "chunked_out",
         "client_paused",
@@ -387,6 +405,8 @@ class Relay:
         self.held_length = -1  # (its Content-Length; -1: none)
         #: Told when the held answer grows or ends (a listener reading its body: ``HeldBody``).
         self.held_watcher: Callable[[], None] | None = None
+        #: What the endpoint's cache does with the answer (``relay_cache``; ``None``: nothing).
+        self.cache_fill: CacheFill | None = None
 
     @property
     def connect_timeout(self) -> float | None:
@@ -503,6 +523,8 @@ class Relay:
         self.finished = True
         if self.transaction is not None:
             self.transaction.error = message
+        if self.cache_fill is not None and self.cache_fill.on_error(self):
+            return  # (a stored answer that stale-if-error allows went instead)
         if self.filter_event is not None and not self.exchange.started:
             self._filtered_error(status, message)
             return
@@ -643,10 +665,18 @@ class Relay:
             elif outcome == HELD:
                 self._hold(keep_alive)
                 return False
+        fill = self.cache_fill
+        if fill is not None:
+            relayed = fill.on_response(self, status, reason, lines)
+            if relayed is None:  # (the cache answered: a 304 merged, a stale answer)
+                return self._discard_answer(status, keep_alive)
+            lines = relayed
         self._frame(status, reason, lines, connection.content_length)
         transaction = self.transaction
         if transaction is not None and transaction.response_body is not None and not self.head_only:
             return False  # (recorded: the body comes through response_body)
+        if fill is not None and fill.parts is not None and not self.head_only:
+            return False  # (being stored: the body comes through response_body)
         if self.head_only:
             # The parser cannot know a HEAD answer has no body; the next answer needs a new one.
             connection.reset_parser()
@@ -778,6 +808,8 @@ class Relay:
             return
         if self.transaction is not None:
             self.transaction.add_response_body(data)
+        if self.cache_fill is not None:
+            self.cache_fill.add(data)
         head = self.pending_head
         if head is not None:
             self.pending_head = None
@@ -848,6 +880,8 @@ class Relay:
         exchange = self.exchange
         connection = self.connection
         assert connection is not None
+        if self.cache_fill is not None:
+            self.cache_fill.on_end()
         self._release(connection, keep_alive)
         head = self.pending_head
         if head is not None:
@@ -926,6 +960,8 @@ class Relay:
             self.exchange.abort()  # the client must not take a truncated body for a whole one
         elif self.filter_event is not None:
             self._filtered_error(status, message)
+        elif self.cache_fill is not None and self.cache_fill.on_error(self):
+            return  # (a stored answer that stale-if-error allows went instead)
         else:
             self.exchange.send_error(status, error_body(status, message))
 

@@ -28,6 +28,7 @@ from ferryman.proxy.application import ProxyEndpoints
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE
 from ferryman.proxy.pools import UpstreamPools
 from ferryman.proxy.relay import EndpointRelay
+from ferryman.proxy.relay_cache import RelayCaches
 from ferryman.proxy.relay_middleware import RelayHooks
 from ferryman.proxy.settings import EndpointSettings, ProxySettings
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
@@ -274,6 +275,8 @@ class ProxyServer:
         provider = self.system.provider
         if RelayAdmissions in provider:  # (rate limits, outbound budgets)
             provider.resolve(RelayAdmissions).attach(relay)
+        if RelayCaches in provider:  # (the cache application: each endpoint its own)
+            relay.cache = provider.resolve(RelayCaches).get(endpoint.name)
         if UpstreamPools in provider:  # (read by the metrics at scrape time)
             provider.resolve(UpstreamPools).register(endpoint.name, pools)
         return relay

@@ -25,6 +25,10 @@ configuration; ``status_class`` is ``1xx``..``5xx``, or ``none`` when no status 
   ``ferryman_upstream_budget_refused_total{upstream}``, ``ferryman_upstream_budget_waiting
   {upstream}``, and with Redis ``ferryman_rate_limit_fail_open_total`` and
   ``ferryman_rate_limit_redis_failures_total``: with the ``ratelimit`` application.
+* ``ferryman_cache_requests_total{endpoint,status}`` (``hit``, ``miss``, ``stale``,
+  ``revalidated``, ``bypass``: not for the cache), ``ferryman_cache_stored_total{endpoint}``,
+  ``ferryman_cache_store_failures_total`` (calls to Redis that failed: caching is off a while
+  after each): with the cache application.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from prometheus_client.utils import floatToGoString
 
 from ferryman.apps.metrics.counters import BUCKETS, STATUS_CLASSES, TransactionCounters
 from ferryman.proxy.pools import UpstreamPools
+from ferryman.proxy.relay_cache import RelayCaches
 from ferryman.system.container import Container
 
 __all__ = ["ProxyCollector"]
@@ -70,6 +75,7 @@ class ProxyCollector(Collector):
         yield from self._storage()
         yield from self._access_log()
         yield from self._rate_limits()
+        yield from self._cache()
 
     def _requests(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -223,3 +229,32 @@ class ProxyCollector(Collector):
                 "Round trips to Redis that failed or timed out.",
                 value=float(shared.failures),
             )
+
+    def _cache(self) -> Iterator[Metric]:
+        caches = self._service(RelayCaches)
+        if caches is None:
+            return
+        requests = CounterMetricFamily(
+            "ferryman_cache_requests",
+            "Requests per endpoint by what the HTTP cache did: hit, miss, stale (served "
+            "stale), revalidated (the origin's 304), bypass (not for the cache).",
+            labels=["endpoint", "status"],
+        )
+        stored = CounterMetricFamily(
+            "ferryman_cache_stored",
+            "Answers stored (or updated) in the cache, per endpoint.",
+            labels=["endpoint"],
+        )
+        for name, cache in caches.caches.items():
+            counts = cache.counts
+            for status in ("hit", "miss", "stale", "revalidated", "bypass"):
+                requests.add_metric([name, status], getattr(counts, status))
+            stored.add_metric([name], counts.stored)
+        failures = sum(getattr(store, "failures", 0) for store in caches.stores)
+        yield from (requests, stored)
+        yield CounterMetricFamily(
+            "ferryman_cache_store_failures",
+            "Calls to the cache's store (Redis) that failed; each turns the store off for its "
+            "retry interval, during which requests go uncached.",
+            value=float(failures),
+        )
