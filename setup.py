@@ -30,6 +30,7 @@ HOT_PATH = (
     "ferryman/proxy/targets.py",
     "ferryman/proxy/upstream.py",
     "ferryman/proxy/relay.py",
+    "ferryman/proxy/relay_cache.py",
     "ferryman/proxy/transactions.py",
     "ferryman/apps/accesslog/formats.py",
     "ferryman/apps/metrics/counters.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import re
 import shlex
@@ -136,3 +137,23 @@ def test_store_cookies_default_is_the_one_said() -> None:
     assert inspect.signature(ferryman.AsyncClient).parameters["store_cookies"].default is True
     assert "`False` keeps none, as the proxy's session does" in text()
     assert default_session().store_cookies is False
+
+
+def test_the_coming_from_tables_name_what_exists() -> None:
+    """Every ``ferryman.…`` name the migration tables give resolves (a renamed class or a
+    face moved elsewhere fails here, not in a migrating user's first line)."""
+    section = README.read_text().split("## Coming from", 1)[1].split("\n## ", 1)[0]
+    names = set(re.findall(r"`(?:from |import )?(ferryman(?:\.\w+)+)", section))
+    assert len(names) > 15
+    for name in sorted(names):
+        parts = name.split(".")
+        for split in range(len(parts), 0, -1):
+            try:
+                found: object = importlib.import_module(".".join(parts[:split]))
+            except ImportError:
+                continue
+            for attribute in parts[split:]:
+                found = getattr(found, attribute)
+            break
+        else:
+            raise AssertionError(f"{name} cannot be imported")
