@@ -28,6 +28,7 @@ from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY
 from ferryman.proxy.pools import UpstreamPools
 from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.relay_middleware import RelayHooks
+from ferryman.proxy.relay_resilience import build_resilience
 from ferryman.proxy.settings import EndpointSettings, ProxySettings
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
 from ferryman.proxy.transactions import TransactionListeners
@@ -266,13 +267,14 @@ class ProxyServer:
             use_fast=gate,
             fallback=bridge,
             transactions=self.transactions,
+            resilience=build_resilience(endpoint, pools, self.system.dispatcher, loop),
         )
         if endpoint.request_options.to_options():
             relay.use_fast = lambda: False  # options only the http client understands
         self._relays.append(relay)
         provider = self.system.provider
         if UpstreamPools in provider:  # (read by the metrics at scrape time)
-            provider.resolve(UpstreamPools).register(endpoint.name, pools)
+            provider.resolve(UpstreamPools).register(endpoint.name, pools, relay.resilience)
         return relay
 
     async def _listen(
@@ -327,6 +329,8 @@ class ProxyServer:
             await server.wait_closed()
         for relay in self._relays:
             relay.close()
+            if relay.resilience is not None:
+                await relay.resilience.aclose()
         if self._lifespan is not None:
             await self._lifespan.shutdown()
 
