@@ -13,8 +13,9 @@ settings' ``attempts`` and ``deadline``, on another upstream when one is up:
 
 * a connection that could not be opened: whatever the method, as nothing was sent; at once to
   an upstream not tried yet, after the backoff to one tried already;
-* a timeout, or an upstream that closed or broke the protocol before one byte of its answer
-  came, or an answer whose status is in ``retry.statuses`` (its ``Retry-After`` respected):
+* an answer whose status is in ``retry.statuses`` (its ``Retry-After`` respected), and, when
+  ``retry.on`` lists them, a timeout or an upstream that closed or broke the protocol before
+  one byte of its answer came (by default a request such an upstream got is executed once):
   only an idempotent method (or any, with ``retry.unsafe_methods``) whose body, if any, was
   read whole before it went (``request_buffer``), so that the same bytes go again; after the
   backoff (exponential, full jitter).
@@ -66,6 +67,7 @@ class EndpointResilience:
         "name",
         "probes",
         "retry",
+        "retry_on",
         "retry_statuses",
     )
 
@@ -83,6 +85,7 @@ class EndpointResilience:
         self.balancer = balancer
         self.retry = retry
         self.retry_statuses = frozenset(retry.statuses)
+        self.retry_on = frozenset(retry.on)
         #: Which failures and statuses the breakers count.
         self.breaker_counts = frozenset(breaker_counts)
         self.failing_statuses = failing_statuses
@@ -136,7 +139,7 @@ class EndpointResilience:
         """No connection could be opened: True when the request goes again."""
         what = "connect timeout" if isinstance(error, TimeoutError) else "connect error"
         self._count(relay, "connect", what)
-        if not self._may_retry(relay, sent=False):
+        if "connect" not in self.retry_on or not self._may_retry(relay, sent=False):
             return False
         return self._again(relay, None, detach=False)
 
@@ -144,7 +147,7 @@ class EndpointResilience:
         """A try failed (``kind``: ``timeout`` or ``broken``): True when the request goes
         again. ``retry=False`` only counts it (the answer had begun)."""
         self._count(relay, kind, what)
-        if not retry or not self._may_retry(relay, sent=True):
+        if not retry or kind not in self.retry_on or not self._may_retry(relay, sent=True):
             return False
         connection = relay.connection
         if connection is not None and connection.received:

@@ -130,14 +130,20 @@ class RetrySettings(Settings):
     """Sending a failed request again, on another upstream when there is one.
 
     A request that reached no upstream (refused, unreachable) goes again whatever its method:
-    nothing was sent. One that may have reached it (a timeout, a broken or a ``statuses``
-    answer) goes again only when its method is idempotent, or ``unsafe_methods`` allows it,
-    and its body, if any, was read whole (``request_buffer`` bytes at most) so that it can be
-    sent again; and never once the answer's first byte went to the client.
+    nothing was sent. One that may have reached it (a ``statuses`` answer, and with ``on``
+    saying so a timeout or a broken answer) goes again only when its method is idempotent, or
+    ``unsafe_methods`` allows it, and its body, if any, was read whole (``request_buffer``
+    bytes at most) so that the same bytes go again; never once a byte of an answer other than
+    a ``statuses`` one came, nor once the client got one.
     """
 
     #: Tries after the first (0: none).
     attempts: Annotated[int, Field(ge=0, le=10)] = 2
+    #: The failures without an answer that make a request go again: ``connect`` (nothing was
+    #: sent), and, only if listed, ``timeout`` and ``broken`` (closed or malformed before one
+    #: byte of an answer): the upstream may have acted on those, so by default a request is
+    #: executed once, as an upstream that hangs or crashes sees it.
+    on: list[Literal["connect", "timeout", "broken"]] = ["connect"]
     #: Statuses that make an idempotent request go again (with the upstream's ``Retry-After``
     #: respected: a longer one than the deadline allows gives the client that answer).
     statuses: list[Annotated[int, Field(ge=500, le=599)]] = [502, 503, 504]

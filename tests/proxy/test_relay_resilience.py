@@ -43,8 +43,13 @@ class Endpoint:
             head += f"Content-Length: {len(body)}\r\n"
         return await roundtrip(self.port, head.encode() + b"\r\n" + body, timeout=15)
 
-    def transitions(self, what: str = "breaker") -> list[tuple[str, str]]:
-        return [(e.previous, e.state) for e in self.events if e.what == what]
+    def transitions(self, what: str = "breaker", of: str | None = None) -> list[tuple[str, str]]:
+        """``(previous, state)`` of every change (of the upstream at ``of``, a URL)."""
+        return [
+            (e.previous, e.state)
+            for e in self.events
+            if e.what == what and (of is None or e.upstream == of)
+        ]
 
     @property
     def resilience(self) -> Any:
@@ -303,21 +308,21 @@ async def test_health_probes_take_an_upstream_out_and_bring_it_back(
         url=[a.url, b.url],
         health_check={
             "path": "/health",
-            "interval": 0.05,
-            "timeout": 0.05,
+            "interval": 0.1,
+            "timeout": 0.1,
             "unhealthy_after": 2,
             "healthy_after": 2,
         },
     )
     a.health_status = 500
-    assert await wait_until(lambda: api.transitions("health") == [("up", "down")])
+    assert await wait_until(lambda: api.transitions("health", of=a.url) == [("up", "down")])
     assert "failed (the last: status 500)" in api.events[0].reason
     a.requests.clear()
     for _ in range(4):
         assert payload(await api.send())["upstream"] == b.name
     assert a.requests == []  # the probes alone reach it
     a.health_status = 204
-    assert await wait_until(lambda: api.transitions("health")[-1:] == [("down", "up")])
+    assert await wait_until(lambda: api.transitions("health", of=a.url)[-1:] == [("down", "up")])
     names = {payload(await api.send())["upstream"] for _ in range(4)}
     assert names == {a.name, b.name}
 
@@ -328,10 +333,10 @@ async def test_an_upstream_that_refuses_probes_is_taken_out(
     a, b = upstreams(2)
     api = await endpoint(
         url=[a.url, b.url],
-        health_check={"path": "/health", "interval": 0.05, "timeout": 0.05, "unhealthy_after": 1},
+        health_check={"path": "/health", "interval": 0.2, "timeout": 0.2, "unhealthy_after": 1},
     )
     a.refuse()
-    assert await wait_until(lambda: api.transitions("health") == [("up", "down")])
+    assert await wait_until(lambda: api.transitions("health", of=a.url) == [("up", "down")])
     for _ in range(3):
         assert payload(await api.send())["upstream"] == b.name
 
@@ -359,7 +364,7 @@ async def test_a_post_is_never_sent_twice(
     api = await endpoint(
         url=[a.url, b.url],
         timeout={"connect": 2, "read": 0.3},
-        retry={"attempts": 5, "backoff": 0},
+        retry={"attempts": 5, "backoff": 0, "on": ["connect", "timeout", "broken"]},
         balance={"strategy": "least_outstanding"},  # (ties: a first)
     )
     a.cue = failure
@@ -367,6 +372,38 @@ async def test_a_post_is_never_sent_twice(
     assert response.status == {"status": 503, "hang": 504, "hangup": 502}[failure]
     assert len(a.seen("POST")) == 1
     assert b.seen("POST") == []
+
+
+@pytest.mark.parametrize("failure", ["hang", "hangup"])
+async def test_by_default_a_get_the_upstream_may_have_acted_on_is_executed_once(
+    endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]], failure: str
+) -> None:
+    a, b = upstreams(2)
+    api = await endpoint(
+        url=[a.url, b.url],
+        timeout={"connect": 2, "read": 0.3},
+        balance={"strategy": "least_outstanding"},
+    )
+    a.cue = failure
+    assert (await api.send("GET", "/report")).status == {"hang": 504, "hangup": 502}[failure]
+    assert len(a.requests) == 1 and b.requests == []
+
+
+@pytest.mark.parametrize("failure", ["hang", "hangup"])
+async def test_a_get_goes_again_after_a_timeout_or_a_hangup_when_retry_on_says_so(
+    endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]], failure: str
+) -> None:
+    a, b = upstreams(2)
+    api = await endpoint(
+        url=[a.url, b.url],
+        timeout={"connect": 2, "read": 0.3},
+        retry={"on": ["connect", "timeout", "broken"], "backoff": 0},
+        balance={"strategy": "least_outstanding"},
+    )
+    a.cue = failure
+    response = await api.send("GET", "/report")
+    assert response.status == 200 and payload(response)["upstream"] == b.name
+    assert len(a.requests) == 1 and len(b.requests) == 1
 
 
 async def test_a_post_goes_again_when_the_endpoint_allows_it_with_the_same_body(
@@ -418,7 +455,9 @@ async def test_an_answer_that_broke_off_is_not_sent_again(
 ) -> None:
     a, b = upstreams(2)
     api = await endpoint(
-        url=[a.url, b.url], retry={"backoff": 0}, balance={"strategy": "least_outstanding"}
+        url=[a.url, b.url],
+        retry={"backoff": 0, "on": ["broken"]},
+        balance={"strategy": "least_outstanding"},
     )
     a.cue = "cut"
     with pytest.raises(asyncio.IncompleteReadError):
@@ -433,7 +472,7 @@ async def test_a_timeout_after_part_of_the_answer_is_not_sent_again(
     api = await endpoint(
         url=[a.url, b.url],
         timeout={"connect": 2, "read": 0.3},
-        retry={"backoff": 0},
+        retry={"backoff": 0, "on": ["timeout"]},
         balance={"strategy": "least_outstanding"},
     )
     a.cue = "half-head"
@@ -460,7 +499,7 @@ async def test_retries_stop_at_the_deadline(
     api = await endpoint(
         url=up.url,
         timeout={"connect": 2, "read": 0.2},
-        retry={"attempts": 10, "backoff": 0, "deadline": 0.5},
+        retry={"attempts": 10, "backoff": 0, "deadline": 0.5, "on": ["timeout"]},
         breaker={"enabled": False},
     )
     up.cue = "hang"

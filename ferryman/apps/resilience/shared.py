@@ -136,6 +136,7 @@ class SharedBreakers:
     async def _read(self) -> None:
         breakers = self._breakers()
         if not breakers:
+            await self._redis.ping()  # (so that "reachable" is said only when it is)
             return
         keys = list(breakers)
         values = await self._redis.mget(keys)
