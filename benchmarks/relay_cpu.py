@@ -1,6 +1,6 @@
 """The fast relay's own CPU per request, without sockets.
 
-    python benchmarks/relay_cpu.py [N] [api] [observer] [middleware]
+    python benchmarks/relay_cpu.py [N] [api] [observer] [middleware] [resilience]
 
 A request the way wrk sends it goes into a :class:`ServerProtocol`; the answer nginx gives
 (the harness's 213-byte ``/small``, with nginx's eight headers) goes into the
@@ -25,6 +25,8 @@ from ferryman.http.url import URL
 from ferryman.proxy import HTTPProxyHandler, ProxyContext
 from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.relay_middleware import RelayHooks
+from ferryman.proxy.relay_resilience import build_resilience
+from ferryman.proxy.settings import EndpointSettings
 from ferryman.proxy.transactions import EVENT_TRANSACTION_FINISHED, TransactionListeners
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
 from ferryman.server.protocol import ServerProtocol, ServerState
@@ -107,11 +109,17 @@ def _through(ctx: Any) -> Any:
 
 
 def run(
-    n: int, response: bytes = RESPONSE, observer: bool = False, middleware: bool = False
+    n: int,
+    response: bytes = RESPONSE,
+    observer: bool = False,
+    middleware: bool = False,
+    resilience: bool = False,
 ) -> float:
     """Relay ``n`` requests answered with ``response``; return the seconds it took. With
     ``observer``, one no-op ``proxy.transaction.finished`` listener sees every request; with
-    ``middleware``, one no-op generator middleware (run inline by the relay)."""
+    ``middleware``, one no-op generator middleware (run inline by the relay); with
+    ``resilience``, what ``ferryman start`` attaches to every endpoint by default (the
+    balancer, a circuit breaker, the retry policy: ``relay_resilience``)."""
     loop = new_event_loop()
     pool = UpstreamPool(URL("http://127.0.0.1:18080"), loop)
     upstream = UpstreamConnection(pool)
@@ -121,6 +129,9 @@ def run(
     if observer:
         dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, lambda transaction: None)
     relay = EndpointRelay("bench", [pool], transactions=TransactionListeners(dispatcher))
+    if resilience:
+        settings = EndpointSettings(name="bench", port=0, url=["http://127.0.0.1:18080"])
+        relay.resilience = build_resilience(settings, [pool], dispatcher, loop)
     if middleware:
         handler = HTTPProxyHandler(ProxyContext("http://127.0.0.1:18080"), name="bench")
         handler.client_edge(_through)
@@ -149,13 +160,15 @@ def main() -> None:
     api = "api" in sys.argv[2:]
     observer = "observer" in sys.argv[2:]
     middleware = "middleware" in sys.argv[2:]
+    resilience = "resilience" in sys.argv[2:]
     response = API_RESPONSE if api else RESPONSE
-    run(n // 10, response, observer, middleware)  # warm up
-    best = min(run(n, response, observer, middleware) for _ in range(5))
+    run(n // 10, response, observer, middleware, resilience)  # warm up
+    best = min(run(n, response, observer, middleware, resilience) for _ in range(5))
     head = "28-header API" if api else "nginx's 8-header"
     print(
         f"{1e6 * best / n:.2f} µs per relayed request, {head} answer (best of 5 x {n})"
-        f"{', one no-op transaction observer' if observer else ''}; hot path {_compiled.mode}"
+        f"{', one no-op transaction observer' if observer else ''}"
+        f"{', default breaker and retries' if resilience else ''}; hot path {_compiled.mode}"
     )
 
 

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Final
 
 from ferryman.events import EventDispatcher
 from ferryman.proxy.balancer import Balancer, Upstream
-from ferryman.proxy.breaker import CircuitBreaker
+from ferryman.proxy.breaker import CLOSED, CircuitBreaker
 from ferryman.proxy.errors import UNAVAILABLE, error_body, no_upstream_available
 from ferryman.proxy.logs import upstream_log
 from ferryman.proxy.settings_resilience import BreakerSettings, RetrySettings
@@ -62,9 +62,11 @@ class EndpointResilience:
     __slots__ = (
         "balancer",
         "breaker_counts",
+        "breakers",
         "failing_statuses",
         "loop",
         "name",
+        "plain",
         "probes",
         "retry",
         "retry_on",
@@ -83,6 +85,15 @@ class EndpointResilience:
     ) -> None:
         self.name = name
         self.balancer = balancer
+        #: Each upstream's breaker, by index (``None``: it has none).
+        self.breakers = tuple(upstream.breaker for upstream in balancer.upstreams)
+        #: The relay's own round robin picks as the balancer would (equal weights, no
+        #: fallback, not least outstanding): its choice stands while that upstream is up.
+        self.plain = (
+            not balancer.fallbacks
+            and not balancer.least_outstanding
+            and all(upstream.weight == 1 for upstream in balancer.upstreams)
+        )
         self.retry = retry
         self.retry_statuses = frozenset(retry.statuses)
         self.retry_on = frozenset(retry.on)
@@ -97,6 +108,15 @@ class EndpointResilience:
 
     def pick(self, relay: Relay) -> bool:
         """Give ``relay`` its first upstream; False (and a 503 sent) when none is up."""
+        if self.plain:
+            # (the usual case, in a few attribute reads: the relay's round robin choice is
+            # healthy and its breaker closed)
+            index = relay.pool_index
+            usual = self.balancer.upstreams[index]
+            breaker = usual.breaker
+            if usual.healthy and (breaker is None or breaker.state == CLOSED):
+                relay.tried_mask = 1 << index
+                return True
         upstream = self.balancer.pick()
         if upstream is None:
             relay.finished = True
@@ -110,7 +130,6 @@ class EndpointResilience:
         relay.pool_index = upstream.index
         relay.pool = upstream.pool
         relay.tried_mask = 1 << upstream.index
-        relay.retry_deadline = self.loop.time() + self.retry.deadline
         return True
 
     # -- outcomes -----------------------------------------------------------------------------
@@ -118,7 +137,7 @@ class EndpointResilience:
     def answered(self, relay: Relay, status: int, lines: bytes) -> bool:
         """An answer's head came: True when the request goes again instead (the answer is
         dropped, its connection closed)."""
-        breaker = self.balancer.upstreams[relay.pool_index].breaker
+        breaker = self.breakers[relay.pool_index]
         if status < 500:
             if breaker is not None:
                 breaker.succeeded()
@@ -155,7 +174,7 @@ class EndpointResilience:
         return self._again(relay, None, detach=True)
 
     def _count(self, relay: Relay, kind: str, what: str) -> None:
-        breaker = self.balancer.upstreams[relay.pool_index].breaker
+        breaker = self.breakers[relay.pool_index]
         if breaker is not None and kind in self.breaker_counts:
             breaker.failed(what)
 
@@ -181,6 +200,11 @@ class EndpointResilience:
         or no upstream is up (the caller then answers as without retries)."""
         settings = self.retry
         now = self.loop.time()
+        if relay.retry_deadline == 0.0:
+            # (from the first failure: reading the clock for every request that succeeds
+            # would cost more than the rest of this module; the first try itself is bounded
+            # by the endpoint's timeouts)
+            relay.retry_deadline = now + settings.deadline
         delay = random.uniform(
             0, min(settings.max_backoff, settings.backoff * 2 ** (relay.tried - 1))
         )

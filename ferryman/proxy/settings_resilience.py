@@ -154,7 +154,8 @@ class RetrySettings(Settings):
     #: at most ``max_backoff``.
     backoff: Annotated[float, Field(ge=0)] = 0.05
     max_backoff: Annotated[float, Field(ge=0)] = 2.0
-    #: Seconds from the request's arrival after which no new try starts.
+    #: Seconds from the first failed try after which no new try starts (the first try is
+    #: bounded by the endpoint's ``timeout``).
     deadline: Seconds = 10.0
 
 

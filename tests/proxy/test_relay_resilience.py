@@ -504,7 +504,9 @@ async def test_retries_stop_at_the_deadline(
     )
     up.cue = "hang"
     assert (await api.send()).status == 504
-    assert 2 <= len(up.requests) <= 3  # tries of 0.2 s each, none starting after 0.5 s
+    # Tries of 0.2 s each, none starting 0.5 s after the first failed (at 0.2 s): 4 at most
+    # of the 11 the attempts allow.
+    assert 2 <= len(up.requests) <= 4
 
 
 async def test_retry_after_is_waited_for_within_the_deadline(
