@@ -177,15 +177,16 @@ class Balancer:
             if upstream.breaker is not None:
                 upstream.breaker.on_transition = self._breaker_changed
 
-    def pick(self, tried: int = 0) -> Upstream | None:
+    def pick(self, tried: int = 0, untried_only: bool = False) -> Upstream | None:
         """The upstream for the next try (``tried``: a bit mask of the upstreams' indexes
-        tried already, avoided when another is up), or ``None`` when none is up. A half-open
-        upstream chosen counts as one of its breaker's probes."""
+        tried already, avoided when another is up; with ``untried_only``, never chosen), or
+        ``None`` when none is up. A half-open upstream chosen counts as one of its breaker's
+        probes."""
         group = self.defaults
-        chosen = self._choose(group, tried)
+        chosen = self._choose(group, tried, untried_only)
         if chosen is None and self.fallbacks:
             group = self.fallbacks
-            chosen = self._choose(group, tried)
+            chosen = self._choose(group, tried, untried_only)
         if chosen is None:
             return None
         breaker = chosen.breaker
@@ -193,12 +194,16 @@ class Balancer:
             return None  # (would_admit said yes just now: cannot happen on one loop)
         return chosen
 
-    def _choose(self, group: tuple[Upstream, ...], tried: int) -> Upstream | None:
-        if len(group) == 1:
+    def _choose(
+        self, group: tuple[Upstream, ...], tried: int, untried_only: bool = False
+    ) -> Upstream | None:
+        if len(group) == 1 and not untried_only:
             only = group[0]
             return only if only.is_up() else None
         candidates = [u for u in group if u.is_up() and not tried >> u.index & 1]
         if not candidates:
+            if untried_only:
+                return None
             candidates = [u for u in group if u.is_up()]  # the same again, rather than none
             if not candidates:
                 return None

@@ -11,8 +11,8 @@ decide whether the request goes again.
 A request goes again only while the client has had nothing of an answer, within the retry
 settings' ``attempts`` and ``deadline``, on another upstream when one is up:
 
-* a connection that could not be opened: whatever the method, as nothing was sent; at once to
-  an upstream not tried yet, after the backoff to one tried already;
+* a connection that could not be opened: whatever the method, as nothing was sent; at once, to
+  an upstream not tried yet (none left: the client gets the error);
 * an answer whose status is in ``retry.statuses`` (its ``Retry-After`` respected), and, when
   ``retry.on`` lists them, a timeout or an upstream that closed or broke the protocol before
   one byte of its answer came (by default a request such an upstream got is executed once):
@@ -212,11 +212,14 @@ class EndpointResilience:
             delay = max(delay, wait)
         if now + delay >= relay.retry_deadline:
             return False
-        upstream = self.balancer.pick(relay.tried_mask)
+        # A connection that could not be opened goes to an upstream not tried yet, at once
+        # (the same one a few milliseconds later would refuse it again); the others may go
+        # to the same upstream after the backoff (a 503's Retry-After invites it).
+        upstream = self.balancer.pick(relay.tried_mask, untried_only=not detach)
         if upstream is None:
             return False
-        if not detach and not relay.tried_mask >> upstream.index & 1 and wait is None:
-            delay = 0.0  # nothing was sent and this upstream is new to the request: at once
+        if not detach:
+            delay = 0.0
         if detach:
             relay.abandon_try()
         upstream.retries += 1

@@ -145,8 +145,10 @@ class RetrySettings(Settings):
     #: executed once, as an upstream that hangs or crashes sees it.
     on: list[Literal["connect", "timeout", "broken"]] = ["connect"]
     #: Statuses that make an idempotent request go again (with the upstream's ``Retry-After``
-    #: respected: a longer one than the deadline allows gives the client that answer).
-    statuses: list[Annotated[int, Field(ge=500, le=599)]] = [502, 503, 504]
+    #: respected: a longer one than the deadline allows gives the client that answer); none
+    #: by default, as nginx (``[502, 503, 504]`` is the usual choice for an API that says
+    #: 503 when it is overloaded).
+    statuses: list[Annotated[int, Field(ge=500, le=599)]] = []
     #: Retry POST, PATCH... too (their body replayable): only for APIs whose calls are safe
     #: to repeat (idempotency keys).
     unsafe_methods: bool = False

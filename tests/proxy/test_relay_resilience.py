@@ -348,7 +348,7 @@ async def test_a_get_answered_503_goes_again_on_another_upstream(
     endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
 ) -> None:
     a, b = upstreams(2)
-    api = await endpoint(url=[a.url, b.url], retry={"backoff": 0})
+    api = await endpoint(url=[a.url, b.url], retry={"backoff": 0, "statuses": [503]})
     a.cue = "status"
     response = await api.send("GET", "/items")
     assert response.status == 200 and payload(response)["upstream"] == b.name
@@ -364,7 +364,12 @@ async def test_a_post_is_never_sent_twice(
     api = await endpoint(
         url=[a.url, b.url],
         timeout={"connect": 2, "read": 0.3},
-        retry={"attempts": 5, "backoff": 0, "on": ["connect", "timeout", "broken"]},
+        retry={
+            "attempts": 5,
+            "backoff": 0,
+            "on": ["connect", "timeout", "broken"],
+            "statuses": [503],
+        },
         balance={"strategy": "least_outstanding"},  # (ties: a first)
     )
     a.cue = failure
@@ -412,7 +417,7 @@ async def test_a_post_goes_again_when_the_endpoint_allows_it_with_the_same_body(
     a, b = upstreams(2)
     api = await endpoint(
         url=[a.url, b.url],
-        retry={"unsafe_methods": True, "backoff": 0},
+        retry={"unsafe_methods": True, "backoff": 0, "statuses": [503]},
         balance={"strategy": "least_outstanding"},
     )
     a.cue = "status"
@@ -430,13 +435,27 @@ async def test_a_body_longer_than_the_buffer_is_not_sent_again(
     api = await endpoint(
         url=[a.url, b.url],
         request_buffer=1024,
-        retry={"unsafe_methods": True, "backoff": 0},
+        retry={"unsafe_methods": True, "backoff": 0, "statuses": [503]},
         balance={"strategy": "least_outstanding"},
     )
     a.cue = "status"
     response = await api.send("PUT", "/blob", b"x" * 200_000)
     assert response.status == 503  # a's answer: the body streamed, it cannot go again
     assert len(a.seen("PUT")) == 1 and b.seen("PUT") == []
+
+
+async def test_by_default_a_5xx_answer_is_passed_on_and_a_refusal_not_tried_twice(
+    endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    a, b = upstreams(2)
+    api = await endpoint(url=[a.url, b.url], balance={"strategy": "least_outstanding"})
+    a.cue = "status"
+    assert (await api.send()).status == 503
+    assert len(a.requests) == 1 and b.requests == []
+    a.refuse()
+    b.refuse()
+    assert (await api.send()).status == 502  # a, then b, once each: no wait, no third try
+    assert api.transitions() == []  # one failure each: far from opening
 
 
 async def test_a_refused_connection_goes_to_the_next_upstream_whatever_the_method(
@@ -485,7 +504,9 @@ async def test_retries_stop_at_the_attempts(
 ) -> None:
     (up,) = upstreams(1)
     api = await endpoint(
-        url=up.url, retry={"attempts": 2, "backoff": 0.01}, breaker={"enabled": False}
+        url=up.url,
+        retry={"attempts": 2, "backoff": 0.01, "statuses": [503]},
+        breaker={"enabled": False},
     )
     up.cue = "status"
     assert (await api.send()).status == 503
@@ -513,7 +534,7 @@ async def test_retry_after_is_waited_for_within_the_deadline(
     endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
 ) -> None:
     (up,) = upstreams(1)
-    api = await endpoint(url=up.url, retry={"backoff": 0, "deadline": 5})
+    api = await endpoint(url=up.url, retry={"backoff": 0, "deadline": 5, "statuses": [503]})
     up.cue = ["status", "ok"]
     up.cue_headers = [("Retry-After", "1")]
     response = await api.send()
@@ -526,7 +547,7 @@ async def test_a_retry_after_beyond_the_deadline_gives_the_client_the_answer(
     endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
 ) -> None:
     (up,) = upstreams(1)
-    api = await endpoint(url=up.url, retry={"backoff": 0, "deadline": 2})
+    api = await endpoint(url=up.url, retry={"backoff": 0, "deadline": 2, "statuses": [503]})
     up.cue = ["status", "ok"]
     up.cue_headers = [("Retry-After", "30")]
     response = await api.send()
@@ -538,7 +559,7 @@ async def test_a_client_leaving_during_the_backoff_cancels_the_retry(
     endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
 ) -> None:
     (up,) = upstreams(1)
-    api = await endpoint(url=up.url, retry={"backoff": 0, "deadline": 5})
+    api = await endpoint(url=up.url, retry={"backoff": 0, "deadline": 5, "statuses": [503]})
     up.cue = ["status", "ok"]
     up.cue_headers = [("Retry-After", "1")]
     reader, writer = await asyncio.open_connection("127.0.0.1", api.port)

@@ -21,6 +21,7 @@ def test_the_defaults_keep_one_url_working_with_a_breaker_and_retries() -> None:
     assert settings.url == ["http://127.0.0.1:9000"]
     assert settings.breaker.enabled and settings.breaker.consecutive_failures == 5
     assert settings.retry.attempts == 2 and settings.retry.unsafe_methods is False
+    assert settings.retry.on == ["connect"] and settings.retry.statuses == []
     assert settings.health_check is None
     assert settings.balance.strategy == "round_robin"
 

@@ -9,6 +9,7 @@ deleted afterwards.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
@@ -39,7 +40,10 @@ def _redis_is_up() -> bool:
 @pytest.fixture
 def prefix() -> Iterator[str]:
     if not _redis_is_up():
-        pytest.fail(f"these tests need the Redis at {REDIS_URL}")
+        message = f"these tests need the Redis at {REDIS_URL}"
+        if os.environ.get("CI"):  # (as the storage's PostgreSQL cases: skipped by hand only)
+            pytest.fail(message)
+        pytest.skip(message)
     name = f"ferryman-test:{uuid.uuid4().hex}:"
     yield name
     client = redis.Redis.from_url(REDIS_URL)
