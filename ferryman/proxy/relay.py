@@ -773,13 +773,7 @@ class Relay:
     def abandon_try(self) -> None:
         """This try failed and the request goes again (``relay_resilience``): its connection
         is closed, and the request is as before its first try."""
-        connection = self.connection
-        if connection is not None:
-            self.connection = None
-            if connection.relay is self:
-                connection.relay = None
-                connection.abort()
-                self.pool.discard(connection)
+        self._close_connection()
         self.finished = False
         self.request_sent = False
         self.response_started = False
@@ -792,6 +786,11 @@ class Relay:
         self.held = None
         self.held_watcher = None
         self.finished = True
+        self._close_connection()
+
+    def _close_connection(self) -> None:
+        """Detach from the upstream connection and close it (if it is still ours: its parser
+        may still be running, and must not reach this request again)."""
         connection = self.connection
         if connection is not None:
             self.connection = None
@@ -944,13 +943,7 @@ class Relay:
     def _give_up(self, status: int, message: str) -> None:
         """Detach from the connection first: its parser may still be running (this is called
         from its callbacks) and must not reach this request again."""
-        connection = self.connection
-        if connection is not None:
-            self.connection = None
-            if connection.relay is self:
-                connection.relay = None
-                connection.abort()
-                self.pool.discard(connection)
+        self._close_connection()
         if self.finished and not self.tunnel:
             if self.held is not None:
                 self.held_end = 3
