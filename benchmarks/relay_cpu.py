@@ -1,6 +1,7 @@
 """The fast relay's own CPU per request, without sockets.
 
-    python benchmarks/relay_cpu.py [N] [api] [observer] [middleware] [resilience]
+    python benchmarks/relay_cpu.py [N] [api] [observer] [middleware] [ratelimit] [cache | hit]
+        [resilience]
 
 A request the way wrk sends it goes into a :class:`ServerProtocol`; the answer nginx gives
 (the harness's 213-byte ``/small``, with nginx's eight headers) goes into the
@@ -9,7 +10,10 @@ GitHub API answer (a 1 KiB head, as third-party APIs send). Both transports are 
 drop what is written, so what is timed is the Python (and httptools) work of one relayed
 request: the part of the proxy's per-request cost that code changes move, measured without the
 loopback's noise. The syscalls it leaves out cost about as much again (see the notes on
-issue 4).
+issue 4). ``cache``: the endpoint has the default HTTP cache (in memory) and the answer says
+nothing about caching (the default configuration's cost); ``hit``: the answer says
+``max-age=999999999`` (its Date is in the past), so every request after the first is a hit,
+which touches no upstream.
 """
 
 from __future__ import annotations
@@ -20,10 +24,13 @@ import time
 from typing import Any
 
 from ferryman import _compiled
+from ferryman.client.cache import MemoryStore
 from ferryman.events import EventDispatcher
+from ferryman.http.caching import CachePolicy
 from ferryman.http.url import URL
 from ferryman.proxy import HTTPProxyHandler, ProxyContext
 from ferryman.proxy.relay import EndpointRelay
+from ferryman.proxy.relay_cache import RelayCache
 from ferryman.proxy.relay_middleware import RelayHooks
 from ferryman.proxy.relay_resilience import build_resilience
 from ferryman.proxy.settings import EndpointSettings
@@ -113,6 +120,8 @@ def run(
     response: bytes = RESPONSE,
     observer: bool = False,
     middleware: bool = False,
+    ratelimit: bool = False,
+    cache: str = "",
     resilience: bool = False,
 ) -> float:
     """Relay ``n`` requests answered with ``response``; return the seconds it took. With
@@ -137,14 +146,27 @@ def run(
         handler.client_edge(_through)
         relay.use_fast = lambda: False
         relay.filters = RelayHooks("bench", dispatcher, handler, lambda: True)
+    if ratelimit:
+        from ferryman.apps.ratelimit.limiter import EndpointLimiter, LimitCounters
+        from ferryman.apps.ratelimit.settings import EndpointLimitSettings
+
+        limit = EndpointLimitSettings(requests=1e9)
+        relay.admission = EndpointLimiter("bench", limit, LimitCounters())
+    if cache:
+        relay.cache = RelayCache("bench", MemoryStore(), CachePolicy(), 8 * 1024 * 1024)
+        if cache == "hit":
+            fresh = b"\r\nCache-Control: max-age=999999999\r\n\r\n"
+            response = response.replace(b"\r\n\r\n", fresh, 1)
     client = ServerProtocol(relay, ServerState(), loop)
     client_transport = NullTransport(("127.0.0.1", 50000))
     client.connection_made(client_transport)  # type: ignore[arg-type]
     buffer = upstream.get_buffer(-1)
     size = len(response)
     started = time.perf_counter()
-    for _ in range(n):
+    for index in range(n):
         client.data_received(REQUEST)
+        if cache == "hit" and index:
+            continue  # (answered from the cache: no upstream read)
         buffer = upstream.get_buffer(-1)
         buffer[:size] = response
         upstream.buffer_updated(size)
@@ -160,14 +182,20 @@ def main() -> None:
     api = "api" in sys.argv[2:]
     observer = "observer" in sys.argv[2:]
     middleware = "middleware" in sys.argv[2:]
+    ratelimit = "ratelimit" in sys.argv[2:]
+    cache = "hit" if "hit" in sys.argv[2:] else "cache" if "cache" in sys.argv[2:] else ""
     resilience = "resilience" in sys.argv[2:]
     response = API_RESPONSE if api else RESPONSE
-    run(n // 10, response, observer, middleware, resilience)  # warm up
-    best = min(run(n, response, observer, middleware, resilience) for _ in range(5))
+    options = (observer, middleware, ratelimit, cache, resilience)
+    run(n // 10, response, *options)  # warm up
+    best = min(run(n, response, *options) for _ in range(5))
     head = "28-header API" if api else "nginx's 8-header"
     print(
         f"{1e6 * best / n:.2f} µs per relayed request, {head} answer (best of 5 x {n})"
         f"{', one no-op transaction observer' if observer else ''}"
+        f"{', an in-memory rate limit' if ratelimit else ''}"
+        f"{', cache on (nothing cacheable)' if cache == 'cache' else ''}"
+        f"{', cache hits' if cache == 'hit' else ''}"
         f"{', default breaker and retries' if resilience else ''}; hot path {_compiled.mode}"
     )
 

@@ -3,13 +3,15 @@
     python benchmarks/storage_cpu.py [N] [api]
 
 :mod:`relay_cpu`'s harness (a request into a :class:`ServerProtocol`, nginx's answer into the
-:class:`UpstreamConnection`, transports that drop what is written) relays ``N`` requests three
+:class:`UpstreamConnection`, transports that drop what is written) relays ``N`` requests six
 ways, interleaved, best of 5 each: with nothing listening; with one no-op finished listener;
-and with storage's listeners (:class:`Storage`'s ``on_started`` and ``on_finished``, bodies
-recorded), every 500 records marshalled in one call and written to ``/dev/null`` as the
-flusher writes them to the writer's pipe. The difference between the first and the last is
-what recording costs the proxy's process, Python and syscalls of the flush included; what the
-loopback and the loop add is left out (``storage_bench.py``'s discard case has them).
+with the access log (its thread writing to ``/dev/null``); with the metrics' counting; with
+storage's listeners (:class:`Storage`'s ``on_started`` and ``on_finished``, bodies recorded,
+every 500 records marshalled in one call and written to ``/dev/null`` as the flusher writes
+them to the writer's pipe); and with all three (``ferryman start``'s defaults). The
+difference from the first is what each costs the proxy's process, Python and syscalls of the
+flushes included; what the loopback and the loop add is left out (``storage_bench.py``'s
+discard case has them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import time
 from relay_cpu import API_RESPONSE, BODY, REQUEST, RESPONSE, NullTransport, new_event_loop
 
 from ferryman import _compiled
+from ferryman.apps.accesslog import AccessLog, LoggingSettings
+from ferryman.apps.metrics.counters import TransactionCounters
 from ferryman.apps.storage.channel import encode
 from ferryman.apps.storage.recorder import Storage
 from ferryman.apps.storage.settings import StorageSettings
@@ -42,6 +46,8 @@ BATCH = 500
 def run(n: int, response: bytes, mode: str) -> float:
     loop = new_event_loop()
     asyncio.set_event_loop(loop)
+    # The listeners ask for the running loop (the access log's timed flush), as in a server.
+    asyncio.events._set_running_loop(loop)
     pool = UpstreamPool(URL("http://127.0.0.1:18080"), loop)
     upstream = UpstreamConnection(pool)
     upstream.connection_made(NullTransport(("127.0.0.1", 18080)))  # type: ignore[arg-type]
@@ -52,7 +58,14 @@ def run(n: int, response: bytes, mode: str) -> float:
     queue = storage._queue
     if mode == "observer":
         dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, lambda transaction: None)
-    elif mode == "storage":
+    access_log = None
+    if mode in ("accesslog", "defaults"):
+        access_log = AccessLog(LoggingSettings(access_log=os.devnull))
+        access_log.writer.open()  # its thread writes to /dev/null, as it would to a file
+        dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, access_log.on_finished)
+    if mode in ("metrics", "defaults"):
+        dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, TransactionCounters().on_finished)
+    if mode in ("storage", "defaults"):
         dispatcher.add_listener(EVENT_TRANSACTION_STARTED, storage.on_started)
         dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, storage.on_finished)
     relay = EndpointRelay("bench", [pool], transactions=TransactionListeners(dispatcher))
@@ -73,11 +86,14 @@ def run(n: int, response: bytes, mode: str) -> float:
             os.write(sink, head)
             os.write(sink, body)
     elapsed = time.perf_counter() - started
+    if access_log is not None:
+        access_log.writer.close()
     os.close(sink)
     if client_transport.written < n * (len(BODY) + 100):
         raise SystemExit(f"only {client_transport.written} bytes answered: the relay failed")
-    if mode == "storage" and storage.dropped:
+    if mode in ("storage", "defaults") and storage.dropped:
         raise SystemExit(f"{storage.dropped} dropped: the harness did not flush")
+    asyncio.events._set_running_loop(None)
     loop.close()
     return elapsed
 
@@ -85,7 +101,7 @@ def run(n: int, response: bytes, mode: str) -> float:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     response = API_RESPONSE if "api" in sys.argv[2:] else RESPONSE
-    modes = ("none", "observer", "storage")
+    modes = ("none", "observer", "accesslog", "metrics", "storage", "defaults")
     best = dict.fromkeys(modes, float("inf"))
     for mode in modes:
         run(n // 10, response, mode)  # warm up

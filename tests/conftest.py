@@ -18,6 +18,7 @@ from tests.servers.hypercorn_server import HypercornServer
 from tests.servers.nginx_server import NginxServer, nginx_available
 from tests.servers.slow_upstream import ScriptedUpstream
 from tests.servers.uvicorn_server import UvicornServer
+from tests.servers.ws_echo import WsEchoServer
 
 # Property tests check behaviour, not speed: on a loaded CI machine, Hypothesis's timing checks
 # (per-example deadline, slow input generation) would fail tests that are correct.
@@ -76,6 +77,14 @@ def mtls_edge(ca: trustme.CA, server_cert: trustme.LeafCert) -> Iterator[EdgeSer
 @pytest.fixture(scope="session")
 def uvicorn_server() -> Iterator[UvicornServer]:
     server = UvicornServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def ws_server() -> Iterator[WsEchoServer]:
+    """The WebSocket server, one per test module: ``closes`` and ``replies`` are its queues."""
+    server = WsEchoServer().start()
     yield server
     server.stop()
 

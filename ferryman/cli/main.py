@@ -13,6 +13,7 @@ import click
 from ferryman._version import __version__
 from ferryman.cli.errors import Group
 from ferryman.cli.get import get
+from ferryman.cli.rules import rules
 from ferryman.cli.start import config, start
 from ferryman.cli.tail import tail
 
@@ -29,6 +30,7 @@ main.add_command(start)
 main.add_command(config)
 main.add_command(get)
 main.add_command(tail)
+main.add_command(rules)
 
 
 if __name__ == "__main__":

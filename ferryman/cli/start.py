@@ -23,7 +23,7 @@ from ferryman.exceptions import EventListenerError
 from ferryman.system import ConfigurationError, dump_config
 from ferryman.system.problems import Sources
 
-__all__ = ["config", "start", "start_proxy"]
+__all__ = ["config", "load_checked", "start", "start_proxy"]
 
 
 @click.command()
@@ -96,7 +96,7 @@ def start_proxy(
     """What ``ferryman start`` does once its options are parsed; exits the process."""
     if workers > 1 and reload:
         raise click.UsageError("--reload restarts a single process: it cannot go with --workers")
-    config, sources = _load(options)
+    config, sources = load_checked(options)
     if "proxy" not in config:
         fail(
             "ferryman start serves the 'proxy' application, which 'applications' does not list "
@@ -145,10 +145,10 @@ def start_proxy(
 @config_options
 def config(options: ConfigOptions) -> None:
     """Print the configuration `ferryman start` would run with the same options, as YAML."""
-    click.echo(dump_config(_load(options)[0]), nl=False)
+    click.echo(dump_config(load_checked(options)[0]), nl=False)
 
 
-def _load(options: ConfigOptions) -> tuple[dict[str, Any], Sources]:
+def load_checked(options: ConfigOptions) -> tuple[dict[str, Any], Sources]:
     """The validated configuration, and where each of its settings came from."""
     layers = effective_layers(options)
     try:

@@ -7,6 +7,10 @@ Every request going through :class:`AsyncFilterableTransport` dispatches
 ``EVENT_FILTER_HTTP_CLIENT_RESPONSE`` is dispatched with the *same* event instance (response
 set), and its listeners may replace the response. Since both dispatches share the instance,
 ``event.stop_propagation()`` in any listener skips all further filtering, for both events.
+
+A listener written for HARP, whose events carry httpx models, may set ``event.response`` to an
+``httpx.Response``: it is turned into a ferryman one right after that dispatch
+(:mod:`ferryman.client.httpx_responses`), so later listeners and the caller see one kind.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 from types import TracebackType
 from typing import Any, Protocol
 
+from ferryman.client.httpx_responses import as_ferryman_response
 from ferryman.events import Event, EventDispatcher
 from ferryman.http.models import Request, Response
 
@@ -73,6 +78,8 @@ class AsyncFilterableTransport:
         if event.response is None:
             # A request listener may have replaced the request itself.
             event.response = await self.transport.handle_async_request(event.request)
+        else:
+            event.response = as_ferryman_response(event.response, EVENT_FILTER_HTTP_CLIENT_REQUEST)
         await dispatcher.adispatch(EVENT_FILTER_HTTP_CLIENT_RESPONSE, event)
         response = event.response
         if response is None:
@@ -80,6 +87,7 @@ class AsyncFilterableTransport:
                 f"a {EVENT_FILTER_HTTP_CLIENT_RESPONSE} listener removed the response "
                 "instead of replacing it"
             )
+        response = as_ferryman_response(response, EVENT_FILTER_HTTP_CLIENT_RESPONSE)
         if response.request is None:
             response.request = event.request
         return response

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ferryman.client.cache.layer import CachingTransport, HttpCache
 from ferryman.client.config import UNSET
 from ferryman.client.environment import (
     get_environment_no_proxy,
@@ -50,8 +51,10 @@ class TransportRouter:
         dispatcher: EventDispatcher | None,
         max_response_head_size: int | None = DEFAULT_MAX_RESPONSE_HEAD,
         max_response_headers: int | None = DEFAULT_MAX_RESPONSE_HEADERS,
+        cache: HttpCache | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.cache = cache
         self._verify = verify
         self._cert = cert
         self._http2 = http2
@@ -147,9 +150,14 @@ class TransportRouter:
         return transport
 
     def _wrap(self, transport: AsyncTransport) -> AsyncTransport:
-        if self.dispatcher is None or isinstance(transport, AsyncFilterableTransport):
-            return transport
-        return AsyncFilterableTransport(transport, self.dispatcher)
+        if self.dispatcher is not None and not isinstance(
+            transport, (AsyncFilterableTransport, CachingTransport)
+        ):
+            transport = AsyncFilterableTransport(transport, self.dispatcher)
+        if self.cache is not None and not isinstance(transport, CachingTransport):
+            # Outside the filter events: a hit dispatches none of them.
+            transport = CachingTransport(transport, self.cache)
+        return transport
 
     def has_open_connections(self) -> bool:
         for transport in self._transports.values():

@@ -24,6 +24,7 @@ from ferryman.client.body import (
     BodyLimits,
     ClientBodyStream,
 )
+from ferryman.client.cache.layer import HttpCache
 from ferryman.client.config import (
     DEFAULT_MAX_REDIRECTS,
     DEFAULT_TIMEOUT,
@@ -109,6 +110,11 @@ class AsyncClient:
     :class:`RemoteProtocolError` and closes its connection; ``None`` lifts a limit. On HTTP/2
     the size is the header list size announced to the server (see
     :class:`~ferryman.client.transport.AsyncConnectionPool`).
+
+    HTTP cache (off by default): ``cache=True`` keeps answers in a private in-memory cache,
+    ``cache=HttpCache(...)`` in the one given (its store, shared or private, its TTL...); hits
+    are answered before the filter events, ``response.extensions["cache_status"]`` says how
+    each answer came (see :mod:`ferryman.client.cache`).
     """
 
     def __init__(
@@ -143,6 +149,7 @@ class AsyncClient:
         max_body_size: int | None = None,
         max_response_head_size: int | None = DEFAULT_MAX_RESPONSE_HEAD,
         max_response_headers: int | None = DEFAULT_MAX_RESPONSE_HEADERS,
+        cache: HttpCache | bool | None = None,
     ) -> None:
         self.base_url = None if base_url is None else URL(base_url)
         self.params = params
@@ -183,6 +190,7 @@ class AsyncClient:
             dispatcher=dispatcher,
             max_response_head_size=max_response_head_size,
             max_response_headers=max_response_headers,
+            cache=HttpCache() if cache is True else (cache or None),
         )
         self._events = {name: EventHandlers(name) for name in EVENT_NAMES}
         self._pre_request = self._events["pre_request"]

@@ -1,8 +1,9 @@
 """A Symfony-style event dispatcher, tuned for being called on every proxied request.
 
 Listeners are registered per event name with a priority; **higher priorities run first**, and
-listeners of equal priority run in the order they were added (the Symfony / HARP convention, so
-listeners written for those read the same way here)::
+listeners of equal priority run in the order they were added (Symfony's convention; whistle,
+HARP's dispatcher, runs the *lowest* first, which
+:class:`~ferryman.events.whistle.AsyncEventDispatcher` keeps for listeners written for it)::
 
     dispatcher = EventDispatcher()
 

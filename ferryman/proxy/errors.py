@@ -41,6 +41,7 @@ __all__ = [
     "MALFORMED",
     "NO_ANSWER",
     "POOL_TIMEOUT",
+    "RATE_LIMITED",
     "REFUSED",
     "TIMEOUT",
     "TLS_FAILURE",
@@ -78,6 +79,8 @@ MALFORMED: Final = "malformed answer"
 TRUNCATED: Final = "truncated answer"
 #: Every upstream of the endpoint is down (health probes) or its circuit breaker open.
 UNAVAILABLE: Final = "no upstream available"
+#: A request refused by a rate limit or an outbound budget (``ferryman.apps.ratelimit``).
+RATE_LIMITED: Final = "rate limited"
 #: What an upstream did when its answer has a transfer coding other than one ``chunked``.
 FOREIGN_CODING: Final = "sent a transfer coding other than chunked"
 
@@ -279,6 +282,7 @@ _KIND_WORDS: Final = (
     ("stopped sending its answer", TIMEOUT),
     ("is unreachable", UNREACHABLE),
     ("could not be connected to", UNREACHABLE),
+    ("rate limit", RATE_LIMITED),
 )
 #: The kinds of the words the server says when an exchange ends otherwise
 #: (:meth:`ferryman.server.exchange.ServerExchange.ended`).

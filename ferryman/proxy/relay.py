@@ -19,6 +19,7 @@ from asyncio import TimerHandle
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
+from ferryman.proxy.admission import Admission, Budget
 from ferryman.proxy.errors import (
     broken_answer,
     connect_error,
@@ -59,6 +60,7 @@ from ferryman.server.protocol import (
 )
 
 if TYPE_CHECKING:
+    from ferryman.proxy.relay_cache import CacheFill, RelayCache
     from ferryman.proxy.relay_resilience import EndpointResilience
 
 __all__ = ["EndpointRelay", "Relay"]
@@ -78,7 +80,10 @@ class EndpointRelay:
 
     __slots__ = (
         "_next",
+        "admission",
         "body_limit",
+        "budgets",
+        "cache",
         "connect_timeout",
         "fallback",
         "filters",
@@ -153,6 +158,11 @@ class EndpointRelay:
         #: Upstream choice by health and breakers, and retries (``relay_resilience``);
         #: ``None``: round robin, the next upstream on refusal.
         self.resilience = resilience
+        #: Rate limits and outbound budgets (``ferryman.proxy.admission``); ``None``: none.
+        self.admission: Admission | None = None
+        self.budgets: tuple[Budget | None, ...] | None = None
+        #: The endpoint's HTTP cache (``ferryman.proxy.relay_cache``; ``None``: no cache).
+        self.cache: RelayCache | None = None
         self._next = 0
 
     def on_request(self, exchange: ServerExchange) -> None:
@@ -175,6 +185,14 @@ class EndpointRelay:
         if may_escape(target) and target_escapes(target, self.rewrite):
             exchange.send_error(400, ESCAPE_BODY)
             return
+        admission = self.admission
+        if admission is not None and not admission.admit(self, exchange, transaction):
+            return  # (refused, or ``admitted`` comes once decided)
+        self.admitted(exchange, transaction)
+
+    def admitted(self, exchange: ServerExchange, transaction: Transaction | None) -> None:
+        """``on_request``'s rest, for a well-formed request its admission let go: the fast
+        relay, the relay with events, or the general path."""
         use_fast = self.use_fast
         filters: RelayFilters | None = None
         if use_fast is not None and not use_fast():
@@ -196,10 +214,21 @@ class EndpointRelay:
                 ),
             )
             return
+        cache = self.cache
+        if cache is not None:
+            cache.on_request(self, exchange, transaction)  # (a hit, or back to relay())
+            return
+        self.relay(exchange, transaction, None)
+
+    def relay(
+        self, exchange: ServerExchange, transaction: Transaction | None, fill: CacheFill | None
+    ) -> None:
+        """Send ``exchange`` upstream (``fill``: what the cache does with the answer)."""
         index = self._next
         self._next = (index + 1) % len(self.pools)
         relay = Relay(self, exchange, index)
         relay.transaction = transaction
+        relay.cache_fill = fill
         if self.resilience is not None and not self.resilience.pick(relay):
             return
         if exchange.body_complete:
@@ -315,6 +344,7 @@ class Relay:
         "body_done",
         "body_size",
         "buffering",
+        "cache_fill",
         "cancelled",
         "chunked_out",
         "client_paused",
@@ -396,12 +426,19 @@ class Relay:
         self.held_length = -1  # (its Content-Length; -1: none)
         #: Told when the held answer grows or ends (a listener reading its body: ``HeldBody``).
         self.held_watcher: Callable[[], None] | None = None
+        #: What the endpoint's cache does with the answer (``relay_cache``; ``None``: nothing).
+        self.cache_fill: CacheFill | None = None
 
     @property
     def connect_timeout(self) -> float | None:
         return self.endpoint.connect_timeout
 
     def start(self) -> None:
+        budgets = self.endpoint.budgets
+        if budgets is not None:
+            budget = budgets[self.pool_index]
+            if budget is not None and not budget.take(self):
+                return  # (it acquires when the request's turn comes, or answered 429)
         self.pool.acquire(self, self.endpoint.connect_timeout)
 
     def proceed(self) -> None:
@@ -511,6 +548,8 @@ class Relay:
         self.finished = True
         if self.transaction is not None:
             self.transaction.error = message
+        if self.cache_fill is not None and self.cache_fill.on_error(self):
+            return  # (a stored answer that stale-if-error allows went instead)
         if self.filter_event is not None and not self.exchange.started:
             self._filtered_error(status, message)
             return
@@ -657,10 +696,18 @@ class Relay:
             elif outcome == HELD:
                 self._hold(keep_alive)
                 return False
+        fill = self.cache_fill
+        if fill is not None:
+            relayed = fill.on_response(self, status, reason, lines)
+            if relayed is None:  # (the cache answered: a 304 merged, a stale answer)
+                return self._discard_answer(status, keep_alive)
+            lines = relayed
         self._frame(status, reason, lines, connection.content_length)
         transaction = self.transaction
         if transaction is not None and transaction.response_body is not None and not self.head_only:
             return False  # (recorded: the body comes through response_body)
+        if fill is not None and fill.parts is not None and not self.head_only:
+            return False  # (being stored: the body comes through response_body)
         if self.head_only:
             # The parser cannot know a HEAD answer has no body; the next answer needs a new one.
             connection.reset_parser()
@@ -808,6 +855,8 @@ class Relay:
             return
         if self.transaction is not None:
             self.transaction.add_response_body(data)
+        if self.cache_fill is not None:
+            self.cache_fill.add(data)
         head = self.pending_head
         if head is not None:
             self.pending_head = None
@@ -878,6 +927,8 @@ class Relay:
         exchange = self.exchange
         connection = self.connection
         assert connection is not None
+        if self.cache_fill is not None:
+            self.cache_fill.on_end()
         self._release(connection, keep_alive)
         head = self.pending_head
         if head is not None:
@@ -960,6 +1011,8 @@ class Relay:
             self.exchange.abort()  # the client must not take a truncated body for a whole one
         elif self.filter_event is not None:
             self._filtered_error(status, message)
+        elif self.cache_fill is not None and self.cache_fill.on_error(self):
+            return  # (a stored answer that stale-if-error allows went instead)
         else:
             self.exchange.send_error(status, error_body(status, message))
 

@@ -23,10 +23,12 @@ from ferryman.client.filtering import (
 )
 from ferryman.client.transport import create_ssl_context
 from ferryman.events import EventDispatcher
+from ferryman.proxy.admission import RelayAdmissions
 from ferryman.proxy.application import ProxyEndpoints
 from ferryman.proxy.events import EVENT_FILTER_PROXY_REQUEST, EVENT_FILTER_PROXY_RESPONSE
 from ferryman.proxy.pools import UpstreamPools
 from ferryman.proxy.relay import EndpointRelay
+from ferryman.proxy.relay_cache import RelayCaches
 from ferryman.proxy.relay_middleware import RelayHooks
 from ferryman.proxy.relay_resilience import build_resilience
 from ferryman.proxy.settings import EndpointSettings, ProxySettings
@@ -273,6 +275,10 @@ class ProxyServer:
             relay.use_fast = lambda: False  # options only the http client understands
         self._relays.append(relay)
         provider = self.system.provider
+        if RelayAdmissions in provider:  # (rate limits, outbound budgets)
+            provider.resolve(RelayAdmissions).attach(relay)
+        if RelayCaches in provider:  # (the cache application: each endpoint its own)
+            relay.cache = provider.resolve(RelayCaches).get(endpoint.name)
         if UpstreamPools in provider:  # (read by the metrics at scrape time)
             provider.resolve(UpstreamPools).register(endpoint.name, pools, relay.resilience)
         return relay

@@ -36,6 +36,7 @@ from ferryman.system.events import (
     OnBindEvent,
     OnBoundEvent,
     OnReadyEvent,
+    OnShutdown,
     OnShutdownEvent,
 )
 
@@ -57,6 +58,7 @@ __all__ = [
     "OnBindEvent",
     "OnBoundEvent",
     "OnReadyEvent",
+    "OnShutdown",
     "OnShutdownEvent",
     "ResolvedConfig",
     "ServiceKey",

@@ -14,6 +14,11 @@
 
 If a step after ``EVENT_BOUND`` started fails, ``EVENT_SHUTDOWN`` is dispatched before the error
 is raised, so services that were already started are released.
+
+Each of the three events is sent by a method of its own, named as HARP names them
+(:meth:`SystemBuilder.dispatch_bind_event`, :meth:`~SystemBuilder.dispatch_bound_event`,
+:meth:`~SystemBuilder.dispatch_ready_event`): one place per phase that says what its event
+carries, which a subclass or a test can also call on a dispatcher of its own.
 """
 
 from __future__ import annotations
@@ -99,14 +104,12 @@ class SystemBuilder:
             if listener is not None:
                 dispatcher.add_listener(EVENT_SHUTDOWN, listener)
 
-        await dispatcher.adispatch(EVENT_BIND, OnBindEvent(container, settings))
+        await self.dispatch_bind_event(dispatcher, container, settings)
         container.check()
         try:
-            await dispatcher.adispatch(EVENT_BOUND, OnBoundEvent(container, settings))
+            await self.dispatch_bound_event(dispatcher, container, settings)
             kernel = kernel_factory(dispatcher, container)
-            ready = await dispatcher.adispatch(
-                EVENT_READY, OnReadyEvent(kernel, container, settings)
-            )
+            ready = await self.dispatch_ready_event(dispatcher, kernel, container, settings)
         except BaseException as error:
             try:
                 await dispatcher.adispatch(EVENT_SHUTDOWN, OnShutdownEvent(container))
@@ -114,3 +117,28 @@ class SystemBuilder:
                 error.add_note(f"and then shutting down failed too: {cleanup_error}")
             raise
         return System(settings, dispatcher, container, ready.kernel)
+
+    # One method per phase (HARP's names): what each event carries, said in one place.
+
+    async def dispatch_bind_event(
+        self, dispatcher: EventDispatcher, container: Container, settings: Mapping[str, Any]
+    ) -> OnBindEvent:
+        """``EVENT_BIND``: applications register their services in ``container``."""
+        return await dispatcher.adispatch(EVENT_BIND, OnBindEvent(container, settings))
+
+    async def dispatch_bound_event(
+        self, dispatcher: EventDispatcher, provider: Container, settings: Mapping[str, Any]
+    ) -> OnBoundEvent:
+        """``EVENT_BOUND``: every dependency can be met; services may be resolved and started."""
+        return await dispatcher.adispatch(EVENT_BOUND, OnBoundEvent(provider, settings))
+
+    async def dispatch_ready_event(
+        self,
+        dispatcher: EventDispatcher,
+        kernel: ASGIApp,
+        provider: Container,
+        settings: Mapping[str, Any],
+    ) -> OnReadyEvent:
+        """``EVENT_READY``: listeners may wrap ``event.kernel``; the event's last kernel is
+        the one served."""
+        return await dispatcher.adispatch(EVENT_READY, OnReadyEvent(kernel, provider, settings))

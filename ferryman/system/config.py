@@ -70,6 +70,7 @@ __all__ = [
 #: The applications a configuration runs when it does not say.
 DEFAULT_APPLICATIONS: Final[tuple[str, ...]] = (
     "proxy",
+    "cache",
     "accesslog",
     "metrics",
     "storage",

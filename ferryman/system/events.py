@@ -5,8 +5,9 @@
   can be resolved and started (open a database, warm a cache).
 * ``EVENT_READY`` (:class:`OnReadyEvent`): the ASGI kernel exists; listeners may wrap it with
   middleware by assigning ``event.kernel``, and the last value is what gets served.
-* ``EVENT_SHUTDOWN`` (:class:`OnShutdownEvent`): sent once by ``System.dispose()``; release what
-  ``on_bound`` acquired.
+* ``EVENT_SHUTDOWN`` (:class:`OnShutdownEvent`, also named :data:`OnShutdown` as HARP's
+  documentation calls it): sent once by ``System.dispose()``; release what ``on_bound``
+  acquired.
 
 ``settings`` is the validated configuration: ``settings["applications"]`` lists the application
 names, and ``settings[<application name>]`` is that application's settings model.
@@ -29,6 +30,7 @@ __all__ = [
     "OnBindEvent",
     "OnBoundEvent",
     "OnReadyEvent",
+    "OnShutdown",
     "OnShutdownEvent",
 ]
 
@@ -87,3 +89,8 @@ class OnShutdownEvent(Event):
     def __init__(self, provider: Container) -> None:
         super().__init__()
         self.provider = provider
+
+
+#: HARP's documentation names the shutdown event's class ``OnShutdown`` (its code,
+#: ``OnShutdownEvent``); both names are the same class, so code written either way runs.
+OnShutdown = OnShutdownEvent

@@ -22,7 +22,15 @@ from typing import Annotated, Any, Final, NamedTuple, Union, get_args, get_origi
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["KeyPath", "Source", "Sources", "describe_errors", "show_value", "unknown_key"]
+__all__ = [
+    "KeyPath",
+    "Source",
+    "Sources",
+    "describe_errors",
+    "show_value",
+    "unknown_key",
+    "with_source",
+]
 
 #: A key's place in the configuration: ``("proxy", "endpoints", "0", "port")``.
 KeyPath = tuple[str, ...]
@@ -286,3 +294,9 @@ def _provenance(value: str | None, source: str | None) -> str:
     if source is not None:
         return f" (from {source})"
     return ""
+
+
+def with_source(line: str, source: str | None) -> str:
+    """A problem's line, and where the value came from when that is known (for an
+    application's ``check_settings``, with the ``source`` it is given)."""
+    return line if source is None else f"{line} (from {source})"

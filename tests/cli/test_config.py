@@ -50,7 +50,14 @@ def test_start_and_config_are_commands() -> None:
 
 def test_default_configuration() -> None:
     config = printed_config()
-    assert config["applications"] == ["proxy", "accesslog", "metrics", "storage", "dashboard"]
+    assert config["applications"] == [
+        "proxy",
+        "cache",
+        "accesslog",
+        "metrics",
+        "storage",
+        "dashboard",
+    ]
     # The dashboard on the kernel's port, without auth: the host is loopback.
     assert config["dashboard"] == {"enabled": True, "auth": None}
     # Recording by default, into the data directory (here the tests' own: tests/conftest.py).

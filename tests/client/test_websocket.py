@@ -38,13 +38,6 @@ from tests.servers.ws_echo import CLOSE_4001_REASON, WsEchoServer
 
 
 @pytest.fixture(scope="module")
-def ws_server() -> Iterator[WsEchoServer]:
-    server = WsEchoServer().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
 def wss_server(server_cert: trustme.LeafCert) -> Iterator[WsEchoServer]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_cert.configure_cert(context)

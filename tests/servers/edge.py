@@ -165,6 +165,21 @@ async def until_close(ex: Exchange) -> None:
     ex.keep_alive = False
 
 
+async def http09(ex: Exchange) -> None:
+    """An HTTP/0.9 answer: no status line, no headers, the body until the connection closes.
+    ``split=N`` sends the first N bytes on their own first (a start that could still have
+    been ``HTTP/``)."""
+    body = ex.arg("body", "an HTTP/0.9 answer has no head, only this").encode()
+    split = int(ex.arg("split", "0"))
+    if split:
+        ex.writer.write(body[:split])
+        await ex.writer.drain()
+        await asyncio.sleep(0.05)
+        body = body[split:]
+    ex.writer.write(body)
+    ex.keep_alive = False
+
+
 async def expect_continue(ex: Exchange) -> None:
     if (ex.header("expect") or "").lower() == "100-continue":
         if ex.arg("reject", "0") == "1":
@@ -251,6 +266,7 @@ ROUTES: dict[str, Handler] = {
     "/chunked": chunked,
     "/big": big,
     "/until-close": until_close,
+    "/http09": http09,
     "/continue": expect_continue,
     "/early-hints": early_hints,
     "/status": status,
@@ -292,7 +308,10 @@ class EdgeServer(ThreadedStreamServer):
                 handler = ROUTES.get(ex.path, echo)
                 await handler(ex)
                 await writer.drain()
-                if (ex.header("connection") or "").lower() == "close":
+                # ``ignore-close=1``: keep the connection open whatever the request asked.
+                if (ex.header("connection") or "").lower() == "close" and (
+                    ex.arg("ignore-close", "0") != "1"
+                ):
                     return
                 if not ex.keep_alive:
                     return

@@ -74,6 +74,8 @@ class WsEchoServer:
         self.port = 0
         self.closes: queue.Queue[tuple[str, int | None, str | None]] = queue.Queue()
         self.request_headers: queue.Queue[dict[str, str]] = queue.Queue()
+        # What the client answered to ``/greet``'s greeting.
+        self.replies: queue.Queue[str | bytes] = queue.Queue()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: Server | None = None
         self._ready = threading.Event()
@@ -149,6 +151,11 @@ class WsEchoServer:
             elif path == "/deaf":
                 ws.transport.pause_reading()  # never reads: no pong, no answer to a close
                 await ws.wait_closed()  # ends when the server stops
+            elif path == "/greet":
+                await ws.send(query.get("greeting", ["hello from the server"])[0])
+                self.replies.put(await ws.recv())
+                await ws.close(1000, "greeted")
+                return
             elif path == "/drop":
                 await ws.recv()
                 ws.transport.abort()  # gone without a close frame: the client must report 1006

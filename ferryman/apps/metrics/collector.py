@@ -20,7 +20,15 @@ configuration; ``status_class`` is ``1xx``..``5xx``, or ``none`` when no status 
   ``connecting``), ``ferryman_upstream_waiting_requests{endpoint,upstream}``,
   ``ferryman_upstream_connections_limit{endpoint,upstream}``: the fast relay's pools;
 * ``ferryman_storage_queue_depth``, ``ferryman_storage_dropped_total``: with ``storage``;
-* ``ferryman_access_log_dropped_lines_total``: with the access log on.
+* ``ferryman_access_log_dropped_lines_total``: with the access log on;
+* ``ferryman_rate_limited_total{endpoint}``, ``ferryman_upstream_budget_waited_total{upstream}``,
+  ``ferryman_upstream_budget_refused_total{upstream}``, ``ferryman_upstream_budget_waiting
+  {upstream}``, and with Redis ``ferryman_rate_limit_fail_open_total`` and
+  ``ferryman_rate_limit_redis_failures_total``: with the ``ratelimit`` application.
+* ``ferryman_cache_requests_total{endpoint,status}`` (``hit``, ``miss``, ``stale``,
+  ``revalidated``, ``bypass``: not for the cache), ``ferryman_cache_stored_total{endpoint}``,
+  ``ferryman_cache_store_failures_total`` (calls to Redis that failed: caching is off a while
+  after each): with the cache application.
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from ferryman.apps.metrics.upstreams import (
     upstream_families,
 )
 from ferryman.proxy.pools import UpstreamPools
+from ferryman.proxy.relay_cache import RelayCaches
 from ferryman.system.container import Container
 
 __all__ = ["ProxyCollector"]
@@ -74,6 +83,8 @@ class ProxyCollector(Collector):
         yield from shared_state_families(self._service(shared_breakers_type()))
         yield from self._storage()
         yield from self._access_log()
+        yield from self._rate_limits()
+        yield from self._cache()
 
     def _requests(self) -> Iterator[Metric]:
         requests = CounterMetricFamily(
@@ -180,4 +191,79 @@ class ProxyCollector(Collector):
             "ferryman_access_log_dropped_lines",
             "Access log lines lost (the writer fell behind, or writes failed).",
             value=float(access_log.dropped),
+        )
+
+    def _rate_limits(self) -> Iterator[Metric]:
+        module = sys.modules.get("ferryman.apps.ratelimit")
+        limits = self._service(getattr(module, "RateLimits", None))
+        if limits is None:
+            return
+        counters = limits.counters
+        limited = CounterMetricFamily(
+            "ferryman_rate_limited",
+            "Requests refused (429) by their endpoint's rate limit.",
+            labels=["endpoint"],
+        )
+        for endpoint, count in sorted(counters.limited.items()):
+            limited.add_metric([endpoint], count)
+        waited = CounterMetricFamily(
+            "ferryman_upstream_budget_waited",
+            "Requests that waited for their turn under the upstream's outbound budget.",
+            labels=["upstream"],
+        )
+        refused = CounterMetricFamily(
+            "ferryman_upstream_budget_refused",
+            "Requests refused (429) by the upstream's outbound budget.",
+            labels=["upstream"],
+        )
+        waiting = GaugeMetricFamily(
+            "ferryman_upstream_budget_waiting",
+            "Requests waiting for their turn under the upstream's outbound budget now.",
+            labels=["upstream"],
+        )
+        for origin, budget in sorted(limits.budgets.items()):
+            waited.add_metric([origin], counters.budget_waited.get(origin, 0))
+            refused.add_metric([origin], counters.budget_refused.get(origin, 0))
+            waiting.add_metric([origin], budget.waiting)
+        yield from (limited, waited, refused, waiting)
+        shared = limits.shared
+        if shared is not None:
+            yield CounterMetricFamily(
+                "ferryman_rate_limit_fail_open",
+                "Requests let through unlimited because Redis could not decide in time.",
+                value=float(shared.fail_open),
+            )
+            yield CounterMetricFamily(
+                "ferryman_rate_limit_redis_failures",
+                "Round trips to Redis that failed or timed out.",
+                value=float(shared.failures),
+            )
+
+    def _cache(self) -> Iterator[Metric]:
+        caches = self._service(RelayCaches)
+        if caches is None:
+            return
+        requests = CounterMetricFamily(
+            "ferryman_cache_requests",
+            "Requests per endpoint by what the HTTP cache did: hit, miss, stale (served "
+            "stale), revalidated (the origin's 304), bypass (not for the cache).",
+            labels=["endpoint", "status"],
+        )
+        stored = CounterMetricFamily(
+            "ferryman_cache_stored",
+            "Answers stored (or updated) in the cache, per endpoint.",
+            labels=["endpoint"],
+        )
+        for name, cache in caches.caches.items():
+            counts = cache.counts
+            for status in ("hit", "miss", "stale", "revalidated", "bypass"):
+                requests.add_metric([name, status], getattr(counts, status))
+            stored.add_metric([name], counts.stored)
+        failures = sum(getattr(store, "failures", 0) for store in caches.stores)
+        yield from (requests, stored)
+        yield CounterMetricFamily(
+            "ferryman_cache_store_failures",
+            "Calls to the cache's store (Redis) that failed; each turns the store off for its "
+            "retry interval, during which requests go uncached.",
+            value=float(failures),
         )

@@ -46,14 +46,36 @@ def insert_statements(paramstyle: str) -> tuple[str, str, str]:
 
 
 async def write_batch(engine: AsyncEngine, statements: tuple[str, str, str], batch: Batch) -> None:
-    """One transaction, one executemany per table, at the driver's level: SQLAlchemy's per-row
-    type processing cost more than the database did (the rows are already plain values)."""
-    async with engine.begin() as connection:
-        if batch.bodies:
-            await connection.exec_driver_sql(statements[0], list(batch.bodies.values()))
-        await connection.exec_driver_sql(statements[1], batch.transactions)
-        if batch.tags:
-            await connection.exec_driver_sql(statements[2], batch.tags)
+    """One database transaction, at the driver's level: SQLAlchemy's per-row processing of
+    the parameters cost more than the database did (the rows are already plain values).
+
+    PostgreSQL (asyncpg) takes the transactions by ``COPY``, several times faster than an
+    INSERT per row; bodies and tags, which may already be there, by ``INSERT ... ON CONFLICT
+    DO NOTHING``. SQLite (aiosqlite) takes an ``executemany`` per table."""
+    async with engine.connect() as connection:
+        raw: Any = (await connection.get_raw_connection()).driver_connection
+        if raw is None:  # (a pool that lost it: SQLAlchemy would have raised first)
+            raise ConnectionError("the database connection is closed")
+        if engine.dialect.name == "postgresql":
+            async with raw.transaction():
+                if batch.bodies:
+                    await raw.executemany(statements[0], list(batch.bodies.values()))
+                await raw.copy_records_to_table(
+                    "transactions", records=batch.transactions, columns=COLUMNS
+                )
+                if batch.tags:
+                    await raw.executemany(statements[2], batch.tags)
+            return
+        try:
+            if batch.bodies:
+                await raw.executemany(statements[0], list(batch.bodies.values()))
+            await raw.executemany(statements[1], batch.transactions)
+            if batch.tags:
+                await raw.executemany(statements[2], batch.tags)
+            await raw.commit()
+        except BaseException:
+            await raw.rollback()
+            raise
 
 
 async def clean(engine: AsyncEngine, retention: float, now: float | None = None) -> tuple[int, int]:

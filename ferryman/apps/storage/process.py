@@ -122,8 +122,8 @@ class WriterProcess:
         """Whether it takes batches (running, and its input not closed)."""
         return not self._stdin.transport.is_closing()
 
-    def send(self, records: Sequence[bytes]) -> None:
-        """One batch (a list of marshalled ``Transaction.record()`` tuples), in one frame."""
+    def send(self, records: Sequence[tuple[Any, ...]]) -> None:
+        """One batch (a list of ``Transaction.record()`` tuples), marshalled in one frame."""
         self._write(records)
         self.sent += len(records)
 

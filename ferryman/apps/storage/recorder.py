@@ -3,17 +3,19 @@ in a bounded queue, and a writer process (:mod:`.writer`) stores them.
 
 On the request path there is only :meth:`Storage.on_started` (asks the transaction to keep
 bodies, unless the endpoint opted out) and :meth:`Storage.on_finished` (one
-``Transaction.record()`` tuple of the raw bytes and numbers, marshalled and appended to a deque,
-or one increment of the dropped count when it is full). Every ``flush_interval``, or as soon as
+``Transaction.record()`` tuple of the raw bytes and numbers appended to a deque, or one
+increment of the dropped count when it is full). Every ``flush_interval``, or as soon as
 ``batch_size`` records wait, a flusher task marshals their list in one call and writes it to
 the writer's pipe without waiting (:mod:`.process`). Everything else — decoding, redaction,
-hashing, SQL, retries, the janitor — runs in the writer process, on another CPU: what recording
-costs the proxy's process is the listeners, the tuple and its share of the marshalling.
+hashing, SQL, retries, the janitor — runs in the writer process, at the lowest priority: what
+recording costs the proxy's process is the listeners, the tuple and its share of the
+marshalling.
 
 Nothing waits without bound and nothing grows without bound. A writer that reads too slowly
 leaves at most ``PIPE_BACKLOG`` bytes in the pipe's transport; then records wait in the queue,
 up to ``queue_size``, and beyond that they are dropped and counted. A database that is down
-makes the writer hold up to ``queue_size`` records and retry (its module docs say how); the
+makes the writer hold up to ``backlog_size`` bytes of records and retry (its module docs say
+how), as it does when it is behind on a CPU the proxy saturates; the
 proxy logs one line when it goes away and one when it is back, with the loss meanwhile. A
 writer that dies (killed, crashed) is reported in one line, what it held is counted as lost,
 and another is started, after 0.5 s, then pauses doubling up to 30 s while they keep dying.
@@ -32,8 +34,7 @@ import contextlib
 import logging
 import signal
 from collections import deque
-from marshal import dumps
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -74,10 +75,9 @@ class Storage:
             engine if engine is not None else create_engine(settings.url, timeout=settings.timeout)
         )
         self.stream = Broadcaster()
-        #: Each finished transaction's record, marshalled at once: bytes hold no references
-        #: (the transaction's objects are freed now, and the garbage collector has nothing
-        #: to look at), and a batch is their list, marshalled again in one call.
-        self._queue: deque[bytes] = deque()
+        #: Each finished transaction's record (``Transaction.record()``), until the flusher
+        #: marshals a batch of them in one call.
+        self._queue: deque[tuple[Any, ...]] = deque()
         self._limit = settings.queue_size
         self._batch_size = settings.batch_size
         self._batch_ready = asyncio.Event()
@@ -164,7 +164,7 @@ class Storage:
                 "transactions are dropped and counted until the writer catches up",
             )
             return
-        queue.append(dumps(transaction.record()))
+        queue.append(transaction.record())
         if len(queue) == self._batch_size:
             self._batch_ready.set()
 
@@ -264,8 +264,9 @@ class Storage:
             _overflow_log.report(
                 "storage queue full",
                 "storage writer",
-                f"the storage writer holds {self._limit} transactions and the database has not "
-                "taken them: transactions are dropped and counted until it does",
+                f"the storage writer holds {self.settings.backlog_size} bytes of transactions "
+                "the database has not taken yet (it is down, slow, or the writer gets no CPU): "
+                "transactions are dropped and counted until it catches up",
             )
         elif event == channel.LOG:
             level, message = detail
@@ -354,7 +355,9 @@ class Storage:
                 writer.send(list(self._queue))
                 self._queue.clear()
             writer.end_input()
-            await writer.wait(timeout)  # its last report and its exit come through _on_exit
+            # Its last report and its exit come through _on_exit; what it still holds after
+            # drain_timeout (a backlog built under load) is counted as dropped when killed.
+            await writer.wait(max(timeout, self.settings.drain_timeout))
         self._dropped_here += len(self._queue)
         self._queue.clear()
         lost = self.dropped - dropped

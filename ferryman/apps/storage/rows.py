@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ferryman.apps.storage.redaction import REDACTED, redact_json_body
+from ferryman.apps.storage.redaction import REDACTED, JsonRedactor
 from ferryman.proxy.headers import TAG_PREFIX
 from ferryman.proxy.transactions import parse_header_block
 
@@ -109,30 +109,45 @@ def _content_type(lowered: bytes, block: bytes) -> str | None:
 
 
 class _Builder:
-    __slots__ = ("batch", "json_keys", "names", "secret")
+    __slots__ = ("batch", "names", "redact_json", "secret")
 
     def __init__(self, header_names: frozenset[str], json_keys: frozenset[str]) -> None:
         self.batch = Batch()
-        self.names = frozenset(name.encode("latin-1") for name in header_names)
+        self.names = frozenset(name.lower().encode("latin-1") for name in header_names)
         #: What, found in a lower-cased header block, means it may hold a secret.
-        self.secret = tuple(name + b":" for name in self.names)
-        self.json_keys = json_keys
+        self.secret = tuple(name + b":" for name in sorted(self.names))
+        self.redact_json = _redactor(json_keys)
 
     def head(self, block: bytes, lowered: bytes) -> str:
         """The header block, decoded, its secret values redacted."""
-        if any(name in lowered for name in self.secret):
-            block = _head(parse_head(block), self.names)
+        for name in self.secret:  # a loop: any() over a generator cost more than the search
+            if name in lowered:
+                block = _head(parse_head(block), self.names)
+                break
         return block.decode("latin-1")
 
     def body(self, kept: bytes | None, content_type: str | None) -> str | None:
         if not kept:
             return None
-        content = redact_json_body(bytes(kept), content_type, self.json_keys)
+        content = self.redact_json(bytes(kept), content_type)
         digest = hashlib.sha256(content).hexdigest()
         bodies = self.batch.bodies
         if digest not in bodies:
             bodies[digest] = (digest, content_type, len(content), content)
         return digest
+
+
+_redactors: dict[frozenset[str], JsonRedactor] = {}
+
+
+def _redactor(keys: frozenset[str]) -> JsonRedactor:
+    """The redactor of ``keys``, compiled once per process (a batch builds a builder)."""
+    redactor = _redactors.get(keys)
+    if redactor is None:
+        if len(_redactors) > 16:  # settings change rarely; never let this grow
+            _redactors.clear()
+        redactor = _redactors[keys] = JsonRedactor(keys)
+    return redactor
 
 
 def _request_block(pairs: list[tuple[bytes, bytes]]) -> bytes:

@@ -72,7 +72,13 @@ transactions = Table(
     Index("ix_transactions_started_at", "started_at"),
     Index("ix_transactions_endpoint_started_at", "endpoint", "started_at"),
     Index("ix_transactions_status_started_at", "status", "started_at"),
-    Index("ix_transactions_favourite", "favourite"),
+)
+# Partial: only favourites are in it (see migration 0002).
+Index(
+    "ix_transactions_favourite",
+    transactions.c.favourite,
+    sqlite_where=transactions.c.favourite.is_(True),
+    postgresql_where=transactions.c.favourite.is_(True),
 )
 
 bodies = Table(

@@ -8,6 +8,8 @@
       retention: 30d              # "12h", "90m", "45s", or seconds as a number
       max_body_size: 1048576      # bytes kept per body; longer ones are truncated and marked
       queue_size: 10000           # transactions waiting for the writer process; beyond, dropped
+      backlog_size: 268435456     # bytes of records the writer holds while behind; beyond, dropped
+      drain_timeout: 30           # seconds a stopping proxy lets the writer store what it holds
       batch_size: 500             # records per batch sent to the writer, and rows per INSERT
       flush_interval: 0.5         # seconds the proxy waits for a batch to fill before sending
       redact_headers: [X-Api-Key] # added to Authorization, Proxy-Authorization, Cookie, Set-Cookie
@@ -127,6 +129,12 @@ class StorageSettings(Settings):
     retention: float = 30 * 86400.0
     max_body_size: Annotated[int, Field(ge=0)] = 1024 * 1024
     queue_size: Annotated[int, Field(ge=1)] = 10000
+    #: Bytes of records (as marshalled, about 700 for a small JSON exchange) the writer process
+    #: holds while the database, or the CPU it shares with the proxy, is behind.
+    backlog_size: Annotated[int, Field(ge=0)] = 256 * 1024 * 1024
+    #: Seconds a stopping proxy waits for its writer to store what it holds; then it is killed
+    #: and what it held is counted as dropped.
+    drain_timeout: Annotated[float, Field(gt=0)] = 30.0
     batch_size: Annotated[int, Field(ge=1, le=10000)] = 500
     flush_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
     #: How often the janitor runs (it also runs once at start).

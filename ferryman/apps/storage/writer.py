@@ -1,16 +1,18 @@
 """The storage writer: a process of its own that turns the proxy's records into rows and writes
-them, so that none of that work runs on the proxy's CPU.
+them, so that none of that work runs on the proxy's event loop.
 
     python -m ferryman.apps.storage.writer     # started by the proxy's Storage, not by hand
 
-Building a row (decoding, redaction, hashing, body deduplication: :mod:`.rows`) costs about
-25 µs per transaction, and an SQLite driver's inserts run in the calling process too: in the
-proxy's process that halved its throughput. Here they cost the proxy nothing but the marshalled
-records it sends (see :mod:`.channel` for the frames on both pipes).
+Building a row (decoding, redaction, hashing, body deduplication: :mod:`.rows`) and inserting
+it cost more than relaying the request did, and an SQLite driver's inserts run in the calling
+process: in the proxy's process that halved its throughput. Here they cost the proxy nothing
+but the marshalled records it sends (see :mod:`.channel` for the frames on both pipes), and
+the writer runs at the lowest priority (:func:`lower_priority`): on a saturated core it takes
+the time the proxy leaves, holds what it is behind on, and catches up when the load eases.
 
 A database that is down or slow never holds the proxy back: the writer keeps the batch it could
 not write and tries again with a growing pause (0.5 s to 30 s), while what arrives meanwhile
-waits in memory up to ``queue_size`` records; beyond that, records are dropped and counted. The
+waits in memory up to ``backlog_size`` bytes; beyond that, records are dropped and counted. The
 proxy learns every change of the counters and of the database's state through reports, and
 writes the log lines itself, with its own counters (see :class:`~.recorder.Storage`).
 
@@ -30,17 +32,34 @@ import os
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable
-from marshal import loads
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from ferryman.apps.storage.channel import BACK, FULL, HELLO, LOG, OUTAGE, STORED, encode, read_frame
+from ferryman.apps.storage.channel import (
+    BACK,
+    FULL,
+    HELLO,
+    LOG,
+    OUTAGE,
+    STORED,
+    encode,
+    read_frame,
+    read_sized_frame,
+)
 from ferryman.apps.storage.database import clean, insert_statements, words, write_batch
 from ferryman.apps.storage.migrate import create_engine
 from ferryman.apps.storage.rows import Batch, build_batch
 from ferryman.apps.storage.settings import StorageSettings
 
-__all__ = ["DISCARD_ENV", "RETRY_MAX", "RETRY_MIN", "DatabaseWriter", "main", "serve"]
+__all__ = [
+    "DISCARD_ENV",
+    "RETRY_MAX",
+    "RETRY_MIN",
+    "DatabaseWriter",
+    "lower_priority",
+    "main",
+    "serve",
+]
 
 #: The writer's pauses between attempts while the database is unreachable.
 RETRY_MIN: Final = 0.5
@@ -67,8 +86,9 @@ class DatabaseWriter:
         self.dropped = 0
         #: Whether the database answered the last write (the proxy says how it was at start).
         self.available = available
-        #: Marshalled records, unpacked when their batch is built.
-        self._queue: deque[bytes] = deque()
+        #: Records, each with its share of the bytes of the frame it came in, and their sum.
+        self._queue: deque[tuple[Sequence[Any], int]] = deque()
+        self._queued_bytes = 0
         self._pending: tuple[int, Batch] | None = None
         self._ready = asyncio.Event()
         self._ending = asyncio.Event()
@@ -82,15 +102,21 @@ class DatabaseWriter:
         pending = self._pending
         return len(self._queue) + (0 if pending is None else pending[0])
 
-    def add(self, records: list[bytes]) -> None:
-        """A batch from the proxy: kept up to ``queue_size`` records held, the rest dropped."""
-        room = max(self.settings.queue_size - self.held, 0)
+    def add(self, records: list[Sequence[Any]], size: int) -> None:
+        """A batch from the proxy (``size``: its frame's bytes): kept while the queue holds at
+        most ``backlog_size`` bytes, the rest dropped."""
+        if not records:
+            return
+        weight = max(size // len(records), 1)
+        room = (self.settings.backlog_size - self._queued_bytes) // weight
         if len(records) > room:
-            lost = len(records) - room
-            records = records[:room]
+            kept = max(room, 0)
+            lost = len(records) - kept
+            records = records[:kept]
             self.dropped += lost
             self.report(FULL, lost)
-        self._queue.extend(records)
+        self._queued_bytes += weight * len(records)
+        self._queue.extend((record, weight) for record in records)
         self._ready.set()
 
     def end(self) -> None:
@@ -110,7 +136,11 @@ class DatabaseWriter:
                     self._ready.clear()
                     await self._ready.wait()
                     continue
-                taken = [loads(queue.popleft()) for _ in range(min(batch_size, len(queue)))]
+                taken = []
+                for _ in range(min(batch_size, len(queue))):
+                    record, weight = queue.popleft()
+                    self._queued_bytes -= weight
+                    taken.append(record)
                 try:
                     self._pending = (
                         len(taken),
@@ -134,6 +164,7 @@ class DatabaseWriter:
                     self.dropped += self.held
                     self._pending = None
                     queue.clear()
+                    self._queued_bytes = 0
                     self.report(STORED, None)
                     return
                 with contextlib.suppress(TimeoutError):
@@ -213,12 +244,13 @@ async def serve(input_fd: int, output_fd: int) -> int:
     discard = bool(os.environ.get(DISCARD_ENV))
 
     async def receive() -> None:
-        while (batch := await read_frame(reader)) is not None:
+        while (frame := await read_sized_frame(reader)) is not None:
+            batch, size = frame
             if discard:
                 writer.dropped += len(batch)
                 report(STORED, None)
             else:
-                writer.add(batch)
+                writer.add(batch, size)
         writer.end()
 
     receiving = asyncio.create_task(receive())
@@ -246,7 +278,21 @@ async def serve(input_fd: int, output_fd: int) -> int:
     return status
 
 
+def lower_priority() -> None:
+    """Run as background work: the proxy's event loop comes first.
+
+    The writer is the proxy's child and shares its CPUs (a ``taskset`` or a container's
+    cpuset pins both). Under load, the scheduler would share a saturated core between the two
+    equally, and recording would take throughput from the traffic it records. At nice 19 the
+    writer runs in the time the proxy leaves; behind, it holds up to ``backlog_size`` bytes of
+    records and catches up when the load eases (and in ``drain_timeout`` at shutdown).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, 0, 19)
+
+
 def main() -> None:
+    lower_priority()
     # The reports get a descriptor of their own; anything printed goes to stderr, never
     # into the frames.
     channel = os.dup(1)

@@ -199,6 +199,11 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._use_limits(response_limits, False)
         self._head_lines = 0  # line ends in the reads of a head that spans several
         self._method = b"GET"
+        #: Whether the first answer may be HTTP/0.9 (no status line: the body until EOF); set
+        #: by a pool built with ``http09=True``. Off by default, as in curl: without a head,
+        #: any bytes (a non-HTTP service's banner, a desynchronised stream) read as a 200.
+        self.accepts_http09 = False
+        self._http09 = False  # this connection's answer is HTTP/0.9
 
     def _reset_message_state(self) -> None:
         # Runs for every request: the state only rare responses touch (1xx, bodies received
@@ -302,7 +307,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         """
         self._feed(self._view[:nbytes])
         if self._head_complete:
-            if not self._raw_head:  # (an upgrade captured it already)
+            if not self._raw_head and not self._http09:  # (an upgrade captured it already)
                 self._capture_head(nbytes)
         elif self._error is None:
             parts = self._head_parts
@@ -398,10 +403,46 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             self._wake()
             return
         except httptools.HttpParserError as exc:
-            error = RemoteProtocolError(f"the server sent malformed HTTP: {exc}")
+            hint = ""
+            if self._looks_like_http09(data):
+                if self.accepts_http09:
+                    self._start_http09(data)
+                    return
+                hint = " (no status line: an HTTP/0.9 answer? a pool with http09=True takes one)"
+            error = RemoteProtocolError(f"the server sent malformed HTTP: {exc}{hint}")
             error.__cause__ = exc  # (a proxy quotes the parser's words, as its fast path does)
             self._fail(error)
             return
+
+    def _looks_like_http09(self, data: memoryview | bytes) -> bool:
+        """Whether bytes the parser refused may be an HTTP/0.9 answer: only the first answer
+        of a fresh connection, and only if they do not even begin as a status line
+        (``HTTP/1.1 abc`` is malformed HTTP/1.x, not 0.9)."""
+        if self.requests_handled or self._head_complete or self._interim_heads:
+            return False
+        start = (b"".join(self._head_parts) + bytes(data[:5]))[:5]
+        return start != b"HTTP/"[: len(start)]
+
+    def _start_http09(self, data: memoryview | bytes) -> None:
+        """Take every byte from the first on as the body of a 200, ended by the connection's
+        close: HTTP/0.9 has no head, so no length, no headers, and no keep-alive."""
+        body = b"".join(self._head_parts) + bytes(data)
+        self._head_parts.clear()
+        self._http09 = True
+        self._status = 200
+        self._raw_head = b""
+        self._raw_headers = []
+        self._reason = b""
+        self._http_version = b"HTTP/0.9"
+        self._keep_alive = False
+        self._must_close = True
+        self._parser_spent = True
+        self._head_complete = True
+        # Counted like a Content-Length body that never runs out; the EOF ends it.
+        self._mode = BYPASS
+        self._remaining = _NO_LIMIT
+        if body:
+            self._add_body(body)
 
     def _consider_bypass(self) -> None:
         """A long Content-Length body is counted, not parsed, from now on."""
@@ -481,7 +522,10 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         if previous != DETACHED:
             self.state = CLOSED
         if previous in (ACTIVE, DETACHED):
-            if (
+            if self._http09 and not self._message_complete and self._error is None:
+                self._message_complete = True  # an HTTP/0.9 body ends with the connection
+                self._mode = PARSE
+            elif (
                 self._head_complete
                 and not self._message_complete
                 and self._mode == PARSE
@@ -862,7 +906,12 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
         self._sent_anything = False
         method = METHOD_BYTES.get(request.method) or request.method.encode("ascii")
         self._method = method
-        return serialize_head(method, request)
+        head = serialize_head(method, request)
+        # RFC 9112 9.6: a request that says "Connection: close" is its connection's last, even
+        # if the server answers as if it would keep it (one scan of the head's bytes).
+        if head.lower().find(b"\r\nconnection:") >= 0 and _says_close(request):
+            self._must_close = True
+        return head
 
     async def _send_body_after_head(self, request: Request, timeouts: Any) -> None:
         read_timeout = timeouts.get("read")
@@ -1051,7 +1100,11 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
     async def _read_body(self, read_timeout: float | None) -> bytes:
         """The whole remaining body, received into one buffer when its size is known."""
         while not self._message_complete:
-            if self._mode == BYPASS and self._into is None and self._remaining > 0:
+            if (
+                self._mode == BYPASS
+                and self._into is None
+                and 0 < self._remaining < _NO_LIMIT  # (HTTP/0.9: no size to receive into)
+            ):
                 # Longer than the buffer a connection keeps: received into its own buffer.
                 self._receive_into(self._buffered + self._remaining)
             await self._wait(read_timeout)
@@ -1099,6 +1152,14 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                 self.close()
         if self.state != DETACHED and self.on_release is not None:
             self.on_release(self)
+
+
+def _says_close(request: Request) -> bool:
+    """Whether a request's ``Connection`` fields hold the ``close`` option."""
+    for value in request.headers.get_list("connection"):
+        if any(token.strip().lower() == "close" for token in value.split(",")):
+            return True
+    return False
 
 
 def _expire_write(waiter: asyncio.Future[None], timeout: float) -> None:

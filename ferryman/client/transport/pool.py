@@ -109,6 +109,12 @@ class AsyncConnectionPool:
     header block ends the connection, as its compression state is lost with it, and a head
     with too many fields fails its stream only. A request's ``response_limits`` extension
     overrides both on HTTP/1.1.
+
+    ``http09=True`` accepts an HTTP/0.9 answer (no status line, no headers: the body until
+    the server closes) as a 200 with ``http_version`` ``b"HTTP/0.9"``, and only as the first
+    answer of a connection the pool opened itself (not through a proxy), never on a reused
+    one. It is off by default, as in curl (``--http0.9``): without a head, any bytes read as
+    a successful answer, a non-HTTP service's banner as much as a stream that lost its place.
     """
 
     def __init__(
@@ -129,6 +135,7 @@ class AsyncConnectionPool:
         http2_prior_knowledge: bool = False,
         max_response_head_size: int | None = DEFAULT_MAX_RESPONSE_HEAD,
         max_response_headers: int | None = DEFAULT_MAX_RESPONSE_HEADERS,
+        http09: bool = False,
     ) -> None:
         if not (http1 or http2 or http2_prior_knowledge):
             raise ValueError("at least one of http1 and http2 must be enabled")
@@ -158,6 +165,7 @@ class AsyncConnectionPool:
         self._response_limits: tuple[int | None, int | None] | None = None
         if max_response_head_size is not None or max_response_headers is not None:
             self._response_limits = (max_response_head_size, max_response_headers)
+        self._http09 = http09
         self._origins: dict[Any, _Origin] = {}
         self._total = 0
         self._waiters: deque[tuple[Any, asyncio.Future[Connection | None]]] = deque()
@@ -329,7 +337,7 @@ class AsyncConnectionPool:
         url = request.url
         extensions = request.extensions
         sni = extensions.get("sni_hostname")
-        return await open_http11_connection(
+        conn = await open_http11_connection(
             asyncio.get_running_loop(),
             key,
             scheme=url.scheme,
@@ -343,6 +351,8 @@ class AsyncConnectionPool:
             uds=self._uds,
             response_limits=self._response_limits,
         )
+        conn.accepts_http09 = self._http09
+        return conn
 
     async def _wait_for_slot(
         self, loop: asyncio.AbstractEventLoop, key: Any, timeout: float | None

@@ -107,7 +107,13 @@ async def test_postgresql_going_away_mid_load_loses_nothing_uncounted(
     relay = Relay()
     await relay.up()
     url = pg_database.replace(f"{PG_HOST}:{PG_PORT}", f"127.0.0.1:{relay.port}")
-    served = await serve(url, [("api", edge.url)], "storage.queue_size=40", "storage.batch_size=10")
+    served = await serve(
+        url,
+        [("api", edge.url)],
+        "storage.queue_size=40",
+        "storage.batch_size=10",
+        "storage.backlog_size=40000",
+    )
     storage = served.storage
     statuses: list[int] = []
 
@@ -122,7 +128,7 @@ async def test_postgresql_going_away_mid_load_loses_nothing_uncounted(
     await relay.down()
     await load(100)  # the database is away: answered all the same
     await wait_until(lambda: not storage.available)
-    assert storage.dropped > 0  # 100 > queue_size: the excess was counted, not kept
+    assert storage.dropped > 0  # 100 records > what queue and backlog hold: counted, not kept
 
     await relay.up()
     await wait_until(lambda: storage.available and storage.queue_depth == 0)

@@ -16,7 +16,10 @@ from typing import Any
 import pytest
 
 import ferryman
+from ferryman.apps.storage.channel import FULL
 from ferryman.apps.storage.process import PIPE_BACKLOG
+from ferryman.apps.storage.settings import StorageSettings
+from ferryman.apps.storage.writer import DatabaseWriter
 from tests.apps.storage.test_faults import stored_count, wait_until
 from tests.cli.proxy_process import ProxyProcess
 from tests.servers.edge import EdgeServer
@@ -119,6 +122,9 @@ def test_the_writer_exits_when_the_proxy_is_killed(edge: EdgeServer, tmp_path: P
         while not (writers := children(process.process.pid)) and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(writers) == 1, process.output
+        # Background work: on a core the proxy saturates, the proxy's loop comes first.
+        assert os.getpriority(os.PRIO_PROCESS, writers[0]) == 19
+        assert os.getpriority(os.PRIO_PROCESS, process.process.pid) == 0
         with ferryman.Client(trust_env=False) as client:
             for _ in range(20):
                 assert client.get(process.url("api") + "/echo").status_code == 200
@@ -129,3 +135,18 @@ def test_the_writer_exits_when_the_proxy_is_killed(edge: EdgeServer, tmp_path: P
     while not gone(writers[0]) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert gone(writers[0]), f"the writer {writers[0]} outlived its proxy"
+
+
+async def test_the_writer_holds_at_most_backlog_size_bytes_and_counts_the_rest() -> None:
+    reports: list[tuple[str, Any]] = []
+    settings = StorageSettings(url="sqlite:////nonexistent/x.db", backlog_size=1000)
+    writer = DatabaseWriter(settings, lambda event, detail: reports.append((event, detail)))
+    try:
+        writer.add([("x",)] * 5, 1500)  # 300 bytes a record: three fit
+        assert (writer.held, writer.dropped) == (3, 2)
+        assert reports == [(FULL, 2)]
+        writer.add([("y",)], 100)  # 100 more bytes still fit
+        writer.add([("z",)], 200)  # these do not
+        assert (writer.held, writer.dropped) == (4, 3)
+    finally:
+        await writer.engine.dispose()

@@ -635,3 +635,74 @@ async def test_an_early_answer_stands_while_an_in_memory_body_waits_to_be_sent()
             assert pool.connections == []
     finally:
         server.stop()
+
+
+# -- HTTP/0.9 answers (opt-in) and a request's "Connection: close" -----------------------------
+
+
+async def test_an_http09_answer_is_malformed_http_unless_the_pool_accepts_it(
+    edge: EdgeServer,
+) -> None:
+    async with AsyncConnectionPool() as pool:
+        with pytest.raises(RemoteProtocolError, match=r"malformed HTTP.*http09=True"):
+            await pool.handle_async_request(Request("GET", edge.url + "/http09"))
+
+
+@pytest.mark.parametrize("split", [0, 1, 3])
+async def test_an_accepted_http09_answer_is_a_200_whose_body_ends_with_the_connection(
+    edge: EdgeServer, split: int
+) -> None:
+    # split=3 sends "HTT" alone first: a start that could still have been a status line.
+    body = "HTTP-less: no head, only this body"
+    async with AsyncConnectionPool(http09=True) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", f"{edge.url}/http09?split={split}&body={body}")
+        )
+        assert await response.aread() == body.encode()
+        assert response.status_code == 200
+        assert response.extensions["http_version"] == b"HTTP/0.9"
+        assert list(response.headers.items()) == []
+        assert pool.connections == []  # no keep-alive without a head
+
+
+async def test_an_http09_answer_can_be_streamed(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool(http09=True) as pool:
+        response = await pool.handle_async_request(
+            Request("GET", f"{edge.url}/http09?split=2&body=streamed-0.9")
+        )
+        chunks = [chunk async for chunk in response.stream]  # type: ignore[union-attr]
+    assert b"".join(chunks) == b"streamed-0.9"
+
+
+async def test_http09_is_never_taken_on_a_reused_connection(edge: EdgeServer) -> None:
+    # A headless answer on a kept-alive connection is more likely a stream that lost its
+    # place than a server that switched to 0.9: it stays an error.
+    async with AsyncConnectionPool(http09=True) as pool:
+        first = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
+        await first.aread()
+        with pytest.raises(RemoteProtocolError, match="malformed HTTP"):
+            await pool.handle_async_request(Request("GET", edge.url + "/http09"))
+
+
+async def test_a_malformed_status_line_stays_an_error_with_http09_on(edge: EdgeServer) -> None:
+    async with AsyncConnectionPool(http09=True) as pool:
+        with pytest.raises(RemoteProtocolError, match="malformed HTTP"):
+            await pool.handle_async_request(Request("GET", edge.url + "/bad-status"))
+
+
+@pytest.mark.parametrize("value", ["close", "Close", "keep-alive, close"])
+async def test_a_request_saying_connection_close_is_its_connections_last(
+    edge: EdgeServer, value: str
+) -> None:
+    # The server keeps the connection open anyway (ignore-close=1): the client must not send
+    # another request on it (RFC 9112 9.6).
+    before = edge.connections
+    async with AsyncConnectionPool() as pool:
+        last = await pool.handle_async_request(
+            Request("GET", edge.url + "/echo?ignore-close=1", headers={"Connection": value})
+        )
+        await last.aread()
+        assert pool.connections == []
+        again = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
+        await again.aread()
+    assert edge.connections - before == 2

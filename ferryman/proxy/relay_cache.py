@@ -1,0 +1,525 @@
+"""The HTTP cache on the fast relay: hits answered from stored bytes, misses stored as they
+stream through, validation, stale answers, invalidation (RFC 9111 by :mod:`ferryman.http.caching`).
+
+An endpoint's :class:`RelayCache` sees each request before a :class:`~ferryman.proxy.relay.Relay`
+exists. A hit is written to the client as the stored head, an ``Age``, ``X-Cache`` and the
+body, in one write, without touching the upstream pool. A miss gets a :class:`CacheFill`,
+which the relay calls at four points (the answer's head, its body pieces, its end, a failure):
+the head decides whether the answer may be stored (a few bytes searched first, so an answer
+that says nothing about caching costs next to nothing), the pieces are copied up to
+``max_object_size`` (past it the copy is dropped and the answer streams on), and the end
+stores it. A stale stored answer with validators makes the request conditional; the
+origin's 304 is merged and the stored body served (``REVALIDATED``). A 5xx or a failed
+upstream call serves a stored answer that stale-if-error allows (``STALE``).
+stale-while-revalidate serves the stale answer at once and asks the origin through the
+system's http client in the background (a 304 freshens it, anything else drops it, for the
+next request to store through the relay).
+
+With a store that answers asynchronously (Redis), the client's connection is paused while
+the lookup runs (one task per lookup, at most ``MAX_PENDING`` at once: past that, requests go
+upstream uncached); writes run as tasks too, bounded the same way. Unsafe methods invalidate
+the target (and a same-origin ``Location``/``Content-Location``) when they succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from ferryman.client.cache.stores import CacheStore
+from ferryman.http.caching import (
+    CONDITIONAL_FIELDS,
+    REVALIDATE,
+    USE,
+    USE_STALE,
+    CacheEntry,
+    CachePolicy,
+    CacheRequest,
+    conditional_headers,
+    related_locations,
+)
+from ferryman.proxy.errors import error_body
+from ferryman.proxy.transactions import Transaction, parse_header_block
+from ferryman.server.protocol import ServerExchange, origin_form, status_line
+
+if TYPE_CHECKING:
+    from ferryman.proxy.relay import EndpointRelay, Relay
+
+__all__ = ["CacheCounts", "CacheFill", "RelayCache", "RelayCaches"]
+
+logger = logging.getLogger("ferryman.cache")
+
+#: Asynchronous lookups (and, separately, writes) in flight per endpoint; past it, requests
+#: go upstream uncached and answers are not stored, rather than tasks piling up.
+MAX_PENDING: Final = 1024
+_GET: Final = b"GET"
+_HEAD: Final = b"HEAD"
+_SAFE: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
+#: A 304 merged in the background updates these only: the relayed head's other fields went
+#: through the endpoint's header rules, which the http client's answer did not.
+_FRESHNESS_FIELDS: Final = frozenset(
+    {b"cache-control", b"expires", b"date", b"etag", b"last-modified", b"age", b"vary"}
+)
+_MISS_LINE: Final = b"X-Cache: MISS\r\n"
+
+#: Sends a GET for a background validation: ``(url, headers) -> (status, headers)``.
+Fields = list[tuple[bytes, bytes]]
+Revalidator = Callable[[str, Fields], Awaitable[tuple[int, Fields]]]
+
+
+class CacheCounts:
+    """Requests by cache status, and what the store could not do (the metrics read them)."""
+
+    __slots__ = ("bypass", "hit", "miss", "revalidated", "skipped", "stale", "stored")
+
+    def __init__(self) -> None:
+        self.hit = self.miss = self.stale = self.revalidated = self.bypass = 0
+        #: Answers stored, and lookups or writes skipped (too many in flight).
+        self.stored = self.skipped = 0
+
+
+class RelayCache:
+    """One endpoint's cache on the relay (see the module documentation)."""
+
+    __slots__ = (
+        "_background",
+        "_prefix",
+        "_tasks",
+        "counts",
+        "max_object_size",
+        "name",
+        "policy",
+        "revalidator",
+        "store",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        store: CacheStore,
+        policy: CachePolicy,
+        max_object_size: int,
+        revalidator: Revalidator | None = None,
+    ) -> None:
+        self.name = name
+        self.store = store
+        self.policy = policy
+        self.max_object_size = max_object_size
+        #: How stale-while-revalidate asks the origin (``None``: it is not asked).
+        self.revalidator = revalidator
+        self.counts = CacheCounts()
+        self._prefix = name.encode("latin-1") + b"\x00"
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._background: set[str] = set()
+
+    # -- requests -----------------------------------------------------------------------------
+
+    def key(self, exchange: ServerExchange) -> str:
+        """Endpoint, the client's Host (the relayed Location URLs name it) and target."""
+        host = b""
+        for name, value in exchange.headers:
+            if name.lower() == b"host":
+                host = value
+                break
+        return (self._prefix + host + b"\x00" + exchange.target).decode("latin-1")
+
+    def on_request(
+        self, endpoint: EndpointRelay, exchange: ServerExchange, transaction: Transaction | None
+    ) -> None:
+        method = exchange.method
+        if method != _GET and method != _HEAD:
+            fill = None
+            if method not in _SAFE and not exchange.upgrade:
+                fill = CacheFill(self, self.key(exchange), None, [], None)
+            self.counts.bypass += 1
+            endpoint.relay(exchange, transaction, fill)
+            return
+        seen = self.policy.request(method, exchange.headers)
+        if seen is None:
+            self.counts.bypass += 1
+            endpoint.relay(exchange, transaction, None)
+            return
+        key = self.key(exchange)
+        store = self.store
+        if store.immediate:
+            self._decide(endpoint, exchange, transaction, seen, key, store.get_now(key))
+            return
+        if len(self._tasks) >= MAX_PENDING:
+            self.counts.skipped += 1
+            endpoint.relay(exchange, transaction, None)
+            return
+        exchange.pause_reading()  # (the relay resumes reading the body when it wants it)
+        task = asyncio.get_running_loop().create_task(store.get(key))
+        self._tasks.add(task)
+
+        def looked_up(done: asyncio.Task[list[CacheEntry] | None]) -> None:
+            self._tasks.discard(done)
+            variants = None if done.cancelled() or done.exception() else done.result()
+            if exchange.finished or exchange.protocol.transport is None:
+                return  # (the client left meanwhile)
+            exchange.resume_reading()
+            self._decide(endpoint, exchange, transaction, seen, key, variants)
+
+        task.add_done_callback(looked_up)
+
+    def _decide(
+        self,
+        endpoint: EndpointRelay,
+        exchange: ServerExchange,
+        transaction: Transaction | None,
+        seen: CacheRequest,
+        key: str,
+        variants: list[CacheEntry] | None,
+    ) -> None:
+        found = None
+        if variants:
+            now = time.time()
+            found = self.policy.lookup(seen, variants, now)
+        stale = None
+        if found is not None:
+            action = found.action
+            if action == USE:
+                self.serve(exchange, found.entry, b"HIT", now, transaction)
+                return
+            if action in (USE_STALE, REVALIDATE):
+                self.serve(exchange, found.entry, b"STALE", now, transaction)
+                if action == REVALIDATE:
+                    self._revalidate_later(endpoint, exchange, seen, key, found.entry)
+                return
+            stale = found.entry
+        if b"only-if-cached" in seen.directives:
+            self.counts.miss += 1
+            if transaction is not None:
+                transaction.cache = "MISS"
+            exchange.send_error(504, error_body(504, "the answer is not in the cache"))
+            return
+        fill = CacheFill(self, key, seen, variants or [], stale)
+        if (
+            stale is not None
+            and stale.has_validators
+            and seen.method == _GET
+            and not any(name.lower() in CONDITIONAL_FIELDS for name, _ in exchange.headers)
+        ):
+            exchange.headers.extend(conditional_headers(stale))
+            fill.validating = True
+        endpoint.relay(exchange, transaction, fill)
+
+    def serve(
+        self,
+        exchange: ServerExchange,
+        entry: CacheEntry,
+        status: bytes,
+        now: float,
+        transaction: Transaction | None,
+    ) -> bool:
+        """Answer from ``entry``: its head, ``Age``, ``X-Cache``, and its body (none for HEAD
+        or a status without one). False when an answer has already begun."""
+        if exchange.started or exchange.finished:
+            return False
+        code = entry.status
+        body = entry.body
+        lines = entry.header_lines() + b"Age: %d\r\nX-Cache: %s\r\n" % (int(entry.age(now)), status)
+        if code != 204 and code != 304:
+            lines += b"Content-Length: %d\r\n" % len(body)
+        framing = b""
+        if not exchange.keep_alive:
+            framing = b"Connection: close\r\n"
+        elif exchange.http_version == "1.0":
+            framing = b"Connection: keep-alive\r\n"
+        head = status_line(code, entry.reason or None) + lines + framing + b"\r\n"
+        if exchange.method == _HEAD or code == 204 or code == 304:
+            body = b""
+        counts = self.counts
+        if status == b"HIT":
+            counts.hit += 1
+        elif status == b"STALE":
+            counts.stale += 1
+        else:
+            counts.revalidated += 1
+        exchange.status = code
+        if transaction is not None:
+            transaction.cache = status.decode("ascii")
+            transaction.dispatch_response(code, entry.reason, lines)
+            if body:
+                transaction.add_response_body(body)
+        exchange.write(head + body if len(body) < 65536 else head)
+        if len(body) >= 65536:
+            exchange.write(body)
+        exchange.finish(keep_alive=True)
+        return True
+
+    # -- the store ----------------------------------------------------------------------------
+
+    def put(self, key: str, entries: list[CacheEntry]) -> None:
+        store = self.store
+        self.counts.stored += 1
+        if store.immediate:
+            store.put_now(key, entries)
+        else:
+            self._spawn(store.put(key, entries))
+
+    def invalidate(self, key: str) -> None:
+        store = self.store
+        if store.immediate:
+            store.delete_now(key)
+        else:
+            self._spawn(store.delete(key))
+
+    def _spawn(self, work: Awaitable[Any]) -> None:
+        if len(self._tasks) >= MAX_PENDING:
+            self.counts.skipped += 1
+            if asyncio.iscoroutine(work):
+                work.close()
+            return
+        task = asyncio.get_running_loop().create_task(_run(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _revalidate_later(
+        self,
+        endpoint: EndpointRelay,
+        exchange: ServerExchange,
+        seen: CacheRequest,
+        key: str,
+        entry: CacheEntry,
+    ) -> None:
+        revalidator = self.revalidator
+        if revalidator is None or key in self._background or len(self._tasks) >= MAX_PENDING:
+            return
+        pool = endpoint.pools[0]
+        target = exchange.target if exchange.target[:1] == b"/" else origin_form(exchange.target)
+        if endpoint.rewrite is not None:
+            target = endpoint.rewrite.apply(target)
+        url = pool.origin + (pool.base_path + target).decode("latin-1")
+        varied = {name for name, _ in entry.vary}
+        headers = [(n, v) for n, v in exchange.headers if n.lower() in varied]
+        if entry.has_validators:
+            headers += conditional_headers(entry)
+        self._background.add(key)
+
+        async def revalidate() -> None:
+            try:
+                request_time = time.time()
+                status, fields = await revalidator(url, headers)
+                now = time.time()
+                fresh = None
+                if status == 304:
+                    updates = [(n, v) for n, v in fields if n.lower() in _FRESHNESS_FIELDS]
+                    fresh = self.policy.freshen(entry, seen, 304, updates, request_time, now)
+                if fresh is None:
+                    self.invalidate(key)  # (the next request stores the new one, relayed)
+                else:
+                    variants = await self._variants(key)
+                    kept = [old for old in variants if old.vary != fresh.vary]
+                    self.put(key, [*kept, fresh])
+            finally:
+                self._background.discard(key)
+
+        self._spawn(revalidate())
+
+    async def _variants(self, key: str) -> list[CacheEntry]:
+        store = self.store
+        found = store.get_now(key) if store.immediate else await store.get(key)
+        return found or []
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+
+async def _run(work: Awaitable[Any]) -> None:
+    try:
+        await work
+    except Exception as exc:  # (a store reports its own failures; this is anything else)
+        logger.warning("cache: %s", exc)
+
+
+class CacheFill:
+    """What a :class:`RelayCache` does with one relayed answer: see the module documentation."""
+
+    __slots__ = (
+        "cache",
+        "entry",
+        "key",
+        "parts",
+        "request_time",
+        "seen",
+        "size",
+        "stale",
+        "validating",
+        "variants",
+    )
+
+    def __init__(
+        self,
+        cache: RelayCache,
+        key: str,
+        seen: CacheRequest | None,
+        variants: list[CacheEntry],
+        stale: CacheEntry | None,
+    ) -> None:
+        self.cache = cache
+        self.key = key
+        #: ``None``: an unsafe request, watched for what it invalidates.
+        self.seen = seen
+        self.variants = variants
+        #: A stored answer that validation, stale-if-error or a 304 may still use.
+        self.stale = stale
+        self.validating = False
+        #: When the request went (only a validation needs it: a miss's age on arrival is
+        #: taken from its response time, which undercounts it by one round trip at most).
+        self.request_time = time.time() if stale is not None else 0.0
+        #: The entry being filled and its body's pieces (``None``: nothing is being stored).
+        self.entry: CacheEntry | None = None
+        self.parts: list[bytes] | None = None
+        self.size = 0
+
+    def on_response(self, relay: Relay, status: int, reason: bytes, lines: bytes) -> bytes | None:
+        """The answer's head: the lines to relay (with ``X-Cache``), or ``None`` when the
+        cache answered the client instead (a 304 merged, a stale answer on a 5xx)."""
+        cache = self.cache
+        seen = self.seen
+        if seen is None:
+            if cache.policy.invalidates(relay.exchange.method, status):
+                self._invalidate(relay, lines)
+            return lines
+        stale = self.stale
+        transaction = relay.transaction
+        if stale is None and not (seen.method == _GET and self._storable_at_a_glance(lines)):
+            cache.counts.miss += 1  # (most answers: nothing to store, nothing to fall back on)
+            if transaction is not None:
+                transaction.cache = "MISS"
+            return lines + _MISS_LINE
+        now = time.time()
+        if stale is not None:
+            if status == 304 and self.validating:
+                fields = parse_header_block(lines)
+                fresh = cache.policy.freshen(stale, seen, 304, fields, self.request_time, now)
+                if fresh is not None:
+                    cache.put(self.key, _replace(self.variants, stale, fresh))
+                    if cache.serve(relay.exchange, fresh, b"REVALIDATED", now, transaction):
+                        return None
+            elif (
+                status >= 500
+                and cache.policy.usable_on_error(stale, seen, now)
+                and cache.serve(relay.exchange, stale, b"STALE", now, transaction)
+            ):
+                return None
+        cache.counts.miss += 1
+        if transaction is not None:
+            transaction.cache = "MISS"
+        if seen.method == _GET and self._storable_at_a_glance(lines):
+            entry = cache.policy.store(
+                seen, status, reason, parse_header_block(lines), self.request_time or now, now
+            )
+            if entry is not None:
+                length = relay.connection.content_length if relay.connection else None
+                if length is None or length <= cache.max_object_size:
+                    self.entry = entry
+                    self.parts = []
+        return lines + _MISS_LINE
+
+    def _storable_at_a_glance(self, lines: bytes) -> bool:
+        """Whether the head may allow storing at all: without ``Cache-Control`` or
+        ``Expires`` (and no TTL of the endpoint's) it may not, and nothing is parsed."""
+        if self.cache.policy.ttl is not None:
+            return True
+        lower = lines.lower()
+        return lower.find(b"cache-control:") >= 0 or lower.find(b"expires:") >= 0
+
+    def add(self, data: bytes) -> None:
+        parts = self.parts
+        if parts is None:
+            return
+        self.size += len(data)
+        if self.size > self.cache.max_object_size:
+            self.parts = None  # too large: it streams on, unstored and unheld
+            self.entry = None
+        else:
+            parts.append(bytes(data))
+
+    def on_end(self) -> None:
+        """The answer ended whole: store it."""
+        entry = self.entry
+        parts = self.parts
+        if entry is None or parts is None:
+            return
+        self.entry = self.parts = None
+        entry.body = b"".join(parts)
+        kept = [old for old in self.variants if old.vary != entry.vary]
+        self.cache.put(self.key, [*kept, entry])
+
+    def on_error(self, relay: Relay) -> bool:
+        """The upstream call failed before an answer: serve what stale-if-error allows."""
+        stale = self.stale
+        seen = self.seen
+        self.entry = self.parts = None
+        if stale is None or seen is None:
+            return False
+        now = time.time()
+        if not self.cache.policy.usable_on_error(stale, seen, now):
+            return False
+        return self.cache.serve(relay.exchange, stale, b"STALE", now, relay.transaction)
+
+    def _invalidate(self, relay: Relay, lines: bytes) -> None:
+        cache = self.cache
+        exchange = relay.exchange
+        cache.invalidate(self.key)
+        if exchange.method == _GET:
+            return
+        host = next((v for n, v in exchange.headers if n.lower() == b"host"), None)
+        for location in related_locations(parse_header_block(lines)):
+            target = _same_origin_target(location, host)
+            if target is not None:
+                raw = cache._prefix + (host or b"") + b"\x00" + target
+                cache.invalidate(raw.decode("latin-1"))
+
+
+def _same_origin_target(location: bytes, host: bytes | None) -> bytes | None:
+    """A Location as a target of this endpoint: a path, or an absolute URL on our Host."""
+    if location[:1] == b"/" and location[:2] != b"//":
+        return location
+    if host is None:
+        return None
+    for scheme in (b"http://", b"https://"):
+        prefix = scheme + host
+        if location.startswith(prefix):
+            rest = location[len(prefix) :]
+            if rest[:1] == b"/":
+                return rest
+            if not rest:
+                return b"/"
+    return None
+
+
+def _replace(variants: list[CacheEntry], old: CacheEntry, new: CacheEntry) -> list[CacheEntry]:
+    if old in variants:
+        return [new if entry is old else entry for entry in variants]
+    return [*variants, new]
+
+
+class RelayCaches:
+    """Endpoint name -> its :class:`RelayCache`: the cache application registers one, the
+    proxy server gives each endpoint's relay its own (absent: the endpoint does not cache)."""
+
+    __slots__ = ("caches", "stores")
+
+    def __init__(self) -> None:
+        self.caches: dict[str, RelayCache] = {}
+        #: Every store the caches use (closed once each at shutdown).
+        self.stores: list[CacheStore] = []
+
+    def get(self, name: str) -> RelayCache | None:
+        return self.caches.get(name)
+
+    async def aclose(self) -> None:
+        for cache in self.caches.values():
+            await cache.aclose()
+        for store in self.stores:
+            await store.aclose()
+
+    def __repr__(self) -> str:
+        return f"<RelayCaches {list(self.caches)!r}>"
