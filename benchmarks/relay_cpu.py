@@ -1,6 +1,7 @@
 """The fast relay's own CPU per request, without sockets.
 
     python benchmarks/relay_cpu.py [N] [api] [observer] [middleware] [ratelimit] [cache | hit]
+        [resilience]
 
 A request the way wrk sends it goes into a :class:`ServerProtocol`; the answer nginx gives
 (the harness's 213-byte ``/small``, with nginx's eight headers) goes into the
@@ -31,6 +32,8 @@ from ferryman.proxy import HTTPProxyHandler, ProxyContext
 from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.relay_cache import RelayCache
 from ferryman.proxy.relay_middleware import RelayHooks
+from ferryman.proxy.relay_resilience import build_resilience
+from ferryman.proxy.settings import EndpointSettings
 from ferryman.proxy.transactions import EVENT_TRANSACTION_FINISHED, TransactionListeners
 from ferryman.proxy.upstream import UpstreamConnection, UpstreamPool
 from ferryman.server.protocol import ServerProtocol, ServerState
@@ -119,10 +122,13 @@ def run(
     middleware: bool = False,
     ratelimit: bool = False,
     cache: str = "",
+    resilience: bool = False,
 ) -> float:
     """Relay ``n`` requests answered with ``response``; return the seconds it took. With
     ``observer``, one no-op ``proxy.transaction.finished`` listener sees every request; with
-    ``middleware``, one no-op generator middleware (run inline by the relay)."""
+    ``middleware``, one no-op generator middleware (run inline by the relay); with
+    ``resilience``, what ``ferryman start`` attaches to every endpoint by default (the
+    balancer, a circuit breaker, the retry policy: ``relay_resilience``)."""
     loop = new_event_loop()
     pool = UpstreamPool(URL("http://127.0.0.1:18080"), loop)
     upstream = UpstreamConnection(pool)
@@ -132,6 +138,9 @@ def run(
     if observer:
         dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, lambda transaction: None)
     relay = EndpointRelay("bench", [pool], transactions=TransactionListeners(dispatcher))
+    if resilience:
+        settings = EndpointSettings(name="bench", port=0, url=["http://127.0.0.1:18080"])
+        relay.resilience = build_resilience(settings, [pool], dispatcher, loop)
     if middleware:
         handler = HTTPProxyHandler(ProxyContext("http://127.0.0.1:18080"), name="bench")
         handler.client_edge(_through)
@@ -175,16 +184,19 @@ def main() -> None:
     middleware = "middleware" in sys.argv[2:]
     ratelimit = "ratelimit" in sys.argv[2:]
     cache = "hit" if "hit" in sys.argv[2:] else "cache" if "cache" in sys.argv[2:] else ""
+    resilience = "resilience" in sys.argv[2:]
     response = API_RESPONSE if api else RESPONSE
-    run(n // 10, response, observer, middleware, ratelimit, cache)  # warm up
-    best = min(run(n, response, observer, middleware, ratelimit, cache) for _ in range(5))
+    options = (observer, middleware, ratelimit, cache, resilience)
+    run(n // 10, response, *options)  # warm up
+    best = min(run(n, response, *options) for _ in range(5))
     head = "28-header API" if api else "nginx's 8-header"
     print(
         f"{1e6 * best / n:.2f} µs per relayed request, {head} answer (best of 5 x {n})"
         f"{', one no-op transaction observer' if observer else ''}"
         f"{', an in-memory rate limit' if ratelimit else ''}"
         f"{', cache on (nothing cacheable)' if cache == 'cache' else ''}"
-        f"{', cache hits' if cache == 'hit' else ''}; hot path {_compiled.mode}"
+        f"{', cache hits' if cache == 'hit' else ''}"
+        f"{', default breaker and retries' if resilience else ''}; hot path {_compiled.mode}"
     )
 
 

@@ -46,6 +46,7 @@ __all__ = [
     "TIMEOUT",
     "TLS_FAILURE",
     "TRUNCATED",
+    "UNAVAILABLE",
     "UNREACHABLE",
     "ListenerBodyTooLarge",
     "UpstreamError",
@@ -55,6 +56,7 @@ __all__ = [
     "error_kind",
     "error_response",
     "no_answer",
+    "no_upstream_available",
     "pool_timeout",
     "read_timeout",
     "truncated_answer",
@@ -75,6 +77,8 @@ POOL_TIMEOUT: Final = "no free connection"
 NO_ANSWER: Final = "no answer"
 MALFORMED: Final = "malformed answer"
 TRUNCATED: Final = "truncated answer"
+#: Every upstream of the endpoint is down (health probes) or its circuit breaker open.
+UNAVAILABLE: Final = "no upstream available"
 #: A request refused by a rate limit or an outbound budget (``ferryman.apps.ratelimit``).
 RATE_LIMITED: Final = "rate limited"
 #: What an upstream did when its answer has a transfer coding other than one ``chunked``.
@@ -189,6 +193,16 @@ def pool_timeout(origin: str) -> UpstreamError:
     """Every connection to ``origin`` the endpoint may open stayed busy for the pool timeout."""
     return UpstreamError(
         503, f"no connection to the upstream {origin} was free in time", POOL_TIMEOUT, origin
+    )
+
+
+def no_upstream_available(endpoint: str) -> UpstreamError:
+    """No upstream of ``endpoint`` may be sent a request now: none was tried."""
+    return UpstreamError(
+        503,
+        f"no upstream of {endpoint!r} is available: each is failing its health checks or "
+        "its circuit breaker is open",
+        UNAVAILABLE,
     )
 
 

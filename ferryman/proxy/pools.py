@@ -12,9 +12,12 @@ events, middleware) use the system's http client and its own pool.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ferryman.proxy.upstream import UpstreamPool
+
+if TYPE_CHECKING:
+    from ferryman.proxy.relay_resilience import EndpointResilience
 
 __all__ = ["PoolUsage", "UpstreamPools"]
 
@@ -34,14 +37,32 @@ class PoolUsage(NamedTuple):
 class UpstreamPools:
     """Endpoint name -> its upstream pools, as the server registered them."""
 
-    __slots__ = ("_pools",)
+    __slots__ = ("_pools", "_resilience")
 
     def __init__(self) -> None:
         self._pools: dict[str, tuple[UpstreamPool, ...]] = {}
+        self._resilience: dict[str, EndpointResilience] = {}
 
-    def register(self, endpoint: str, pools: Sequence[UpstreamPool]) -> None:
-        """The pools an endpoint's relay uses (a later call for the same endpoint replaces)."""
+    def register(
+        self,
+        endpoint: str,
+        pools: Sequence[UpstreamPool],
+        resilience: EndpointResilience | None = None,
+    ) -> None:
+        """The pools an endpoint's relay uses (a later call for the same endpoint replaces),
+        and its balancer, breakers and probes."""
         self._pools[endpoint] = tuple(pools)
+        if resilience is not None:
+            self._resilience[endpoint] = resilience
+
+    def resilience(self) -> dict[str, EndpointResilience]:
+        """Endpoint name -> its upstreams' balancer, breakers and retries (states, counts)."""
+        return dict(self._resilience)
+
+    def upstream_states(self) -> dict[str, list[dict[str, object]]]:
+        """Endpoint name -> each upstream's role, weight, health, breaker state and counts
+        (what the API's ``/system`` shows)."""
+        return {name: r.balancer.states() for name, r in self._resilience.items()}
 
     def usage(self) -> list[PoolUsage]:
         """Every pool's counts now, in the order endpoints were registered."""

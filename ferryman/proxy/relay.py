@@ -15,6 +15,7 @@ middleware, and the endpoint relay hands requests to it (``fallback``) whenever 
 from __future__ import annotations
 
 import time
+from asyncio import TimerHandle
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -60,6 +61,7 @@ from ferryman.server.protocol import (
 
 if TYPE_CHECKING:
     from ferryman.proxy.relay_cache import CacheFill, RelayCache
+    from ferryman.proxy.relay_resilience import EndpointResilience
 
 __all__ = ["EndpointRelay", "Relay"]
 
@@ -92,6 +94,7 @@ class EndpointRelay:
         "read_timeout",
         "request_buffer",
         "request_rules",
+        "resilience",
         "response_rules",
         "rewrite",
         "transactions",
@@ -116,6 +119,7 @@ class EndpointRelay:
         fallback: RequestHandler | None = None,
         transactions: TransactionListeners | None = None,
         filters: RelayFilters | None = None,
+        resilience: EndpointResilience | None = None,
     ) -> None:
         if not pools:
             raise ValueError("an endpoint relays to at least one upstream")
@@ -151,6 +155,9 @@ class EndpointRelay:
         #: The proxy filter events, run here when ``filters.active()`` (else the fallback runs
         #: them): see :mod:`ferryman.proxy.relay_events`.
         self.filters = filters
+        #: Upstream choice by health and breakers, and retries (``relay_resilience``);
+        #: ``None``: round robin, the next upstream on refusal.
+        self.resilience = resilience
         #: Rate limits and outbound budgets (``ferryman.proxy.admission``); ``None``: none.
         self.admission: Admission | None = None
         self.budgets: tuple[Budget | None, ...] | None = None
@@ -222,6 +229,8 @@ class EndpointRelay:
         relay = Relay(self, exchange, index)
         relay.transaction = transaction
         relay.cache_fill = fill
+        if self.resilience is not None and not self.resilience.pick(relay):
+            return
         if exchange.body_complete:
             relay.start()
         else:
@@ -243,6 +252,8 @@ class EndpointRelay:
         filters.next_upstream = (index + 1) % len(self.pools)
         relay = Relay(self, exchange, index)
         relay.transaction = transaction
+        if self.resilience is not None and not self.resilience.pick(relay):
+            return
         if filters.filter_request(relay):
             relay.proceed()
         # (else answered already, or asynchronous work calls ``proceed`` when it is done)
@@ -318,6 +329,8 @@ class EndpointRelay:
             pool.close()
         if self.filters is not None:
             self.filters.close()
+        if self.resilience is not None:
+            self.resilience.close()
 
     def __repr__(self) -> str:
         return f"<EndpointRelay {self.name!r} -> {[pool.origin for pool in self.pools]}>"
@@ -353,9 +366,12 @@ class Relay:
         "request_sent",
         "response_started",
         "retried",
+        "retry_deadline",
+        "retry_timer",
         "reused",
         "transaction",
         "tried",
+        "tried_mask",
         "tunnel",
         "wait_deadline",
     )
@@ -367,6 +383,11 @@ class Relay:
         #: The upstream's pool (``endpoint.pools[pool_index]``; another one after a refusal).
         self.pool = endpoint.pools[pool_index]
         self.tried = 1
+        #: The upstreams tried (bits of their indexes), when retries may go again, and the
+        #: timer of the wait before the next try (``relay_resilience``).
+        self.tried_mask = 0
+        self.retry_deadline = 0.0
+        self.retry_timer: TimerHandle | None = None
         self.connection: UpstreamConnection | None = None
         self.cancelled = False
         self.finished = False
@@ -507,7 +528,11 @@ class Relay:
         if self.cancelled or self.exchange.finished:
             return
         endpoint = self.endpoint
-        if not isinstance(error, TimeoutError) and self.tried < len(endpoint.pools):
+        resilience = endpoint.resilience
+        if resilience is not None:
+            if resilience.connect_failed(self, error):
+                return
+        elif not isinstance(error, TimeoutError) and self.tried < len(endpoint.pools):
             # Round robin: the next upstream gets its chance, each one once.
             self.tried += 1
             self.pool_index = (self.pool_index + 1) % len(endpoint.pools)
@@ -586,6 +611,9 @@ class Relay:
 
     def on_client_lost(self) -> None:
         self.cancelled = True
+        if self.retry_timer is not None:
+            self.retry_timer.cancel()
+            self.retry_timer = None
         if self.filter_event is not None:
             filters = self.endpoint.filters
             if filters is not None:
@@ -650,6 +678,9 @@ class Relay:
             return False
         connection = self.connection
         assert connection is not None
+        resilience = self.endpoint.resilience
+        if resilience is not None and resilience.answered(self, status, lines):
+            return False  # (dropped: the request goes again)
         self.response_started = True
         event = self.filter_event
         if event is not None:
@@ -786,11 +817,27 @@ class Relay:
             return
         self.abandon()
 
+    def abandon_try(self) -> None:
+        """This try failed and the request goes again (``relay_resilience``): its connection
+        is closed, and the request is as before its first try."""
+        self._close_connection()
+        self.finished = False
+        self.request_sent = False
+        self.response_started = False
+        self.pending_head = None
+        self.chunked_out = False
+        self.reused = False
+
     def abandon(self) -> None:
         """Nothing more goes to the client from the upstream: its connection is closed."""
         self.held = None
         self.held_watcher = None
         self.finished = True
+        self._close_connection()
+
+    def _close_connection(self) -> None:
+        """Detach from the upstream connection and close it (if it is still ours: its parser
+        may still be running, and must not reach this request again)."""
         connection = self.connection
         if connection is not None:
             self.connection = None
@@ -923,6 +970,11 @@ class Relay:
         """The upstream broke the protocol: drop its connection, answer 502 if still possible."""
         failure = broken_answer(self.pool.origin, reason)
         report_upstream(failure.kind, self.pool.origin, failure.message)
+        resilience = self.endpoint.resilience
+        if resilience is not None and resilience.failed(
+            self, "broken", reason, retry=not self.response_started
+        ):
+            return
         self._give_up(failure.status_code, failure.message)
 
     def upstream_timed_out(self) -> None:
@@ -932,18 +984,17 @@ class Relay:
         else:
             failure = read_timeout(origin)
         report_upstream(failure.kind, origin, failure.message)
+        resilience = self.endpoint.resilience
+        if resilience is not None and resilience.failed(
+            self, "timeout", "timeout", retry=not self.response_started
+        ):
+            return
         self._give_up(failure.status_code, failure.message)
 
     def _give_up(self, status: int, message: str) -> None:
         """Detach from the connection first: its parser may still be running (this is called
         from its callbacks) and must not reach this request again."""
-        connection = self.connection
-        if connection is not None:
-            self.connection = None
-            if connection.relay is self:
-                connection.relay = None
-                connection.abort()
-                self.pool.discard(connection)
+        self._close_connection()
         if self.finished and not self.tunnel:
             if self.held is not None:
                 self.held_end = 3
@@ -1025,10 +1076,17 @@ class Relay:
             self.finished = True
             failure = truncated_answer(pool.origin)
             report_upstream(failure.kind, pool.origin, failure.message)
+            if self.endpoint.resilience is not None:
+                self.endpoint.resilience.failed(self, "broken", "broke off", retry=False)
             if self.transaction is not None:
                 self.transaction.error = failure.message
             exchange.abort()  # the client must not take a truncated body for a whole one
             return
         failure = no_answer(pool.origin)
         report_upstream(failure.kind, pool.origin, failure.message)
+        resilience = self.endpoint.resilience
+        if resilience is not None and resilience.failed(
+            self, "broken", "closed before answering", retry=not answered
+        ):
+            return
         self.fail(failure.status_code, failure.message)

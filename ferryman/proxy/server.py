@@ -30,6 +30,7 @@ from ferryman.proxy.pools import UpstreamPools
 from ferryman.proxy.relay import EndpointRelay
 from ferryman.proxy.relay_cache import RelayCaches
 from ferryman.proxy.relay_middleware import RelayHooks
+from ferryman.proxy.relay_resilience import build_resilience
 from ferryman.proxy.settings import EndpointSettings, ProxySettings
 from ferryman.proxy.targets import ESCAPE_BODY, may_escape, target_escapes
 from ferryman.proxy.transactions import TransactionListeners
@@ -268,6 +269,7 @@ class ProxyServer:
             use_fast=gate,
             fallback=bridge,
             transactions=self.transactions,
+            resilience=build_resilience(endpoint, pools, self.system.dispatcher, loop),
         )
         if endpoint.request_options.to_options():
             relay.use_fast = lambda: False  # options only the http client understands
@@ -278,7 +280,7 @@ class ProxyServer:
         if RelayCaches in provider:  # (the cache application: each endpoint its own)
             relay.cache = provider.resolve(RelayCaches).get(endpoint.name)
         if UpstreamPools in provider:  # (read by the metrics at scrape time)
-            provider.resolve(UpstreamPools).register(endpoint.name, pools)
+            provider.resolve(UpstreamPools).register(endpoint.name, pools, relay.resilience)
         return relay
 
     async def _listen(
@@ -333,6 +335,8 @@ class ProxyServer:
             await server.wait_closed()
         for relay in self._relays:
             relay.close()
+            if relay.resilience is not None:
+                await relay.resilience.aclose()
         if self._lifespan is not None:
             await self._lifespan.shutdown()
 

@@ -55,6 +55,14 @@ from ferryman.exceptions import InvalidURL
 from ferryman.http.url import URL
 from ferryman.proxy.headers import HeaderRules
 from ferryman.proxy.rewrite import Rewrite
+from ferryman.proxy.settings_resilience import (
+    BalanceSettings,
+    BreakerSettings,
+    HealthCheckSettings,
+    RetrySettings,
+    check_balance,
+    split_upstream_entries,
+)
 from ferryman.server.protocol import ServerLimits
 from ferryman.system.applications import Settings
 
@@ -346,6 +354,17 @@ class EndpointSettings(Settings):
     #: Rewrite the upstream's own URLs in ``Location``, ``Content-Location`` and ``Refresh``
     #: to the proxy's (nginx's ``proxy_redirect default``).
     redirect_rewrite: bool = True
+    #: Spreading requests over the upstreams, probing them, and what happens when they fail
+    #: (:mod:`ferryman.proxy.settings_resilience`).
+    balance: BalanceSettings = BalanceSettings()
+    health_check: HealthCheckSettings | None = None
+    breaker: BreakerSettings = BreakerSettings()
+    retry: RetrySettings = RetrySettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upstream_entries(cls, value: Any) -> Any:
+        return split_upstream_entries(value) if isinstance(value, Mapping) else value
 
     @field_validator("url", mode="before")
     @classmethod
@@ -396,6 +415,7 @@ class EndpointSettings(Settings):
             raise ValueError("an endpoint listens on its own 'port' or under a 'path', one of them")
         if self.path is not None and (not self.path.startswith("/") or self.path == "/"):
             raise ValueError(f"path must start with '/' and not be '/' alone, got {self.path!r}")
+        check_balance(self.url, self.balance)
         return self
 
     @property

@@ -47,6 +47,11 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from ferryman.apps.metrics.counters import BUCKETS, STATUS_CLASSES, TransactionCounters
+from ferryman.apps.metrics.upstreams import (
+    shared_breakers_type,
+    shared_state_families,
+    upstream_families,
+)
 from ferryman.proxy.pools import UpstreamPools
 from ferryman.proxy.relay_cache import RelayCaches
 from ferryman.system.container import Container
@@ -72,6 +77,10 @@ class ProxyCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         yield from self._requests()
         yield from self._pools()
+        pools = self._service(UpstreamPools)
+        if pools is not None:
+            yield from upstream_families(pools)
+        yield from shared_state_families(self._service(shared_breakers_type()))
         yield from self._storage()
         yield from self._access_log()
         yield from self._rate_limits()

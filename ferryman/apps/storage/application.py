@@ -21,6 +21,7 @@ from ferryman.apps.storage.replay import Replayer
 from ferryman.apps.storage.settings import StorageSettings
 from ferryman.events import EventDispatcher
 from ferryman.proxy.application import ProxyEndpoints
+from ferryman.proxy.pools import UpstreamPools
 from ferryman.proxy.settings import is_loopback
 from ferryman.proxy.transactions import EVENT_TRANSACTION_FINISHED, EVENT_TRANSACTION_STARTED
 from ferryman.server.controllers import ASGIApp, Scope
@@ -101,10 +102,12 @@ class StorageApplication(Application):
         if ProxyEndpoints not in provider:
             return
         endpoints = provider.resolve(ProxyEndpoints)
+        pools = provider.resolve(UpstreamPools) if UpstreamPools in provider else None
         settings = event.settings
         secret_keys = self.settings.header_names | self.settings.json_keys | {"password"}
 
         def system() -> dict[str, Any]:
+            states = {} if pools is None else pools.upstream_states()
             return {
                 "version": __version__,
                 "endpoints": [
@@ -116,6 +119,7 @@ class StorageApplication(Application):
                             else f"path {endpoint.path}"
                         ),
                         "upstreams": [_mask_urls(url) for url in endpoint.url],
+                        "upstream_states": _mask_urls(states.get(endpoint.name, [])),
                         "record": self.settings.record(endpoint.name).value,
                     }
                     for endpoint in endpoints.settings.endpoints

@@ -166,6 +166,20 @@ SCHEMAS: Final[dict[str, Any]] = {
             **_ROUTE,
         }
     ),
+    "UpstreamState": _object(
+        {
+            "url": {"type": "string"},
+            "origin": {"type": "string"},
+            "role": {"enum": ["default", "fallback"]},
+            "weight": {"type": "integer"},
+            "healthy": {"type": "boolean"},
+            "breaker": {"enum": ["closed", "open", "half_open", None]},
+            "breaker_reopens_in": _nullable("number"),
+            "in_flight": {"type": "integer"},
+            "retries": {"type": "integer"},
+            "transitions": {"type": "integer"},
+        }
+    ),
     "System": _object(
         {
             "version": {"type": "string"},
@@ -176,6 +190,8 @@ SCHEMAS: Final[dict[str, Any]] = {
                         "name": {"type": "string"},
                         "listen": {"type": "string"},
                         "upstreams": {"type": "array", "items": {"type": "string"}},
+                        # Each upstream's role, weight, health and breaker (the fast relay's).
+                        "upstream_states": {"type": "array", "items": _ref("UpstreamState")},
                         "record": {"enum": ["all", "headers", "none"]},
                     }
                 ),

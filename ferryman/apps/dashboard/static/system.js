@@ -14,7 +14,8 @@ export async function system(main) {
         h("thead", {}, h("tr", {}, ["name", "listens on", "upstreams", "recorded"].map((c) => h("th", {}, c)))),
         h("tbody", {}, (info.endpoints || []).map((e) => h("tr", {},
           h("td", {}, e.name), h("td", {}, e.listen),
-          h("td", {}, (e.upstreams || []).map((u) => h("div", { class: "target" }, u))),
+          h("td", {}, (e.upstreams || []).map((u, i) => h("div", { class: "target" }, u,
+            upstreamState((e.upstream_states || [])[i])))),
           h("td", {}, e.record)))))),
     h("section", { class: "card", "data-testid": "storage" }, h("h2", {}, "Storage"),
       h("dl", { class: "facts" },
@@ -26,6 +27,20 @@ export async function system(main) {
     h("section", { class: "card", "data-testid": "settings" }, h("h2", {}, "Effective settings"),
       h("pre", { class: "settings" }, JSON.stringify(info.settings || {}, null, 2))),
   );
+}
+
+// "fallback, weight 3, down, breaker open (30 s)": what differs from a plain healthy upstream.
+function upstreamState(state) {
+  if (!state) return "";
+  const words = [];
+  if (state.role === "fallback") words.push("fallback");
+  if (state.weight !== 1) words.push(`weight ${state.weight}`);
+  if (!state.healthy) words.push("down (health checks)");
+  if (state.breaker && state.breaker !== "closed") {
+    const wait = state.breaker === "open" ? ` (${Math.ceil(state.breaker_reopens_in)} s)` : "";
+    words.push(`breaker ${state.breaker.replace("_", "-")}${wait}`);
+  }
+  return words.length ? h("span", { class: "muted" }, ` — ${words.join(", ")}`) : "";
 }
 
 function fact(name, value) {
