@@ -29,6 +29,8 @@ HOT_PATH = (
     "ferryman/proxy/headers.py",
     "ferryman/proxy/targets.py",
     "ferryman/proxy/upstream.py",
+    "ferryman/proxy/breaker.py",
+    "ferryman/proxy/relay_resilience.py",
     "ferryman/proxy/relay.py",
     "ferryman/proxy/relay_cache.py",
     "ferryman/proxy/transactions.py",

@@ -702,6 +702,7 @@ class Relay:
             if relayed is None:  # (the cache answered: a 304 merged, a stale answer)
                 return self._discard_answer(status, keep_alive)
             lines = relayed
+            fill = self.cache_fill  # (the endpoint's probe hands a storable answer on)
         self._frame(status, reason, lines, connection.content_length)
         transaction = self.transaction
         if transaction is not None and transaction.response_body is not None and not self.head_only:

@@ -64,6 +64,9 @@ _FRESHNESS_FIELDS: Final = frozenset(
     {b"cache-control", b"expires", b"date", b"etag", b"last-modified", b"age", b"vary"}
 )
 _MISS_LINE: Final = b"X-Cache: MISS\r\n"
+#: Request fields that change what a cache does with a request even when it holds nothing:
+#: ``only-if-cached`` (a 504 at once), ``no-store`` and ``Range`` (not for the cache).
+_ASKING_FIELDS: Final = frozenset({b"cache-control", b"pragma", b"range"})
 
 #: Sends a GET for a background validation: ``(url, headers) -> (status, headers)``.
 Fields = list[tuple[bytes, bytes]]
@@ -92,6 +95,7 @@ class RelayCache:
         "max_object_size",
         "name",
         "policy",
+        "probe",
         "revalidator",
         "store",
     )
@@ -114,6 +118,10 @@ class RelayCache:
         self._prefix = name.encode("latin-1") + b"\x00"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._background: set[str] = set()
+        #: While the store holds nothing, a GET needs no key and no lookup: it is a miss, and
+        #: its answer alone says whether it may be stored (the probe, one object shared by
+        #: those requests; an API whose answers are never cacheable stays on this path).
+        self.probe = CacheFill(self, "", None, [], None, probing=True)
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -137,13 +145,16 @@ class RelayCache:
             self.counts.bypass += 1
             endpoint.relay(exchange, transaction, fill)
             return
+        store = self.store
+        if store.holds_nothing() and not _asks_the_cache(exchange.headers):
+            endpoint.relay(exchange, transaction, self.probe)  # (most requests: nothing stored)
+            return
         seen = self.policy.request(method, exchange.headers)
         if seen is None:
             self.counts.bypass += 1
             endpoint.relay(exchange, transaction, None)
             return
         key = self.key(exchange)
-        store = self.store
         if store.immediate:
             self._decide(endpoint, exchange, transaction, seen, key, store.get_now(key))
             return
@@ -345,6 +356,7 @@ class CacheFill:
         "entry",
         "key",
         "parts",
+        "probing",
         "request_time",
         "seen",
         "size",
@@ -360,9 +372,14 @@ class CacheFill:
         seen: CacheRequest | None,
         variants: list[CacheEntry],
         stale: CacheEntry | None,
+        *,
+        probing: bool = False,
     ) -> None:
         self.cache = cache
         self.key = key
+        #: The endpoint's shared :attr:`RelayCache.probe`: it decides from the answer's head
+        #: alone, and hands a storable answer to a fill of the request's own.
+        self.probing = probing
         #: ``None``: an unsafe request, watched for what it invalidates.
         self.seen = seen
         self.variants = variants
@@ -381,6 +398,8 @@ class CacheFill:
         """The answer's head: the lines to relay (with ``X-Cache``), or ``None`` when the
         cache answered the client instead (a 304 merged, a stale answer on a 5xx)."""
         cache = self.cache
+        if self.probing:
+            return self._probed(relay, status, reason, lines)
         seen = self.seen
         if seen is None:
             if cache.policy.invalidates(relay.exchange.method, status):
@@ -420,6 +439,26 @@ class CacheFill:
                 if length is None or length <= cache.max_object_size:
                     self.entry = entry
                     self.parts = []
+        return lines + _MISS_LINE
+
+    def _probed(self, relay: Relay, status: int, reason: bytes, lines: bytes) -> bytes | None:
+        """The probe's answer: a miss, and an answer that may be stored handed to a fill of
+        its own request (the probe itself is shared, and never changes)."""
+        cache = self.cache
+        exchange = relay.exchange
+        if exchange.method == _GET and self._storable_at_a_glance(lines):
+            seen = cache.policy.request(exchange.method, exchange.headers)
+            if seen is None:  # (not for the cache after all)
+                cache.counts.bypass += 1
+                relay.cache_fill = None
+                return lines
+            fill = CacheFill(cache, cache.key(exchange), seen, [], None)
+            relay.cache_fill = fill
+            return fill.on_response(relay, status, reason, lines)
+        cache.counts.miss += 1
+        transaction = relay.transaction
+        if transaction is not None:
+            transaction.cache = "MISS"
         return lines + _MISS_LINE
 
     def _storable_at_a_glance(self, lines: bytes) -> bool:
@@ -476,6 +515,11 @@ class CacheFill:
             if target is not None:
                 raw = cache._prefix + (host or b"") + b"\x00" + target
                 cache.invalidate(raw.decode("latin-1"))
+
+
+def _asks_the_cache(headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether a request has a field that changes what the cache does with it."""
+    return any(len(name) <= 13 and name.lower() in _ASKING_FIELDS for name, _ in headers)
 
 
 def _same_origin_target(location: bytes, host: bytes | None) -> bytes | None:

@@ -301,6 +301,17 @@ async def test_only_if_cached(origin: CacheOrigin, path: str, start_relay: Start
     assert response.status == 504 and origin.hits(path) == 0
 
 
+async def test_a_range_request_is_not_for_the_cache_even_when_it_holds_nothing(
+    origin: CacheOrigin, path: str, start_relay: StartRelay
+) -> None:
+    origin.script(path, Reply(headers=MAX_AGE, body=b"abc"))
+    server = await cached_relay(start_relay, origin.url)
+    ranged = await get(server, path, b"Range: bytes=0-1\r\n")
+    assert ranged.header("x-cache") is None  # bypassed, not a miss: nothing was stored
+    assert (await get(server, path)).header("x-cache") == "MISS"
+    assert (await get(server, path)).header("x-cache") == "HIT"
+
+
 async def test_hits_keep_the_connection_alive(
     origin: CacheOrigin, path: str, start_relay: StartRelay
 ) -> None:

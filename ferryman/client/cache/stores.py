@@ -42,6 +42,11 @@ class CacheStore:
     def delete_now(self, key: str) -> None:
         raise NotImplementedError(f"{type(self).__name__} answers asynchronously only")
 
+    def holds_nothing(self) -> bool:
+        """Whether the store is known to hold no entry at all now, so that a lookup would
+        miss (a shared store, which others fill, never knows)."""
+        return False
+
     async def get(self, key: str) -> list[CacheEntry] | None:
         """The variants stored under ``key`` (``None``: nothing, or the store is down)."""
         return self.get_now(key)
@@ -99,6 +104,9 @@ class MemoryStore(CacheStore):
         item = self._items.pop(key, None)
         if item is not None:
             self.size -= item[1]
+
+    def holds_nothing(self) -> bool:
+        return not self._items
 
     def __len__(self) -> int:
         return len(self._items)
