@@ -170,8 +170,8 @@ def test_printed_configuration_loads_again_to_the_same(tmp_path: Path) -> None:
         (
             ["--set", "nope=1"],
             "error: nope: unknown configuration key (no application listed in 'applications' "
-            "reads it; the keys read are applications, dashboard, logging, metrics, proxy, "
-            "storage) "
+            "reads it; the keys read are applications, cache, dashboard, logging, metrics, "
+            "proxy, storage) "
             "(from --set nope=1)",
         ),
         (["--set", "proxy.port"], "error: --set 'proxy.port': expected key=value"),

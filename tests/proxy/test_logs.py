@@ -111,13 +111,16 @@ def upstream():  # type: ignore[no-untyped-def]
 
 
 async def general_path_to(*urls: str) -> ProxyServer:
-    """A proxy whose endpoints (``e0``, ``e1``...) take the general path: a listener is on."""
+    """A proxy whose endpoints (``e0``, ``e1``...) take the general path: a listener is on.
+    Their circuit breakers are off: every request reaches the failing upstream, and what is
+    counted here is the failures' lines (the breaker's own are tested with the breaker)."""
     overrides = ["proxy.port=0"]
     for index, url in enumerate(urls):
         overrides += [
             f"proxy.endpoints.{index}.name=e{index}",
             f"proxy.endpoints.{index}.port=0",
             f"proxy.endpoints.{index}.url={url}",
+            f"proxy.endpoints.{index}.breaker.enabled=false",
         ]
     system = await SystemBuilder(load_config([], overrides=overrides)).build(build_kernel)
     system.dispatcher.add_listener(EVENT_FILTER_PROXY_REQUEST, lambda event: None)
