@@ -38,6 +38,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Sequence
+from typing import IO
 
 from ferryman.apps.storage.writer import DISCARD_ENV
 
@@ -94,7 +95,7 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 def start_ferryman(
-    upstream: int, settings: Sequence[str], env: dict[str, str]
+    upstream: int, settings: Sequence[str], env: dict[str, str], log: IO[bytes]
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     command = [
@@ -109,7 +110,12 @@ def start_ferryman(
         *(arg for setting in settings for arg in ("--set", setting)),
     ]
     process = subprocess.Popen(
-        pinned(1, command), start_new_session=True, stderr=subprocess.PIPE, env=env
+        # Its stderr (the access log, on by default) goes to a file, as a service manager
+        # would keep it: a pipe nobody reads fills, and its writes then block.
+        pinned(1, command),
+        start_new_session=True,
+        stderr=log,
+        env=env,
     )
     wait_port(port, 60)
     return process, f"http://127.0.0.1:{port}/"
@@ -286,7 +292,8 @@ def run_case(
         with contextlib.suppress(Exception):  # no table before the first run
             before = asyncio.run(count(url))
     case_env = {**env, DISCARD_ENV: "1"} if name.startswith("discard") else env
-    process, target = start_ferryman(upstream, settings, case_env)
+    log = tempfile.TemporaryFile()  # noqa: SIM115 (closed below, once read)
+    process, target = start_ferryman(upstream, settings, case_env, log)
     if name != "off" and args.writer_cpu != "pinned":
         cpus = [0] if args.writer_cpu == "other" else range(os.cpu_count() or 1)
         place_children(process.pid, cpus, 10)
@@ -298,7 +305,13 @@ def run_case(
     finally:
         # Includes the shutdown's final writes: all the recording's CPU is counted.
         used = stop(process) - started_cpu
-    stderr = process.stderr.read().decode() if process.stderr else ""
+    log.seek(0)
+    stderr = "\n".join(
+        line
+        for line in log.read().decode(errors="replace").splitlines()
+        if not line.startswith("20")  # (the access log's lines start with their time)
+    )
+    log.close()
     if "dropped" in stderr or "full" in stderr or "writer" in stderr:
         print(f"  [{name}] {stderr.strip()[-400:]}", file=sys.stderr)
     recorded = asyncio.run(count(url)) - before if url else None
