@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from importlib.abc import MetaPathFinder
-from importlib.machinery import ModuleSpec
+from importlib.machinery import EXTENSION_SUFFIXES, ModuleSpec
 from importlib.util import spec_from_file_location
 from types import ModuleType
 from typing import Final
@@ -74,8 +74,34 @@ class _FromSource(MetaPathFinder):
         return spec_from_file_location(fullname, source)
 
 
+def _leftovers(built: dict[str, str]) -> list[str]:
+    """Modules with a compiled file beside their source that the last build did not compile.
+
+    A module taken off the hot path keeps the extension an earlier build left (an editable
+    install, a ``git pull``): Python would prefer it to the source and fail to load it from a
+    group library that no longer holds it. Those modules run from their source.
+    """
+    found = []
+    root = os.path.dirname(_PACKAGE_DIR)
+    for directory, _, files in os.walk(_PACKAGE_DIR):
+        for name in files:
+            suffix = next((s for s in EXTENSION_SUFFIXES if name.endswith(s)), None)
+            if suffix is None or not os.path.exists(
+                os.path.join(directory, name[: -len(suffix)] + ".py")
+            ):
+                continue
+            relative = os.path.relpath(os.path.join(directory, name[: -len(suffix)]), root)
+            module = relative.replace(os.sep, ".")
+            if module not in built:
+                found.append(module)
+    return found
+
+
 def _choose() -> tuple[str, dict[str, str]]:
     built = _read_manifest()
+    leftovers = _leftovers(built)
+    if leftovers:
+        sys.meta_path.insert(0, _FromSource(leftovers))
     if not built:
         return "pure Python (not compiled)", {}
     if os.environ.get(PURE_PYTHON_ENV, "") not in ("", "0"):

@@ -113,3 +113,22 @@ def test_without_a_build_every_module_is_its_source(package_copy: Path) -> None:
     loaded = _load(package_copy)
     assert loaded["mode"] == "pure Python (not compiled)"
     assert loaded["ferryman.proxy.relay"].endswith("relay.py")
+
+
+def test_a_compiled_file_the_build_no_longer_makes_does_not_shadow_its_source(
+    package_copy: Path,
+) -> None:
+    # What an earlier build left of a module since taken off the hot path (here: a file
+    # that is no extension at all, which Python would fail to load).
+    leftover = package_copy / "proxy" / f"balancer{EXTENSION}"
+    leftover.write_bytes(b"not a shared library")
+    code = (
+        f"import sys; sys.path[:0] = [{str(package_copy.parent)!r}];"
+        f"sys.path += {site.getsitepackages()!r};"
+        "import ferryman.proxy.balancer as b; print(b.__file__)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("balancer.py")
