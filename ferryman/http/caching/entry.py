@@ -49,8 +49,9 @@ class CacheEntry:
         reason: bytes,
         headers: list[tuple[bytes, bytes]],
         *,
-        vary: tuple[tuple[bytes, bytes | None], ...] = (),
+        # (first: mypyc refuses a keyword-only argument without a default after one with)
         response_time: float,
+        vary: tuple[tuple[bytes, bytes | None], ...] = (),
         initial_age: float = 0.0,
         lifetime: float = 0.0,
         no_cache: bool = False,

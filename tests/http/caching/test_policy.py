@@ -3,7 +3,10 @@ response, validation and 304 merging, invalidation, and the shared cache's extra
 
 from __future__ import annotations
 
+import importlib
+import re
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -439,9 +442,36 @@ def test_entries_survive_their_bytes() -> None:
     decoded = decode_entries(encode_entries([first, second]))
     assert decoded is not None
     for original, copy in zip([first, second], decoded, strict=True):
-        for slot in CacheEntry.__slots__:
-            if slot != "_lines":
-                assert getattr(copy, slot) == getattr(original, slot), slot
+        for name in ENTRY_FIELDS:
+            assert getattr(copy, name) == getattr(original, name), name
+
+
+#: What a CacheEntry is made of: every argument of its constructor, kept under its name (the
+#: compiled class has no ``__slots__`` to read them from; the source's must match this list).
+ENTRY_FIELDS = (
+    "status",
+    "reason",
+    "headers",
+    "response_time",
+    "vary",
+    "initial_age",
+    "lifetime",
+    "no_cache",
+    "must_revalidate",
+    "stale_while_revalidate",
+    "stale_if_error",
+    "etag",
+    "last_modified",
+    "body",
+)
+
+
+def test_the_field_list_is_the_whole_entry() -> None:
+    package = importlib.import_module("ferryman.http.caching")
+    source = (Path(package.__file__ or "").parent / "entry.py").read_text()
+    slots = re.search(r"__slots__ = \(([^)]*)\)", source)
+    assert slots is not None
+    assert set(re.findall(r'"(\w+)"', slots[1])) - {"_lines"} == set(ENTRY_FIELDS)
 
 
 @pytest.mark.parametrize(
