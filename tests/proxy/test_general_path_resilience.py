@@ -70,7 +70,7 @@ async def test_consecutive_5xx_open_the_breaker_then_503_json_without_the_upstre
     }
     assert len(up.requests) == 3  # the fourth never reached it
     lines = await proxy.stop()
-    assert 'error="no upstream of \'api\' is available' in lines[-1]
+    assert "error=\"no upstream of 'api' is available" in lines[-1]
 
 
 async def test_the_relay_and_the_general_path_share_one_breaker_per_upstream(
