@@ -34,10 +34,18 @@ gives 502, one that is too slow 504, no free connection in time 503 (JSON ``{"st
 "message"}`` from :mod:`ferryman.proxy.errors`, the fast relay's words exactly), and an
 exception in a middleware or a proxy event listener a logged JSON 500. Once the upstream's
 answer has begun, a failure cuts the client's connection instead (no status can be sent any
-more, and a chunked body gets no terminator), and the request is never sent again: the http
-client sends a request twice only if not one byte of its answer arrived and, unless it is
-idempotent, it provably never left. Upstream failures are logged in words, at most one line
-per kind and upstream per interval (:mod:`ferryman.proxy.logs`).
+more, and a chunked body gets no terminator), and the request is never sent again. Before
+that, a request goes again as the endpoint's ``retry`` settings say, exactly as on the fast
+relay (:mod:`ferryman.proxy.general_resilience`); the http client itself sends a request
+twice only if not one byte of its answer arrived and, unless it is idempotent, it provably
+never left. No upstream up (health checks, open breakers): 503, none tried. Upstream
+failures are logged in words, at most one line per kind and upstream per interval
+(:mod:`ferryman.proxy.logs`).
+
+Served by :class:`~ferryman.proxy.server.ProxyServer`, the handler shares its endpoint's HTTP
+cache and upstream state with the fast relay (:meth:`HTTPProxyHandler.share_endpoint_state`);
+served on its own (another ASGI server), it has neither: uncached, plain round robin, a
+refused connection tries the next upstream.
 
 ``error_handler(error, ctx)`` (plain or ``async``) replaces those answers: it gets the
 :class:`~ferryman.proxy.errors.UpstreamError` (its ``__cause__`` the client's exception) or the

@@ -16,6 +16,7 @@ import pytest
 
 from tests.proxy.general_path import GENERAL, StartProxy, ferryman_proxy
 from tests.servers.cache_origin import CacheOrigin, Reply
+from tests.servers.slow_upstream import wait_until
 
 __all__ = ["ferryman_proxy"]
 
@@ -116,6 +117,27 @@ async def test_a_stale_answer_is_validated_and_the_304_merged(
     validation = origin.requests_for(path)[1]
     assert validation.header("if-none-match") == '"v1"'
     assert proxy.cache.counts.revalidated == 1
+
+
+async def test_stale_while_revalidate_validates_in_the_background(
+    origin: CacheOrigin, path: str, ferryman_proxy: StartProxy
+) -> None:
+    swr = [("Cache-Control", "max-age=60, stale-while-revalidate=600")]
+    origin.script(
+        path,
+        Reply(headers=[*swr, ("Age", "100")], body=b"old", etag='"a"'),
+        Reply(headers=swr, etag='"a"'),
+    )
+    proxy = await ferryman_proxy(url=origin.url, **GENERAL)
+    await proxy.send(target=path)
+    stale = await proxy.send(target=path)
+    assert (stale.header("x-cache"), stale.body) == ("STALE", b"old")
+    assert await wait_until(lambda: origin.hits(path) == 2)
+    assert origin.requests_for(path)[1].header("if-none-match") == '"a"'
+    assert await wait_until(lambda: proxy.cache.counts.stored == 2)
+    fresh = await proxy.send(target=path)
+    assert (fresh.header("x-cache"), fresh.body) == ("HIT", b"old")
+    assert origin.hits(path) == 2
 
 
 async def test_stale_if_error_serves_the_stored_answer_on_a_5xx_or_a_dropped_connection(
