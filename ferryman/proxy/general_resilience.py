@@ -29,10 +29,11 @@ within the retry settings' ``attempts`` and ``deadline``, on another upstream wh
 Once the answer's head came and was kept, nothing goes again: a body that breaks off is
 counted by the breaker (:func:`body_failed`) and the client's connection cut.
 
-Differences from the relay a user could see: ``least_outstanding`` counts a general-path
-request as outstanding only until its answer's head came (the relay until its body ended); a
-request whose body streams (``request_buffer: 0``) is still sent again after a refused
-connection (nothing of it was read), as this path always did.
+Differences from the relay a user could see: ``least_outstanding`` weighs the upstreams by
+the relay's requests in flight (its pools' busy connections); a general-path request goes
+through the http client's pool and is not counted there. A request whose body streams
+(``request_buffer: 0``) is still sent again after a refused connection (nothing of it was
+read), as this path always did.
 """
 
 from __future__ import annotations
