@@ -44,7 +44,14 @@ class FerrymanError(Exception):
 
 
 class TransportError(FerrymanError):
-    """Sending a request or receiving its response failed below the HTTP semantics."""
+    """Sending a request or receiving its response failed below the HTTP semantics.
+
+    ``answer_began`` says whether any byte of the server's answer had arrived when it failed
+    (``None``: not known). A caller that sends a request again (a proxy's retries) may do so
+    only when it is ``False``: once an answer began, the server may have acted on the request.
+    """
+
+    answer_began: bool | None = None
 
     def __init__(self, message: str = "", *, request: Any = None) -> None:
         super().__init__(message)

@@ -122,9 +122,10 @@ class ProxyContext:
         self.response = None
         self.endpoint = ""
         self._root: ProxyContext | None = None
-        # (URL, upstream index, raw target) as prepared; how _forward tells if a middleware
-        # changed the URL, and where a retry on the next upstream starts from.
-        self._prepared: tuple[URL, int, bytes] | None = None
+        # (URL, upstream index, raw target, the client's target) as prepared; how _forward
+        # tells if a middleware changed the URL, where a retry on the next upstream starts
+        # from, and the cache's key (the client's target, before the endpoint's rewrite).
+        self._prepared: tuple[URL, int, bytes, bytes] | None = None
         self._session: AsyncClient | None = None
         self._owns_session = True
 

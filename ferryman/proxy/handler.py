@@ -12,8 +12,10 @@ The order of one transaction served by the kernel, HARP's order with aiorp's mid
     proxy.filter.request         a listener may change/replace event.request, or answer it
     -- the upstream request is prepared from event.request (rewrite, header rules, forwarding)
     middlewares, way in          phases ascending; a middleware may answer (short-circuit)
+    -- the endpoint's HTTP cache: a hit answers here (general_cache), nothing below runs
     http_client.filter.request   (the system's http client) may forge the upstream's answer
-    -- the upstream call (round robin; a refused connection tries the next upstream)
+    -- the upstream call (the endpoint's balancer, breakers and retries: general_resilience;
+       without them, round robin and a refused connection tries the next upstream)
     http_client.filter.response  may replace the upstream's answer
     -- the response headers are filtered (hop-by-hop, Via, rules); the body stays streamed
     middlewares, way out         phases descending
@@ -32,10 +34,18 @@ gives 502, one that is too slow 504, no free connection in time 503 (JSON ``{"st
 "message"}`` from :mod:`ferryman.proxy.errors`, the fast relay's words exactly), and an
 exception in a middleware or a proxy event listener a logged JSON 500. Once the upstream's
 answer has begun, a failure cuts the client's connection instead (no status can be sent any
-more, and a chunked body gets no terminator), and the request is never sent again: the http
-client sends a request twice only if not one byte of its answer arrived and, unless it is
-idempotent, it provably never left. Upstream failures are logged in words, at most one line
-per kind and upstream per interval (:mod:`ferryman.proxy.logs`).
+more, and a chunked body gets no terminator), and the request is never sent again. Before
+that, a request goes again as the endpoint's ``retry`` settings say, exactly as on the fast
+relay (:mod:`ferryman.proxy.general_resilience`); the http client itself sends a request
+twice only if not one byte of its answer arrived and, unless it is idempotent, it provably
+never left. No upstream up (health checks, open breakers): 503, none tried. Upstream
+failures are logged in words, at most one line per kind and upstream per interval
+(:mod:`ferryman.proxy.logs`).
+
+Served by :class:`~ferryman.proxy.server.ProxyServer`, the handler shares its endpoint's HTTP
+cache and upstream state with the fast relay (:meth:`HTTPProxyHandler.share_endpoint_state`);
+served on its own (another ASGI server), it has neither: uncached, plain round robin, a
+refused connection tries the next upstream.
 
 ``error_handler(error, ctx)`` (plain or ``async``) replaces those answers: it gets the
 :class:`~ferryman.proxy.errors.UpstreamError` (its ``__cause__`` the client's exception) or the
@@ -70,9 +80,11 @@ from ferryman.http.url import URL
 from ferryman.proxy.context import ProxyContext
 from ferryman.proxy.errors import (
     FOREIGN_CODING,
+    UNAVAILABLE,
     UpstreamError,
     broken_answer,
     error_response,
+    no_upstream_available,
     truncated_answer,
     upstream_error,
 )
@@ -81,6 +93,8 @@ from ferryman.proxy.events import (
     EVENT_FILTER_PROXY_RESPONSE,
     ProxyFilterEvent,
 )
+from ferryman.proxy.general_cache import CACHE_ANSWER, GeneralCache
+from ferryman.proxy.general_resilience import body_failed, first_upstream, send_resilient
 from ferryman.proxy.headers import (
     NO_RULES,
     HeaderRules,
@@ -90,7 +104,7 @@ from ferryman.proxy.headers import (
     only_chunked,
     upstream_pieces,
 )
-from ferryman.proxy.logs import report_upstream
+from ferryman.proxy.logs import report_upstream, upstream_log
 from ferryman.proxy.middleware import (
     Middleware,
     MiddlewareChain,
@@ -98,6 +112,8 @@ from ferryman.proxy.middleware import (
     ProxyMiddlewareDef,
 )
 from ferryman.proxy.redirects import UpstreamRedirects, client_host
+from ferryman.proxy.relay_cache import RelayCache
+from ferryman.proxy.relay_resilience import EndpointResilience
 from ferryman.proxy.rewrite import Rewrite
 from ferryman.proxy.settings import EndpointSettings, RequestOptions, TimeoutSettings
 from ferryman.proxy.targets import RefusedTarget, target_escapes
@@ -196,6 +212,10 @@ class HTTPProxyHandler:
         # which URLs in answers are that upstream's (built when first needed)
         self.mount = mount.rstrip("/").encode("ascii") if mount else b""
         self._redirects: dict[int, UpstreamRedirects] = {}
+        #: The endpoint's cache and upstream state, shared with its fast relay
+        #: (:meth:`share_endpoint_state`; ``None``: uncached, plain round robin).
+        self._cache: GeneralCache | None = None
+        self._resilience: EndpointResilience | None = None
 
     @classmethod
     def from_settings(
@@ -226,6 +246,24 @@ class HTTPProxyHandler:
         )
 
     # -- configuration ----------------------------------------------------------------------------
+
+    def share_endpoint_state(
+        self, cache: RelayCache | None, resilience: EndpointResilience | None
+    ) -> None:
+        """Serve with the endpoint's HTTP cache and its balancer, breakers and retries: the
+        very objects its fast relay uses (the proxy server hands them over as it builds the
+        relay), so that both paths see one state (see :mod:`ferryman.proxy.general_cache` and
+        :mod:`ferryman.proxy.general_resilience`). Their upstreams must be this handler's, in
+        its order."""
+        if resilience is not None:
+            origins = [upstream.origin for upstream in resilience.balancer.upstreams]
+            if origins != [_origin(url) for url in self.context.urls]:
+                raise ValueError(
+                    f"endpoint {self.name!r}: the resilience state names the upstreams "
+                    f"{origins}, the handler {[str(url) for url in self.context.urls]}"
+                )
+        self._cache = None if cache is None else GeneralCache(cache)
+        self._resilience = resilience
 
     @property
     def upstreams(self) -> tuple[URL, ...]:
@@ -359,6 +397,7 @@ class HTTPProxyHandler:
             target = request.url.raw_path
         if target_escapes(target, self.rewrite, self.mount):
             raise RefusedTarget()
+        client_target = target  # (the cache's key, as the relay's: before the rewrite)
         if self.rewrite is not None:
             target = self.rewrite.apply(target)
         url, wire_target = self._upstream_url(index, target)
@@ -384,7 +423,7 @@ class HTTPProxyHandler:
         if self.response_limits is not None:
             upstream.extensions["response_limits"] = self.response_limits
         ctx.upstream_request = upstream
-        ctx._prepared = (url, index, target)
+        ctx._prepared = (url, index, target, client_target)
 
     def _upstream_url(self, index: int, target: bytes) -> tuple[URL, bytes]:
         """The upstream URL for a raw target, and the target's bytes as they go on the wire."""
@@ -404,16 +443,15 @@ class HTTPProxyHandler:
         return url, wire
 
     async def _forward(self, ctx: ProxyContext) -> None:
-        """The upstream call: sets ``ctx.response`` to the upstream's answer or the error's."""
+        """The upstream call: sets ``ctx.response`` to the upstream's answer, the endpoint's
+        cache's, or the error's."""
         upstream = ctx.upstream_request
-        assert upstream is not None and ctx._prepared is not None
-        prepared_url, index, target = ctx._prepared
-        urls = self.context.urls
-        attempts = len(urls)
+        request = ctx.request
+        assert upstream is not None and ctx._prepared is not None and request is not None
+        prepared_url, index, target, client_target = ctx._prepared
         ours = upstream.url is prepared_url  # (else a middleware's: its URLs are its own)
-        if upstream.url is not prepared_url:
+        if not ours:
             # A middleware chose another URL: send it as it says, to that host only.
-            attempts = 1
             upstream.extensions.pop("target", None)
             if not self.preserve_host and upstream.headers.get(
                 "host"
@@ -427,25 +465,69 @@ class HTTPProxyHandler:
             except ReadError:  # (the client left before its body was whole: nobody to answer)
                 ctx.response = error_response(400, "the request body ended early")
                 return
+        transaction = _transaction_of(request)
+
+        def call() -> Awaitable[Response | UpstreamError]:
+            return self._exchange(ctx, upstream, index, target, ours, transaction)
+
+        cache = self._cache if ours else None
+        if cache is None:
+            result = await call()
+        else:
+            fields = request.headers.raw
+            host = next((value for name, value in fields if name.lower() == b"host"), b"")
+            result = await cache.forward(
+                fields, host, client_target, upstream, transaction, call, self._revalidate
+            )
+        if isinstance(result, UpstreamError):
+            await self._fail(result, ctx)
+            return
+        if transaction is not None and CACHE_ANSWER not in result.extensions:
+            _observe_response(transaction, result)
+        ctx.response = result
+
+    async def _exchange(
+        self,
+        ctx: ProxyContext,
+        upstream: Request,
+        index: int,
+        target: bytes,
+        ours: bool,
+        transaction: Transaction | None,
+    ) -> Response | UpstreamError:
+        """Send ``upstream`` (again elsewhere as the endpoint's retries allow) and check and
+        rewrite its answer's head; its body streams on."""
         session = ctx.session
         options = self.request_options
-        transaction = _transaction_of(ctx.request)
-        for attempt in range(attempts):
-            try:
+        urls = self.context.urls
+        resilience = self._resilience if ours else None
+        current = index
+
+        async def send(chosen: int) -> Response:
+            nonlocal current
+            if chosen != current:
+                self._retarget(upstream, chosen, target)
+                current = chosen
+            if transaction is not None:
+                transaction.t_connected = time.monotonic()
+            return await session.send(upstream, stream=True, **options)
+
+        if resilience is None:
+            answer, index, every = await self._round_robin(send, index, len(urls) if ours else 1)
+        else:
+            first = first_upstream(resilience, index)
+            if first is None:
+                unavailable = no_upstream_available(self.name)
                 if transaction is not None:
-                    transaction.t_connected = time.monotonic()
-                response = await session.send(upstream, stream=True, **options)
-            except ConnectError as exc:
-                if attempt + 1 < attempts and not isinstance(exc, ConnectTimeout):
-                    index = (index + 1) % len(urls)
-                    self._retarget(upstream, index, target)
-                    continue
-                await self._upstream_failed(exc, upstream, ctx, attempts > 1)
-                return
-            except TransportError as exc:
-                await self._upstream_failed(exc, upstream, ctx)
-                return
-            break
+                    transaction.error = unavailable.message
+                return unavailable
+            answer, index = await send_resilient(
+                resilience, send, first, upstream.method, _replayable(upstream.stream)
+            )
+            every = len(urls) > 1 and isinstance(answer, ConnectError | ConnectTimeout)
+        if isinstance(answer, TransportError):
+            return self._upstream_failed(answer, upstream, transaction, every)
+        response = answer
         if response.status_code == 101:
             # Only a WebSocket asks to switch (relayed by relay_websocket, not here): a 101 to
             # a plain request leaves nothing to relay, as the fast path also answers.
@@ -453,15 +535,12 @@ class HTTPProxyHandler:
             network_stream = response.extensions.get("network_stream")
             if network_stream is not None:
                 await network_stream.aclose()  # (a switched connection is no pool's any more)
-            error = broken_answer(_origin(upstream.url), "switched protocols unasked")
-            await self._fail(error, ctx)
-            return
+            return broken_answer(_origin(upstream.url), "switched protocols unasked")
         codings = [value for name, value in response.headers.raw if name.lower() == _TE]
         if codings and (len(codings) > 1 or not only_chunked(codings[0])):
             # (as the fast relay: a coding it cannot undo would go out as if it were the body)
             await response.aclose()
-            await self._fail(broken_answer(_origin(upstream.url), FOREIGN_CODING), ctx)
-            return
+            return broken_answer(_origin(upstream.url), FOREIGN_CODING)
         locate = None
         if ours and self.response_rules.redirects and ctx.request is not None:
             locate = self._locator(index, ctx.request)
@@ -469,11 +548,47 @@ class HTTPProxyHandler:
             downstream_headers(response.headers.raw, rules=self.response_rules, locate=locate)
         )
         if transaction is not None:
-            _observe(transaction, upstream, response)
+            _observe_request(transaction, upstream)
         stream = response.stream
         if isinstance(stream, AsyncByteStream) and not isinstance(stream, ByteStream):
-            response.stream = _UpstreamBody(stream, _origin(upstream.url))
-        ctx.response = response
+            counted = None
+            if resilience is not None:
+                counted = _BreakerCount(resilience, index)
+            response.stream = _UpstreamBody(stream, _origin(upstream.url), counted)
+        return response
+
+    async def _round_robin(
+        self, send: Callable[[int], Awaitable[Response]], index: int, attempts: int
+    ) -> tuple[Response | TransportError, int, bool]:
+        """Without the endpoint's resilience state (a handler served on its own): a refused
+        connection tries the next upstream, each once. ``(answer or failure, the upstream's
+        index, whether every upstream refused)``."""
+        count = len(self.context.urls)
+        for attempt in range(attempts):
+            try:
+                return await send(index), index, False
+            except ConnectError as exc:
+                if attempt + 1 < attempts:
+                    index = (index + 1) % count
+                    continue
+                return exc, index, attempts > 1
+            except TransportError as exc:
+                return exc, index, False
+        raise AssertionError("at least one attempt is made")
+
+    async def _revalidate(
+        self, url: str, headers: list[tuple[bytes, bytes]]
+    ) -> tuple[int, list[tuple[bytes, bytes]]]:
+        """stale-while-revalidate's background GET: through this endpoint's session, with its
+        request options (a client certificate...) and its timeout, as its requests go."""
+        parsed = URL(url)
+        fields = Headers.from_raw([(b"Host", parsed.host_header), *headers])
+        request = Request.from_parts(
+            "GET", parsed, fields, EMPTY_STREAM, 0, {"timeout": self.timeout.as_dict()}
+        )
+        response = await self.context.session.send(request, stream=True, **self.request_options)
+        async with response:
+            return response.status_code, response.headers.raw
 
     def _locator(self, index: int, request: Request) -> Locate:
         """The upstream's own URLs in answers (``Location``...) as the
@@ -495,23 +610,28 @@ class HTTPProxyHandler:
         if not self.preserve_host and upstream.headers.get("host") == old_host.decode("latin-1"):
             upstream.headers["Host"] = url.host_header.decode("latin-1")
 
-    async def _upstream_failed(
-        self, exc: TransportError, upstream: Request, ctx: ProxyContext, every: bool = False
-    ) -> None:
+    def _upstream_failed(
+        self,
+        exc: TransportError,
+        upstream: Request,
+        transaction: Transaction | None,
+        every: bool = False,
+    ) -> UpstreamError:
         """``every``: each of the endpoint's upstreams refused in turn, ``upstream`` last."""
         error = upstream_error(exc, _origin(upstream.url), self.name if every else None)
         error.__cause__ = exc
-        transaction = _transaction_of(ctx.request)
         if transaction is not None:  # (what the relay tells its observers too)
             transaction.upstream_url = str(upstream.url)
             transaction.error = error.message
-        await self._fail(error, ctx)
+        return error
 
     async def _fail(self, exc: Exception, ctx: ProxyContext) -> None:
         """Make the answer for ``exc``: the error handler's, or the default (502/503/504/500)."""
         if isinstance(exc, UpstreamError):
             if exc.origin is not None:
                 report_upstream(exc.kind, exc.origin, exc.message)
+            elif exc.kind == UNAVAILABLE:  # (as the relay words it)
+                upstream_log.report(UNAVAILABLE, f"endpoint {self.name!r}", exc.message)
             else:
                 logger.warning("endpoint %s: %s", self.name, exc.message)
             default = error_response(exc.status_code, exc.message)
@@ -600,13 +720,24 @@ def _transaction_of(request: Request | None) -> Transaction | None:
     return transaction if isinstance(transaction, Transaction) else None
 
 
-def _observe(transaction: Transaction, upstream: Request, response: Response) -> None:
-    """What the relay tells the observers itself: the request went, the answer's head came."""
+def _observe_request(transaction: Transaction, upstream: Request) -> None:
+    """What the relay tells the observers itself: the request went (its answer's head came)."""
     transaction.upstream_url = str(upstream.url)
     transaction.t_request_sent = transaction.t_connected
     transaction.dispatch_request()
+
+
+def _observe_response(transaction: Transaction, response: Response) -> None:
+    """The answer's head the client gets (the cache's ``X-Cache`` among its fields)."""
     lines = b"".join(name + b": " + value + b"\r\n" for name, value in response.headers.raw)
     transaction.dispatch_response(response.status_code, response.reason_phrase.encode(), lines)
+
+
+def _replayable(stream: SyncByteStream | AsyncByteStream) -> bool:
+    """Whether a request body can be sent again unchanged: in memory, or read whole ahead."""
+    if isinstance(stream, ByteStream):
+        return True
+    return isinstance(stream, _ReadAhead) and stream.whole
 
 
 def _origin(url: URL) -> str:
@@ -643,6 +774,11 @@ class _ReadAhead(AsyncByteStream):
         self._chunks = chunks
         self._rest = rest
 
+    @property
+    def whole(self) -> bool:
+        """The body was read to its end: it can be sent again."""
+        return self._rest is None
+
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for chunk in self._chunks:
             yield chunk
@@ -658,19 +794,26 @@ class _UpstreamBody(AsyncByteStream):
     the head has gone, so no status can say what happened. Reading it whole (``aread``, a
     middleware's) is left as it was: nothing has reached the client then."""
 
-    __slots__ = ("_origin", "_stream")
+    __slots__ = ("_counted", "_origin", "_stream")
 
-    def __init__(self, stream: AsyncByteStream, origin: str) -> None:
+    def __init__(
+        self, stream: AsyncByteStream, origin: str, counted: _BreakerCount | None = None
+    ) -> None:
         self._stream = stream
         self._origin = origin
+        #: The upstream's breaker, told of a body that broke off (``None``: no breaker).
+        self._counted = counted
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
             async for chunk in self._stream:
                 yield chunk
         except TransportError as exc:
-            error = truncated_answer(self._origin, timed_out=isinstance(exc, ReadTimeout))
+            timed_out = isinstance(exc, ReadTimeout)
+            error = truncated_answer(self._origin, timed_out=timed_out)
             report_upstream(error.kind, self._origin, error.message)
+            if self._counted is not None:
+                body_failed(self._counted.resilience, self._counted.index, timed_out)
             raise AnswerAborted(error.message) from exc
 
     async def aread(self) -> bytes:
@@ -681,6 +824,16 @@ class _UpstreamBody(AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+class _BreakerCount:
+    """Which upstream's breaker hears of a body that broke off."""
+
+    __slots__ = ("index", "resilience")
+
+    def __init__(self, resilience: EndpointResilience, index: int) -> None:
+        self.resilience = resilience
+        self.index = index
 
 
 class _WatchedReceive(ReceiveStream):

@@ -48,7 +48,7 @@ from ferryman.server.protocol import ServerExchange, origin_form, status_line
 if TYPE_CHECKING:
     from ferryman.proxy.relay import EndpointRelay, Relay
 
-__all__ = ["CacheCounts", "CacheFill", "RelayCache", "RelayCaches"]
+__all__ = ["CacheCounts", "CacheFill", "RelayCache", "RelayCaches", "invalidate_related"]
 
 logger = logging.getLogger("ferryman.cache")
 
@@ -133,6 +133,11 @@ class RelayCache:
                 host = value
                 break
         return (self._prefix + host + b"\x00" + exchange.target).decode("latin-1")
+
+    def key_of(self, host: bytes, target: bytes) -> str:
+        """:meth:`key` from its parts: the general path's requests are models, not exchanges
+        (:mod:`ferryman.proxy.general_cache`), and share the relay's entries through it."""
+        return (self._prefix + host + b"\x00" + target).decode("latin-1")
 
     def on_request(
         self, endpoint: EndpointRelay, exchange: ServerExchange, transaction: Transaction | None
@@ -305,8 +310,24 @@ class RelayCache:
         if endpoint.rewrite is not None:
             target = endpoint.rewrite.apply(target)
         url = pool.origin + (pool.base_path + target).decode("latin-1")
+        self.revalidate_in_background(revalidator, url, exchange.headers, seen, key, entry)
+
+    def revalidate_in_background(
+        self,
+        revalidator: Revalidator,
+        url: str,
+        request_headers: Fields,
+        seen: CacheRequest,
+        key: str,
+        entry: CacheEntry,
+    ) -> None:
+        """stale-while-revalidate: ask ``url`` (with the request's fields that ``entry``
+        varies on, and its validators) in a task; a 304 freshens the entry, anything else
+        drops it. One at a time per key, at most ``MAX_PENDING`` tasks."""
+        if key in self._background or len(self._tasks) >= MAX_PENDING:
+            return
         varied = {name for name, _ in entry.vary}
-        headers = [(n, v) for n, v in exchange.headers if n.lower() in varied]
+        headers = [(n, v) for n, v in request_headers if n.lower() in varied]
         if entry.has_validators:
             headers += conditional_headers(entry)
         self._background.add(key)
@@ -504,17 +525,22 @@ class CacheFill:
         return self.cache.serve(relay.exchange, stale, b"STALE", now, relay.transaction)
 
     def _invalidate(self, relay: Relay, lines: bytes) -> None:
-        cache = self.cache
         exchange = relay.exchange
-        cache.invalidate(self.key)
         if exchange.method == _GET:
+            self.cache.invalidate(self.key)
             return
         host = next((v for n, v in exchange.headers if n.lower() == b"host"), None)
-        for location in related_locations(parse_header_block(lines)):
-            target = _same_origin_target(location, host)
-            if target is not None:
-                raw = cache._prefix + (host or b"") + b"\x00" + target
-                cache.invalidate(raw.decode("latin-1"))
+        invalidate_related(self.cache, self.key, host, parse_header_block(lines))
+
+
+def invalidate_related(cache: RelayCache, key: str, host: bytes | None, fields: Fields) -> None:
+    """An unsafe request succeeded (RFC 9111 section 4.4): its target's entries go, and those
+    of a ``Location`` or ``Content-Location`` of its answer on the same origin (``host``)."""
+    cache.invalidate(key)
+    for location in related_locations(fields):
+        target = _same_origin_target(location, host)
+        if target is not None:
+            cache.invalidate(cache.key_of(host or b"", target))
 
 
 def _asks_the_cache(headers: list[tuple[bytes, bytes]]) -> bool:

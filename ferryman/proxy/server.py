@@ -209,6 +209,9 @@ class ProxyServer:
             handler = None if endpoints is None else endpoints.get(endpoint.name)
             gate = FastPathGate(dispatcher, bare, handler)
             relay = self._relay(endpoint, loop, gate, bridge)
+            if handler is not None:
+                # The general path serves with the relay's cache, balancer and breakers.
+                handler.share_endpoint_state(relay.cache, relay.resilience)
             if relay.use_fast is gate:  # (not when options need the http client)
                 relay.filters = RelayHooks(
                     endpoint.name,

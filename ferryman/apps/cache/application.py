@@ -9,9 +9,12 @@ which the proxy server hands to each endpoint's relay. Answers carry ``X-Cache``
 ``MISS``, ``STALE``, ``REVALIDATED``) and, from the cache, ``Age``; the status is on the
 transaction (the access log's ``cache=``, the storage) and counted in the metrics.
 
-Only the fast relay consults the cache: requests that take the general path (an endpoint
-with ``request_options``, or while ``core.*``/``http_client.filter.*`` listeners exist) and
-those the relay serves with proxy filter listeners or middleware go upstream uncached.
+The fast relay and the general path (an endpoint with ``request_options``, or while
+``core.*``/``http_client.filter.*`` listeners exist) consult the same cache
+(:mod:`ferryman.proxy.general_cache`): what one stores the other serves, and a hit on the
+general path dispatches no ``http_client.filter.*`` event. Requests the relay serves with
+proxy filter listeners or middleware (:mod:`ferryman.proxy.relay_events`) still go upstream
+uncached.
 """
 
 from __future__ import annotations

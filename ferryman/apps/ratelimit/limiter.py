@@ -11,7 +11,9 @@ waits for its turn (a timer of the event loop, no task) when its turn comes with
 Requests the general path serves (a ``http_client.filter.*`` listener, ``request_options``)
 never reach ``Relay.start``: the endpoint's limiter charges them to the budget of the
 endpoint's first budgeted upstream instead, before handing them on (exact for an endpoint
-with one upstream; with several, the general path's own round robin picks the upstream).
+with one upstream; with several, the endpoint's balancer picks the upstream afterwards). So
+on the general path a request is charged once, whatever answers it: a cache hit and each of
+its retries are not charged apart, as they are on the relay.
 """
 
 from __future__ import annotations

@@ -410,6 +410,7 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                     return
                 hint = " (no status line: an HTTP/0.9 answer? a pool with http09=True takes one)"
             error = RemoteProtocolError(f"the server sent malformed HTTP: {exc}{hint}")
+            error.answer_began = True
             error.__cause__ = exc  # (a proxy quotes the parser's words, as its fast path does)
             self._fail(error)
             return
@@ -539,15 +540,18 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
                     self._error = RemoteProtocolError(
                         "the server closed the connection without sending a response"
                     )
+                    self._error.answer_began = False
                 elif not self._head_complete:
                     self._error = RemoteProtocolError(
                         "the server closed the connection in the middle of the response head"
                     )
+                    self._error.answer_began = True
                 else:
                     self._error = RemoteProtocolError(
                         "the server closed the connection before the complete body was received"
                         f" ({self._body_received} bytes received)"
                     )
+                    self._error.answer_began = True
                     if exc is not None:
                         self._error.__cause__ = exc
         self._wake()
@@ -730,9 +734,9 @@ class AsyncHTTP11Connection(asyncio.BufferedProtocol):
             return  # nobody waits with a timeout: the timer lapses until a wait arms it
         if self._loop.time() >= self._deadline:
             self._waiter = None
-            waiter.set_exception(
-                ReadTimeout(f"no data received from the server for {self._wait_timeout} s")
-            )
+            timed_out = ReadTimeout(f"no data received from the server for {self._wait_timeout} s")
+            timed_out.answer_began = self._head_complete or self._response_bytes > 0
+            waiter.set_exception(timed_out)
         else:
             self._set_timer(self._deadline)
 

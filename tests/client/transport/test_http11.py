@@ -706,3 +706,34 @@ async def test_a_request_saying_connection_close_is_its_connections_last(
         again = await pool.handle_async_request(Request("GET", edge.url + "/echo"))
         await again.aread()
     assert edge.connections - before == 2
+
+
+# -- whether an answer began when the exchange failed (a proxy's retries read it) --------------
+
+
+@pytest.fixture
+def cued() -> Iterator[Any]:
+    from tests.servers.cued_upstream import CuedUpstream
+
+    server = CuedUpstream().start()
+    yield server
+    server.stop()
+
+
+async def test_a_failure_says_whether_any_byte_of_the_answer_came(cued: Any) -> None:
+    from ferryman import AsyncClient, ReadTimeout, RemoteProtocolError
+
+    async with AsyncClient(timeout=5) as client:
+        # (POSTs: the pool sends no non-idempotent request twice on its own)
+        cued.cue = "hangup"  # closed without a word
+        with pytest.raises(RemoteProtocolError) as nothing:
+            await client.post(cued.url + "/x", content=b"body")
+        assert nothing.value.answer_began is False
+        cued.cue = "half-head"  # part of a head, then silence
+        with pytest.raises(ReadTimeout) as stalled:
+            await client.post(cued.url + "/x", content=b"body", timeout=0.3)
+        assert stalled.value.answer_began is True
+        cued.cue = "cut"  # the head and half the body, then closed
+        with pytest.raises(RemoteProtocolError) as cut:
+            await client.post(cued.url + "/x", content=b"body")
+        assert cut.value.answer_began is True
