@@ -126,13 +126,22 @@ class RelayCache:
     # -- requests -----------------------------------------------------------------------------
 
     def key(self, exchange: ServerExchange) -> str:
-        """Endpoint, the client's Host (the relayed Location URLs name it) and target."""
+        """Endpoint, the client's Host (the relayed Location URLs name it) and target, as
+        the upstream gets it: the target in origin form, the host in lower case (RFC 3986
+        section 3.2.2), so that the forms of one URI are one key, and an unsafe request in
+        any of them invalidates what another stored."""
         host = b""
         for name, value in exchange.headers:
             if name.lower() == b"host":
                 host = value
                 break
-        return (self._prefix + host + b"\x00" + exchange.target).decode("latin-1")
+        target = exchange.target
+        if target[:1] != b"/":
+            target = origin_form(target)
+        return self._key_of(host, target)
+
+    def _key_of(self, host: bytes, target: bytes) -> str:
+        return (self._prefix + host.lower() + b"\x00" + target).decode("latin-1")
 
     def on_request(
         self, endpoint: EndpointRelay, exchange: ServerExchange, transaction: Transaction | None
@@ -513,8 +522,7 @@ class CacheFill:
         for location in related_locations(parse_header_block(lines)):
             target = _same_origin_target(location, host)
             if target is not None:
-                raw = cache._prefix + (host or b"") + b"\x00" + target
-                cache.invalidate(raw.decode("latin-1"))
+                cache.invalidate(cache._key_of(host or b"", target))
 
 
 def _asks_the_cache(headers: list[tuple[bytes, bytes]]) -> bool:
@@ -528,9 +536,10 @@ def _same_origin_target(location: bytes, host: bytes | None) -> bytes | None:
         return location
     if host is None:
         return None
+    lowered = location.lower()  # (scheme and host: in any case)
     for scheme in (b"http://", b"https://"):
-        prefix = scheme + host
-        if location.startswith(prefix):
+        prefix = scheme + host.lower()
+        if lowered.startswith(prefix):
             rest = location[len(prefix) :]
             if rest[:1] == b"/":
                 return rest

@@ -160,3 +160,54 @@ async def test_an_answer_cut_short_is_neither_stored_nor_passed_off_as_whole(
     second = await get(server, path)
     assert (second.body, second.header("x-cache")) == (b"whole", "MISS")
     assert (await get(server, path)).header("x-cache") == "HIT"
+
+
+# -- one URI, several spellings ----------------------------------------------------------------
+
+NO_CONTENT = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+async def send(server: RelayServer, head: bytes) -> RawResponse:
+    return await roundtrip(server.port, head + b"\r\n", timeout=5)
+
+
+@pytest.mark.parametrize(
+    "unsafe",
+    [
+        b"DELETE http://proxy.test{path} HTTP/1.1\r\nHost: proxy.test\r\n",
+        b"DELETE {path} HTTP/1.1\r\nHost: PROXY.Test\r\n",
+        b"POST /elsewhere HTTP/1.1\r\nHost: proxy.test\r\nContent-Length: 0\r\n",
+    ],
+    ids=["absolute form", "host in capitals", "location in capitals"],
+)
+async def test_an_unsafe_request_invalidates_whatever_form_names_the_target(
+    origin: RawOrigin, path: str, start_relay: StartRelay, unsafe: bytes
+) -> None:
+    # The key was the Host and the target as the client spelt them: a DELETE through another
+    # spelling of the same URI left every other client the deleted answer.
+    unsafe = unsafe.replace(b"{path}", path.encode())
+    answers = [RawAnswer(answer(b"before")), RawAnswer(answer())]
+    if path.encode() in unsafe:
+        answers.insert(1, RawAnswer(NO_CONTENT))
+    origin.answer(path, *answers)
+    moved = b"HTTP/1.1 201 Created\r\nLocation: HTTP://Proxy.TEST%s\r\nContent-Length: 0\r\n\r\n"
+    origin.answer("/elsewhere", RawAnswer(moved % path.encode()))
+    server = await cached_relay(start_relay, origin.url)
+    await get(server, path)
+    assert (await get(server, path)).body == b"before"
+    assert (await send(server, unsafe)).status in (201, 204)
+    after = await get(server, path)
+    assert (after.body, after.header("x-cache")) == (b"payload", "MISS")
+
+
+async def test_the_absolute_form_of_a_stored_target_is_a_hit(
+    origin: RawOrigin, path: str, start_relay: StartRelay
+) -> None:
+    origin.answer(path, RawAnswer(answer()))
+    server = await cached_relay(start_relay, origin.url)
+    await get(server, path)
+    for host in (b"proxy.test", b"PROXY.TEST"):
+        head = b"GET http://proxy.test%s HTTP/1.1\r\nHost: %s\r\n" % (path.encode(), host)
+        response = await send(server, head)
+        assert (response.body, response.header("x-cache")) == (b"payload", "HIT")
+    assert origin.hits(path) == 1
