@@ -996,6 +996,16 @@ class Relay:
 
     def upstream_timed_out(self) -> None:
         origin = self.pool.origin
+        if not self.response_started and not self.exchange.body_complete:
+            # The upstream waits for the rest of the body, which the client stopped sending:
+            # the client's stall (any client can cause one), not the upstream's failure, so
+            # its breaker counts nothing and nothing goes again.
+            self._give_up(
+                408,
+                f"the client sent no more of its request body for {self.endpoint.read_timeout:g} "
+                f"s while the upstream {origin} waited for it",
+            )
+            return
         if self.response_started:
             failure = truncated_answer(origin, timed_out=True)
         else:

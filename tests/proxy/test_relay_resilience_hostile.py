@@ -3,6 +3,7 @@ while it handles an upstream's answer: neither may be taken for the other."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
@@ -14,8 +15,9 @@ from ferryman.http.caching import CacheEntry, CachePolicy
 from ferryman.proxy.relay_cache import RelayCache
 from ferryman.proxy.relay_resilience import retry_after
 from tests.proxy import test_relay_resilience as resilience_fixtures
-from tests.proxy.test_relay_resilience import StartEndpoint
+from tests.proxy.test_relay_resilience import StartEndpoint, payload
 from tests.servers.cued_upstream import CuedUpstream
+from tests.servers.slow_upstream import read_response
 
 endpoint = resilience_fixtures.endpoint
 upstreams = resilience_fixtures.upstreams
@@ -78,3 +80,28 @@ async def test_a_failure_of_the_relays_own_code_is_not_blamed_on_the_upstream(
     failures = [r for r in caplog.records if r.exc_info and "the store broke" in str(r.exc_info[1])]
     assert failures and "the relay failed" in failures[0].getMessage()
     assert not any("malformed" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_client_that_stops_sending_its_body_does_not_open_the_breaker(
+    endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    # The upstream waits for the rest of the body: its read timeout was taken for the
+    # upstream's failure, so any client that stalled a few uploads kept everyone out.
+    (up,) = upstreams(1)
+    api = await endpoint(
+        url=up.url,
+        timeout={"connect": 2, "read": 0.5},
+        request_buffer=1024,
+        breaker={"consecutive_failures": 1},
+        retry={"on": ["connect", "timeout"]},
+    )
+    for _ in range(2):
+        reader, writer = await asyncio.open_connection("127.0.0.1", api.port)
+        writer.write(b"PUT /upload HTTP/1.1\r\nHost: p\r\nContent-Length: 100000\r\n\r\n")
+        writer.write(b"x" * 4096)  # (past the request buffer: the upstream gets it, and waits)
+        response = await read_response(reader, timeout=5)
+        writer.close()
+        assert response.status == 408
+        assert "no more of its request body" in payload(response)["message"]
+    assert api.transitions() == []
+    assert (await api.send()).status == 200
