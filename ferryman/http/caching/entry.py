@@ -125,6 +125,8 @@ class CacheEntry:
         as well as their bytes (measured with tracemalloc): with small answers they are most
         of it, and a store filled by many distinct targets held several times its bound."""
         fields = sum(2 * (len(n) + len(v)) + _FIELD_OVERHEAD for n, v in self.headers)
+        # (the request's values it varies on: a client chooses them, 8 KiB each)
+        fields += sum(len(n) + len(v or b"") + _FIELD_OVERHEAD for n, v in self.vary)
         return len(self.body) + fields + _ENTRY_OVERHEAD
 
     def _meta(self) -> dict[str, object]:
