@@ -14,6 +14,7 @@ middleware, and the endpoint relay hands requests to it (``fallback``) whenever 
 
 from __future__ import annotations
 
+import logging
 import time
 from asyncio import TimerHandle
 from collections.abc import Callable, Sequence
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
     from ferryman.proxy.relay_resilience import EndpointResilience
 
 __all__ = ["EndpointRelay", "Relay"]
+
+_logger: Final = logging.getLogger("ferryman.proxy")
 
 _CHUNK_END: Final = b"0\r\n\r\n"
 _CRLF: Final = b"\r\n"
@@ -978,8 +981,31 @@ class Relay:
             return
         self._give_up(failure.status_code, failure.message)
 
+    def callback_failed(self, error: BaseException) -> None:
+        """The relay's own code raised while it handled the upstream's answer (a bug of
+        ferryman's or of a plug-in, not the upstream's): logged with its traceback, the
+        client gets a 500 (or its answer cut off), the upstream's breaker counts nothing."""
+        _logger.error(
+            "the relay failed on the answer of %s to %s %s",
+            self.pool.origin,
+            self.exchange.method.decode("latin-1"),
+            self.exchange.target.decode("latin-1"),
+            exc_info=error,
+        )
+        self._give_up(500, "the proxy failed while relaying the upstream's answer")
+
     def upstream_timed_out(self) -> None:
         origin = self.pool.origin
+        if not self.response_started and not self.exchange.body_complete:
+            # The upstream waits for the rest of the body, which the client stopped sending:
+            # the client's stall (any client can cause one), not the upstream's failure, so
+            # its breaker counts nothing and nothing goes again.
+            self._give_up(
+                408,
+                f"the client sent no more of its request body for {self.endpoint.read_timeout:g} "
+                f"s while the upstream {origin} waited for it",
+            )
+            return
         if self.response_started:
             failure = truncated_answer(origin, timed_out=True)
         else:

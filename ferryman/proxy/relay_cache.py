@@ -126,18 +126,25 @@ class RelayCache:
     # -- requests -----------------------------------------------------------------------------
 
     def key(self, exchange: ServerExchange) -> str:
-        """Endpoint, the client's Host (the relayed Location URLs name it) and target."""
+        """Endpoint, the client's Host (the relayed Location URLs name it) and target, as
+        the upstream gets it: the target in origin form, the host in lower case (RFC 3986
+        section 3.2.2), so that the forms of one URI are one key, and an unsafe request in
+        any of them invalidates what another stored."""
         host = b""
         for name, value in exchange.headers:
             if name.lower() == b"host":
                 host = value
                 break
-        return (self._prefix + host + b"\x00" + exchange.target).decode("latin-1")
+        target = exchange.target
+        if target[:1] != b"/":
+            target = origin_form(target)
+        return self.key_of(host, target)
 
     def key_of(self, host: bytes, target: bytes) -> str:
-        """:meth:`key` from its parts: the general path's requests are models, not exchanges
-        (:mod:`ferryman.proxy.general_cache`), and share the relay's entries through it."""
-        return (self._prefix + host + b"\x00" + target).decode("latin-1")
+        """:meth:`key` from its parts (``target`` in origin form): the general path's requests
+        are models, not exchanges (:mod:`ferryman.proxy.general_cache`), and share the relay's
+        entries through it."""
+        return (self._prefix + host.lower() + b"\x00" + target).decode("latin-1")
 
     def on_request(
         self, endpoint: EndpointRelay, exchange: ServerExchange, transaction: Transaction | None
@@ -554,9 +561,10 @@ def _same_origin_target(location: bytes, host: bytes | None) -> bytes | None:
         return location
     if host is None:
         return None
+    lowered = location.lower()  # (scheme and host: in any case)
     for scheme in (b"http://", b"https://"):
-        prefix = scheme + host
-        if location.startswith(prefix):
+        prefix = scheme + host.lower()
+        if lowered.startswith(prefix):
             rest = location[len(prefix) :]
             if rest[:1] == b"/":
                 return rest

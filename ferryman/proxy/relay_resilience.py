@@ -261,14 +261,16 @@ def retry_after(lines: bytes) -> float | None:
     end = lowered.find(b"\r\n", start + 2)
     value = lines[start + 12 : end - 2 if end >= 0 else None].strip().decode("latin-1")
     if value.isdigit():
-        return float(value)
+        # (``isdigit`` also says yes to ``²`` and other digits that ``float`` refuses; the
+        # upstream chose them, and an unreadable Retry-After is none, not an error)
+        return float(value) if value.isascii() else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            return None
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def build_resilience(

@@ -425,6 +425,16 @@ class UpstreamConnection(asyncio.BufferedProtocol):
             if rest and self.relay is not None:
                 self._forward(self.relay, rest)
             return
+        except httptools.HttpParserCallbackError as exc:
+            # Not the upstream's fault: the relay's own handling of its answer (the cache,
+            # retries, listeners run inline) raised, and must neither be blamed on the
+            # upstream (its breaker) nor pass unseen.
+            self.feeding = False
+            if self._after_answer():
+                return
+            if self.relay is not None:
+                self.relay.callback_failed(exc.__context__ or exc)
+            return
         except httptools.HttpParserError as exc:
             self.feeding = False
             if self._after_answer():

@@ -69,6 +69,13 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    @property
+    def secret_headers(self) -> frozenset[str]:
+        """Request header names (lower-case) whose values these settings make secrets (an
+        API key a limit is keyed by): an application that keeps or shows headers (the
+        storage) redacts them as well as its own list."""
+        return frozenset()
+
 
 class Application:
     """Base class of every application; see the module documentation for the protocol."""

@@ -286,6 +286,8 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
             loader = yaml.SafeLoader(text)
             try:
                 node = loader.get_single_node()
+                if node is not None:
+                    _keys_as_names(node)
                 data = None if node is None else loader.construct_document(node)
             finally:
                 loader.dispose()
@@ -309,6 +311,30 @@ def _read_file(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
             f"{path}: the top level must be a mapping of settings, got a {type(data).__name__}"
         )
     return data, lines
+
+
+_YAML_BOOL: Final = "tag:yaml.org,2002:bool"
+_YAML_STR: Final = "tag:yaml.org,2002:str"
+
+
+def _keys_as_names(root: Any) -> None:
+    """Plain mapping keys that YAML 1.1 reads as booleans (``on``, ``off``, ``yes``, ``no``)
+    stay text: every key of ferryman's is a name, and ``retry: {on: [timeout]}`` must not
+    become ``{True: [...]}`` (refused as a key that is no string)."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:  # (anchors and aliases share nodes, and may make cycles)
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and key.tag == _YAML_BOOL and not key.style:
+                    key.tag = _YAML_STR
+                stack.append(value)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
 
 
 def _yaml_lines(node: Any, path: KeyPath, lines: dict[KeyPath, int]) -> None:

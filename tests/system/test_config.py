@@ -264,6 +264,24 @@ def test_a_yaml_error_gives_the_line_and_column(tmp_path: Path) -> None:
     assert "invalid YAML" in str(raised.value)
 
 
+def test_keys_yaml_1_1_reads_as_booleans_stay_names(tmp_path: Path) -> None:
+    # The README's ``retry: {on: [connect]}``: PyYAML read the key ``on`` as True.
+    text = (
+        "retry:\n  on: [timeout]\n  off: 1\n"
+        "flags: {yes: no, 'on': on}\n"
+        "list: [on, &a {no: 2}, *a]\n"
+    )
+    path = write(tmp_path, "keys.yaml", text)
+
+    data = read_config_file(path)
+
+    assert data == {
+        "retry": {"on": ["timeout"], "off": 1},
+        "flags": {"yes": False, "on": True},  # (values are still YAML's booleans)
+        "list": [True, {"no": 2}, {"no": 2}],
+    }
+
+
 def test_a_toml_error_gives_the_line_and_column(tmp_path: Path) -> None:
     path = write(tmp_path, "bad.toml", "[gateway]\ngreeting = 'x'\nport =\n")
 

@@ -27,6 +27,7 @@ from ferryman.apps.ratelimit.buckets import Decision, MemoryBuckets
 from ferryman.apps.ratelimit.settings import BudgetSettings, EndpointLimitSettings, LimitKey
 from ferryman.apps.ratelimit.shared import SharedBuckets
 from ferryman.proxy.admission import send_limited
+from ferryman.proxy.errors import error_body
 from ferryman.server.exchange import ServerExchange
 
 if TYPE_CHECKING:
@@ -107,7 +108,11 @@ class EndpointLimiter:
         limit = self.limit
         if limit is None:
             return self._general_budget(relay, exchange, transaction)
-        key, shown = self._key(relay, exchange)
+        found = self._key(relay, exchange)
+        if found is None:
+            self._refuse_repeated(exchange, transaction)
+            return False
+        key, shown = found
         shared = self.shared
         if shared is None:
             decision = self.memory.decide(key, limit.interval, limit.capacity)
@@ -135,12 +140,20 @@ class EndpointLimiter:
             exchange.resume_reading()
         return self._general_budget(relay, exchange, transaction)  # (failed open)
 
-    def _key(self, relay: EndpointRelay, exchange: ServerExchange) -> tuple[str, str]:
-        """The bucket's key, and the words a 429 uses for it."""
+    def _key(self, relay: EndpointRelay, exchange: ServerExchange) -> tuple[str, str] | None:
+        """The bucket's key, and the words a 429 uses for it; ``None`` when the key's header
+        comes more than once."""
         key = self.key
         assert key is not None
         if key.header is not None:
-            value = next((v for n, v in exchange.headers if n.lower() == key.header), None)
+            value = None
+            for name, field_value in exchange.headers:
+                if name.lower() == key.header:
+                    if value is not None:
+                        # A new value first and the real key after would be a fresh bucket
+                        # for every request, while the upstream may read the other one.
+                        return None
+                    value = field_value
             if value is not None:
                 digest = hashlib.blake2b(value, digest_size=16).hexdigest()
                 header = key.header.decode("ascii")
@@ -152,6 +165,17 @@ class EndpointLimiter:
         # (no such header: the client's address, so that nobody escapes by leaving it out)
         address = client_address(relay, exchange)
         return f"{self.endpoint}|client|{address}", f"the client {address}"
+
+    def _refuse_repeated(self, exchange: ServerExchange, transaction: Transaction | None) -> None:
+        key = self.key
+        assert key is not None and key.header is not None
+        message = (
+            f"the header {key.header.decode('ascii')} came more than once: the rate limit of "
+            f"the endpoint {self.endpoint!r} is keyed by its one value"
+        )
+        if transaction is not None:
+            transaction.error = message
+        exchange.send_error(400, error_body(400, message))
 
     def _refuse(
         self,

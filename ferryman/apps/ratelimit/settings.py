@@ -171,6 +171,16 @@ class RateLimitSettings(Settings):
     endpoints: dict[str, EndpointLimitSettings] = {}
     upstreams: list[BudgetSettings] = []
 
+    @property
+    def secret_headers(self) -> frozenset[str]:
+        """The headers ``api_key:NAME`` keys read: their values are the clients' keys, which
+        the buckets keep only as hashes and nothing else may keep in clear."""
+        return frozenset(
+            key.header.decode("ascii")
+            for limit in self.endpoints.values()
+            if (key := limit.limit_key).kind == "api_key" and key.header is not None
+        )
+
     @model_validator(mode="after")
     def _one_budget_per_upstream(self) -> RateLimitSettings:
         seen: dict[str, int] = {}

@@ -25,7 +25,7 @@ from ferryman.proxy.pools import UpstreamPools
 from ferryman.proxy.settings import is_loopback
 from ferryman.proxy.transactions import EVENT_TRANSACTION_FINISHED, EVENT_TRANSACTION_STARTED
 from ferryman.server.controllers import ASGIApp, Scope
-from ferryman.system.applications import Application
+from ferryman.system.applications import Application, Settings
 from ferryman.system.events import OnBindEvent, OnBoundEvent, OnShutdownEvent
 
 __all__ = ["StorageApplication", "masked_settings"]
@@ -88,6 +88,17 @@ class StorageApplication(Application):
         ]
 
     def on_bind(self, event: OnBindEvent) -> None:
+        # Headers other applications' settings make secrets (an API key a rate limit is keyed
+        # by) are redacted too: without it the key went into every stored request in clear.
+        own = {name.lower() for name in self.settings.redact_headers}
+        secret = {
+            name
+            for other in event.settings.values()
+            if isinstance(other, Settings)
+            for name in other.secret_headers
+        }
+        if secret - own:
+            self.settings.redact_headers = [*self.settings.redact_headers, *sorted(secret - own)]
         event.container.add(Storage)
 
     async def on_bound(self, event: OnBoundEvent) -> None:

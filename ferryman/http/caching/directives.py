@@ -27,6 +27,7 @@ __all__ = [
 
 #: RFC 9111 section 1.2.2: a delta-seconds too large to represent is read as 2^31.
 MAX_DELTA: Final = 2**31
+_MAX_DELTA_DIGITS: Final = len(str(MAX_DELTA))
 #: Directive name (lowercase) -> its argument (unquoted), ``None`` when it has none.
 Directives = dict[bytes, bytes | None]
 
@@ -105,7 +106,12 @@ def delta_seconds(argument: bytes | None) -> int | None:
     """A directive's delta-seconds (``max-age=60`` -> 60); ``None`` when absent or invalid."""
     if argument is None or not argument or not argument.isdigit():
         return None
-    seconds = int(argument)
+    # Compared as text first: the origin (or a client) decides how many digits come, and
+    # Python refuses to convert a number of more than 4,300 digits (a ValueError).
+    digits = argument.lstrip(b"0")
+    if len(digits) > _MAX_DELTA_DIGITS:
+        return MAX_DELTA
+    seconds = int(digits or b"0")
     return MAX_DELTA if seconds > MAX_DELTA else seconds
 
 

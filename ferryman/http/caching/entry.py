@@ -18,6 +18,10 @@ from typing import Final
 __all__ = ["CacheEntry", "decode_entries", "encode_entries"]
 
 #: Versioned, so that a store written by another release is read as empty, not misread.
+#: Python's own bytes for one stored field (two bytes objects, a tuple; its line built for
+#: hits counts with the field's length, twice above) and for one entry with its store slot.
+_FIELD_OVERHEAD: Final = 110
+_ENTRY_OVERHEAD: Final = 800
 _MAGIC: Final = b"FMC1"
 _LENGTH: Final = struct.Struct(">I")
 
@@ -118,8 +122,13 @@ class CacheEntry:
         return lines
 
     def size(self) -> int:
-        """Bytes it holds, roughly: what a store bounded in bytes counts."""
-        return len(self.body) + sum(len(n) + len(v) + 4 for n, v in self.headers) + 256
+        """Bytes it holds, roughly: what a store bounded in bytes counts. The objects count
+        as well as their bytes (measured with tracemalloc): with small answers they are most
+        of it, and a store filled by many distinct targets held several times its bound."""
+        fields = sum(2 * (len(n) + len(v)) + _FIELD_OVERHEAD for n, v in self.headers)
+        # (the request's values it varies on: a client chooses them, 8 KiB each)
+        fields += sum(len(n) + len(v or b"") + _FIELD_OVERHEAD for n, v in self.vary)
+        return len(self.body) + fields + _ENTRY_OVERHEAD
 
     def _meta(self) -> dict[str, object]:
         return {

@@ -77,8 +77,17 @@ _HEURISTIC_MAX: Final = 86400.0
 CONDITIONAL_FIELDS: Final = frozenset(
     {b"if-none-match", b"if-modified-since", b"if-match", b"if-range", b"if-unmodified-since"}
 )
-#: The request fields a cache reads.
-_REQUEST_FIELDS: Final = frozenset({b"cache-control", b"range", b"authorization", b"pragma"})
+#: The request fields a cache reads (the framing ones: a request with content).
+_REQUEST_FIELDS: Final = frozenset(
+    {
+        b"cache-control",
+        b"range",
+        b"authorization",
+        b"pragma",
+        b"content-length",
+        b"transfer-encoding",
+    }
+)
 #: Request methods that do not invalidate (RFC 9110 section 9.2.1: safe).
 _SAFE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
@@ -159,7 +168,9 @@ class CachePolicy:
 
     def request(self, method: bytes, headers: Sequence[tuple[bytes, bytes]]) -> CacheRequest | None:
         """What ``method`` with ``headers`` says to the cache; ``None`` when the cache has
-        nothing to do with it (another method, ``no-store``, a ``Range``)."""
+        nothing to do with it (another method, ``no-store``, a ``Range``, content: a GET
+        with a body is keyed by its target alone, so an origin that reads the body would
+        have its answer to one body served for every other, or stored for a plain GET)."""
         if method not in self.methods:
             return None
         # One pass over the fields (this runs for every GET a cache sees).
@@ -177,6 +188,11 @@ class CachePolicy:
                     return None
                 elif lower == b"authorization":
                     authorized = True
+                elif lower == b"transfer-encoding":
+                    return None
+                elif lower == b"content-length":
+                    if value.strip(b" \t0"):
+                        return None
                 elif b"no-cache" in value.lower():  # (Pragma)
                     pragma_no_cache = True
         if cache_control is None:

@@ -6,11 +6,14 @@ import asyncio
 import time
 import uuid
 
+import pytest
+
 import ferryman
 from ferryman.proxy.server import ProxyServer
 from tests.apps.conftest import url_of
 from tests.apps.ratelimit.conftest import ServeConfig
 from tests.servers.edge import EdgeServer
+from tests.servers.slow_upstream import roundtrip
 
 
 def limited_config(edge: EdgeServer, limit: str, *, extra: str = "", endpoint: str = "") -> str:
@@ -96,6 +99,30 @@ async def test_an_api_key_is_never_shown(
     assert refused.status_code == 429
     assert secret not in refused.text
     assert "the API key in x-api-key" in refused.json()["message"]
+
+
+@pytest.mark.parametrize("key", ["header:X-Tenant", "api_key:X-Tenant"])
+async def test_a_key_header_sent_twice_is_refused_before_any_bucket(
+    serve_config: ServeConfig, edge: EdgeServer, key: str
+) -> None:
+    # A fresh value first and the real one after was a fresh bucket for every request (the
+    # limiter read the first), while the upstream may read the other.
+    server = await serve_config(limited_config(edge, f'{{requests: 1, per: 60, key: "{key}"}}'))
+    _host, port = server.addresses["api"]
+    marker = uuid.uuid4().hex
+    for turn in range(3):
+        head = (
+            f"GET /echo?m={marker} HTTP/1.1\r\nHost: p\r\n"
+            f"X-Tenant: fresh-{turn}\r\nx-tenant: acme\r\n\r\n"
+        )
+        response = await roundtrip(port, head.encode())
+        assert response.status == 400
+        assert "x-tenant came more than once" in response.body.decode()
+    assert reached(edge, marker) == 0
+    one = await roundtrip(
+        port, f"GET /echo?m={marker} HTTP/1.1\r\nHost: p\r\nX-Tenant: acme\r\n\r\n".encode()
+    )
+    assert one.status == 200 and reached(edge, marker) == 1
 
 
 async def test_forwarded_addresses_count_only_from_trusted_proxies(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -121,6 +122,31 @@ async def test_secrets_are_redacted_before_they_are_stored(
     assert all("sekrit" not in head for head in heads)
     request_body = row["request_content"]["content"]
     assert b"hunter2" not in request_body and b"1234" not in request_body
+
+
+async def test_the_header_a_rate_limit_takes_api_keys_from_is_redacted_unlisted(
+    serve: Any, database_url: str, edge: EdgeServer, client: ferryman.AsyncClient
+) -> None:
+    # The ratelimit application keeps API keys only as hashes; the storage kept every
+    # request's key in clear unless its header was also listed in storage.redact_headers.
+    served = await serve(
+        database_url,
+        [("api", edge.url)],
+        "applications=[proxy,storage,ratelimit]",
+        "ratelimit.endpoints.api.key=api_key:X-Client-Secret",
+        "ratelimit.endpoints.api.requests=100",
+    )
+    secret = "sk-" + uuid.uuid4().hex
+    response = await client.get(served.url("api", "/echo"), headers={"X-Client-Secret": secret})
+    assert response.status_code == 200
+    [summary] = await rows(served)
+    row = await queries.get_transaction(served.storage.engine, summary["id"])
+    assert row is not None
+    headers = dict((name.lower(), value) for name, value in row["request_headers"])
+    assert headers["x-client-secret"] == "[redacted]"
+    async with served.storage.engine.connect() as connection:
+        stored = [tuple(r) for r in await connection.execute(select(transactions))]
+    assert stored and secret not in repr(stored)
 
 
 async def test_long_bodies_are_truncated_and_marked(

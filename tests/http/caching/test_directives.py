@@ -47,6 +47,11 @@ def test_cache_control_directives(values: list[bytes], expected: dict[bytes, byt
         (b"", None),
         (None, None),
         (b"99999999999999999999", MAX_DELTA),
+        (b"9" * 5000, MAX_DELTA),  # (more digits than int() converts)
+        (b"0" * 5000 + b"42", 42),
+        (b"2147483648", MAX_DELTA),
+        (b"2147483647", MAX_DELTA - 1),
+        ("\u00b2".encode("latin-1"), None),
     ],
 )
 def test_delta_seconds(argument: bytes | None, expected: int | None) -> None:

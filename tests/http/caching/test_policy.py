@@ -291,6 +291,24 @@ def test_requests_the_cache_stays_out_of() -> None:
     assert shared.request(b"DELETE", []) is None
 
 
+@pytest.mark.parametrize(
+    "framing",
+    [
+        [(b"Content-Length", b"5")],
+        [(b"Transfer-Encoding", b"chunked")],
+        [(b"content-length", b"05")],
+    ],
+)
+def test_a_request_with_content_is_not_for_the_cache(framing: Fields) -> None:
+    # The key is the target: an answer to one body must not answer another, nor a plain GET.
+    assert shared.request(b"GET", framing) is None
+    assert CachePolicy(shared=False).request(b"GET", framing) is None
+
+
+def test_an_empty_content_length_leaves_a_request_to_the_cache() -> None:
+    assert shared.request(b"GET", [(b"Content-Length", b"0")]) is not None
+
+
 def test_vary_selects_the_variant() -> None:
     policy = shared
     gzip_request = [(b"Accept-Encoding", b"gzip,  br")]
