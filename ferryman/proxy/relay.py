@@ -880,7 +880,9 @@ class Relay:
         connection = self.connection
         assert connection is not None
         transaction = self.transaction
-        if transaction is not None:
+        if transaction is not None and transaction.raw_response_head is None:
+            # (an answer that gave the transaction its own head, the cache's, keeps it: the
+            # transaction may even have finished already, its observers reading that head)
             transaction.dispatch_response(self.exchange.status, b"", b"")
         if self.head_only:
             connection.reset_parser()

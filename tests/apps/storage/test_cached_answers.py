@@ -1,0 +1,108 @@
+"""What storage keeps of answers the cache gave: the head the client got, as the dashboard's
+JSON API shows it (validated against its OpenAPI document), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from openapi_schema_validator import OAS31Validator
+
+import ferryman
+from tests.apps.storage.test_api import Checked
+from tests.servers.cache_origin import CacheOrigin, Reply
+
+_paths = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def origin() -> Iterator[CacheOrigin]:
+    server = CacheOrigin().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def api(
+    serve: Any, database_url: str, origin: CacheOrigin, client: ferryman.AsyncClient
+) -> Checked:
+    served = await serve(database_url, [("api", origin.url)])
+    document = (await client.get(served.api + "/openapi.json")).json()
+    OAS31Validator.check_schema({"$defs": document["components"]["schemas"]})
+    return Checked(client, served, document)
+
+
+async def stored(api: Checked, path: str) -> list[dict[str, Any]]:
+    """The details of the transactions for ``path``, oldest first."""
+    await api.served.storage.flush(10)
+    _, page = await api.call("GET", "/transactions", q=path)
+    details = []
+    for item in reversed(page["items"]):
+        status, detail = await api.call("GET", f"/transactions/{item['id']}")
+        assert status == 200
+        details.append(detail)
+    return details
+
+
+def headers(detail: dict[str, Any]) -> dict[str, str]:
+    return {name.lower(): value for name, value in detail["response"]["headers"]}
+
+
+async def test_a_revalidated_answer_is_stored_with_the_head_the_client_got(
+    api: Checked, origin: CacheOrigin
+) -> None:
+    path = f"/revalidated-{next(_paths)}"
+    origin.script(
+        path,
+        Reply(
+            headers=[("Cache-Control", "max-age=60"), ("Age", "100"), ("X-Version", "1")],
+            body=b"v1",
+            etag='"v1"',
+        ),
+        Reply(headers=[("Cache-Control", "max-age=60"), ("X-Version", "2")], etag='"v1"'),
+    )
+    first = await api.client.get(api.served.url("api", path))
+    second = await api.client.get(api.served.url("api", path))
+    assert first.headers["x-cache"] == "MISS"
+    assert second.headers["x-cache"] == "REVALIDATED" and second.content == b"v1"
+    assert origin.hits(path) == 2
+    miss, revalidated = await stored(api, path)
+    assert headers(miss)["x-version"] == "1" and headers(miss)["x-cache"] == "MISS"
+    got = headers(revalidated)
+    assert revalidated["status"] == 200 and revalidated["cache"] == "REVALIDATED"
+    assert got["x-cache"] == "REVALIDATED" and got["x-version"] == "2"
+    assert got["etag"] == '"v1"' and got["content-length"] == "2"
+    assert got["age"] == second.headers["age"]
+    assert revalidated["response"]["body"]["text"] == "v1"
+
+
+async def test_a_stale_answer_on_a_5xx_is_stored_with_the_head_the_client_got(
+    api: Checked, origin: CacheOrigin
+) -> None:
+    path = f"/stale-on-error-{next(_paths)}"
+    kept = [("Cache-Control", "max-age=60, stale-if-error=600"), ("Age", "100"), ("X-Kept", "yes")]
+    origin.script(path, Reply(headers=kept, body=b"kept"), Reply(503, body=b"down"))
+    await api.client.get(api.served.url("api", path))
+    on_5xx = await api.client.get(api.served.url("api", path))
+    assert on_5xx.status_code == 200 and on_5xx.headers["x-cache"] == "STALE"
+    _, stale = await stored(api, path)
+    got = headers(stale)
+    assert stale["status"] == 200 and stale["cache"] == "STALE"
+    assert got["x-cache"] == "STALE" and got["x-kept"] == "yes"
+    assert got["cache-control"] == "max-age=60, stale-if-error=600"
+    assert stale["response"]["body"]["text"] == "kept"
+
+
+async def test_a_stale_answer_on_a_dropped_connection_keeps_its_head(
+    api: Checked, origin: CacheOrigin
+) -> None:
+    path = f"/stale-on-drop-{next(_paths)}"
+    kept = [("Cache-Control", "max-age=60, stale-if-error=600"), ("Age", "100"), ("X-Kept", "yes")]
+    origin.script(path, Reply(headers=kept, body=b"kept"), Reply(mode="drop"))
+    await api.client.get(api.served.url("api", path))
+    dropped = await api.client.get(api.served.url("api", path))
+    assert dropped.status_code == 200 and dropped.headers["x-cache"] == "STALE"
+    _, stale = await stored(api, path)
+    assert headers(stale)["x-kept"] == "yes" and stale["cache"] == "STALE"
