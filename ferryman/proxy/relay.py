@@ -534,6 +534,8 @@ class Relay:
                 return
         elif not isinstance(error, TimeoutError) and self.tried < len(endpoint.pools):
             # Round robin: the next upstream gets its chance, each one once.
+            if self.transaction is not None:
+                self.transaction.attempt_failed(self.pool.origin, "connect error")
             self.tried += 1
             self.pool_index = (self.pool_index + 1) % len(endpoint.pools)
             self.pool = endpoint.pools[self.pool_index]

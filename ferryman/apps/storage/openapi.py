@@ -47,6 +47,8 @@ _SUMMARY: Final = {
     "tags": {"type": "object", "additionalProperties": {"type": "string"}},
     "cache": _nullable("string"),
     "favourite": {"type": "boolean"},
+    # 1 unless the request went again (retries; failed_attempts in the detail says why).
+    "attempts": {"type": "integer", "minimum": 1},
 }
 _BODY: Final = {
     "oneOf": [
@@ -103,6 +105,11 @@ SCHEMAS: Final[dict[str, Any]] = {
             "http_version": _nullable("string"),
             "client": _nullable("string"),
             "reused": {"type": "boolean"},
+            # The tries that failed before the last one, oldest first.
+            "failed_attempts": {
+                "type": "array",
+                "items": _object({"upstream": {"type": "string"}, "failure": {"type": "string"}}),
+            },
             "timings": _object(
                 {
                     name: _nullable("number")

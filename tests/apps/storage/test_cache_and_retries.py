@@ -1,5 +1,6 @@
-"""What storage keeps of answers the cache gave: the head the client got, as the dashboard's
-JSON API shows it (validated against its OpenAPI document), on SQLite and PostgreSQL."""
+"""What storage keeps of answers the cache gave (the head the client got) and of requests that
+went again (each failed try), as the dashboard's JSON API shows them (validated against its
+OpenAPI document), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -24,11 +25,18 @@ def origin() -> Iterator[CacheOrigin]:
     server.stop()
 
 
+RETRY_503 = (
+    "proxy.endpoints.0.retry.statuses=[503]",
+    "proxy.endpoints.0.retry.backoff=0",
+    "proxy.endpoints.0.breaker.enabled=false",
+)
+
+
 @pytest.fixture
 async def api(
     serve: Any, database_url: str, origin: CacheOrigin, client: ferryman.AsyncClient
 ) -> Checked:
-    served = await serve(database_url, [("api", origin.url)])
+    served = await serve(database_url, [("api", origin.url)], *RETRY_503)
     document = (await client.get(served.api + "/openapi.json")).json()
     OAS31Validator.check_schema({"$defs": document["components"]["schemas"]})
     return Checked(client, served, document)
@@ -106,3 +114,24 @@ async def test_a_stale_answer_on_a_dropped_connection_keeps_its_head(
     assert dropped.status_code == 200 and dropped.headers["x-cache"] == "STALE"
     _, stale = await stored(api, path)
     assert headers(stale)["x-kept"] == "yes" and stale["cache"] == "STALE"
+
+
+async def test_a_request_that_went_again_keeps_each_failed_try(
+    api: Checked, origin: CacheOrigin
+) -> None:
+    path = f"/flaky-{next(_paths)}"
+    origin.script(path, Reply(503, body=b"busy"), Reply(503, body=b"busy"), Reply(200, body=b"ok"))
+    steady = f"/steady-{next(_paths)}"
+    origin.script(steady, Reply(200, body=b"ok"))
+    flaky = await api.client.get(api.served.url("api", path))
+    assert flaky.status_code == 200 and flaky.content == b"ok"
+    await api.client.get(api.served.url("api", steady))
+    assert origin.hits(path) == 3
+    [retried] = await stored(api, path)
+    assert retried["attempts"] == 3 and retried["status"] == 200
+    failed = {"upstream": origin.url, "failure": "answered 503"}
+    assert retried["failed_attempts"] == [failed, failed]
+    _, page = await api.call("GET", "/transactions", q=path)
+    assert [item["attempts"] for item in page["items"]] == [3]
+    [once] = await stored(api, steady)
+    assert once["attempts"] == 1 and once["failed_attempts"] == []
