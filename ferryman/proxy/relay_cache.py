@@ -462,12 +462,17 @@ class CacheFill:
         return lines + _MISS_LINE
 
     def _storable_at_a_glance(self, lines: bytes) -> bool:
-        """Whether the head may allow storing at all: without ``Cache-Control`` or
-        ``Expires`` (and no TTL of the endpoint's) it may not, and nothing is parsed."""
+        """Whether the head may allow storing at all: without ``Cache-Control``, ``Expires``
+        or a validator (and no TTL of the endpoint's) it may not, and nothing is parsed."""
         if self.cache.policy.ttl is not None:
             return True
         lower = lines.lower()
-        return lower.find(b"cache-control:") >= 0 or lower.find(b"expires:") >= 0
+        return (
+            lower.find(b"cache-control:") >= 0
+            or lower.find(b"expires:") >= 0
+            or lower.find(b"etag:") >= 0
+            or lower.find(b"last-modified:") >= 0
+        )
 
     def add(self, data: bytes) -> None:
         parts = self.parts

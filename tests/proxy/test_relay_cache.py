@@ -179,6 +179,51 @@ async def test_validation_and_304_merging(
     assert third.header("x-cache") == "HIT"
 
 
+LAST_MODIFIED = "Tue, 14 Nov 2023 12:13:20 GMT"
+
+
+@pytest.mark.parametrize("validator", ["etag", "last_modified"])
+async def test_a_validator_alone_is_stored_and_validated_on_each_use(
+    origin: CacheOrigin, path: str, start_relay: StartRelay, validator: str
+) -> None:
+    """No freshness, only an ETag or a Last-Modified: stored stale, so each request asks
+    the origin, whose 304 serves the stored body; a new answer replaces it."""
+    given = {"etag": '"v1"'} if validator == "etag" else {"last_modified": LAST_MODIFIED}
+    origin.script(
+        path,
+        Reply(headers=[("X-Version", "1")], body=b"v1", **given),  # type: ignore[arg-type]
+        Reply(headers=[("X-Version", "2")], body=b"never sent", **given),  # type: ignore[arg-type]
+        Reply(headers=[("X-Version", "3")], body=b"v3"),
+    )
+    server = await cached_relay(start_relay, origin.url)
+    first = await get(server, path)
+    second = await get(server, path)
+    third = await get(server, path)
+    fourth = await get(server, path)
+    assert first.header("x-cache") == "MISS" and first.body == b"v1"
+    asked = origin.requests_for(path)[1]
+    if validator == "etag":
+        assert asked.header("if-none-match") == '"v1"'
+    else:
+        assert asked.header("if-modified-since") == LAST_MODIFIED
+    assert second.status == 200 and second.body == b"v1"
+    assert second.header("x-cache") == "REVALIDATED" and second.header("x-version") == "2"
+    # The third answer has no validator: relayed (a miss), and it is not stored.
+    assert third.header("x-cache") == "MISS" and third.body == b"v3"
+    assert fourth.header("x-cache") == "MISS" and origin.hits(path) == 4
+
+
+async def test_a_validator_alone_is_not_stored_for_a_5xx(
+    origin: CacheOrigin, path: str, start_relay: StartRelay
+) -> None:
+    origin.script(path, Reply(500, body=b"oops", etag='"e"'))
+    server = await cached_relay(start_relay, origin.url)
+    await get(server, path)
+    second = await get(server, path)
+    assert origin.requests_for(path)[1].header("if-none-match") is None
+    assert second.status == 500 and second.header("x-cache") == "MISS"
+
+
 async def test_the_clients_own_conditional_goes_through(
     origin: CacheOrigin, path: str, start_relay: StartRelay
 ) -> None:

@@ -8,11 +8,15 @@ differ only in the ``shared`` flag, which switches ``s-maxage``, ``private``,
 ``proxy-revalidate``, the ``Authorization`` rule of section 3.5 and the refusal to store
 ``Set-Cookie`` (a shared cache would hand one user's cookie to every other).
 
+An answer with a validator (``ETag``, ``Last-Modified``) and no explicit freshness is stored
+when its status is heuristically cacheable (RFC 9111 section 3 allows it): without heuristic
+freshness it is stale at once, so each use validates it, and the origin's 304 then saves the
+body's transfer (``REVALIDATED``); with it, ``Last-Modified`` gives it a heuristic lifetime.
+
 What is deliberately not done: ranges (a request with ``Range`` bypasses the cache, and a 206
 is never stored), storing answers to methods other than GET (HEAD is answered from a stored
 GET), heuristic freshness unless asked for, and storing a response that says nothing about
-caching (no ``Cache-Control`` freshness, no ``Expires``) just because it carries a validator:
-that would cost a store on every ordinary API answer for a chance at a 304.
+caching and carries no validator.
 """
 
 from __future__ import annotations
@@ -222,7 +226,8 @@ class CachePolicy:
             allowed = delta_seconds(argument)
             if argument is None or (allowed is not None and staleness <= allowed):
                 return USE_STALE
-        if staleness <= entry.stale_while_revalidate:
+        swr = entry.stale_while_revalidate
+        if swr > 0 and staleness <= swr:  # (none given: no window, even at staleness 0)
             return REVALIDATE
         return VALIDATE
 
@@ -292,10 +297,12 @@ class CachePolicy:
         if self.ttl is not None and (explicit or status in HEURISTIC_STATUSES):
             lifetime = self.ttl
             explicit = True
-        if not explicit:
-            return None
         etag = joined_value(headers, b"etag")
         last_modified = joined_value(headers, b"last-modified")
+        if not explicit:
+            if status not in HEURISTIC_STATUSES or (etag is None and last_modified is None):
+                return None
+            lifetime = 0.0  # a validator alone: stale at once, each use validates it
         if lifetime <= 0 and not no_cache and etag is None and last_modified is None:
             return None  # stale at once and impossible to validate: no use to anybody
         if no_cache and etag is None and last_modified is None:

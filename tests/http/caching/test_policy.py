@@ -87,14 +87,35 @@ def test_s_maxage_is_for_shared_caches_only() -> None:
         [(b"Cache-Control", b"max-age=60"), (b"Vary", b"*")],
         [(b"Cache-Control", b"max-age=60"), (b"Set-Cookie", b"session=1")],
         [],  # nothing said about caching
-        [(b"ETag", b'"x"')],  # a validator alone: not worth a store per answer
+        [(b"ETag", b'"x"')],  # a validator alone, but not a heuristically cacheable status
         [(b"Cache-Control", b"no-cache")],  # must validate and cannot be validated
         [(b"Cache-Control", b"max-age=0")],  # stale at once, no validator
         [(b"Expires", b"0")],  # invalid Expires: already expired, no validator
     ],
 )
 def test_not_stored_by_a_shared_cache(headers: Fields) -> None:
-    assert stored(shared, headers) is None
+    status = 500 if headers == [(b"ETag", b'"x"')] else 200
+    assert stored(shared, headers, status=status) is None
+
+
+@pytest.mark.parametrize(
+    "validator", [(b"ETag", b'"x"'), (b"Last-Modified", b"Tue, 14 Nov 2023 12:13:20 GMT")]
+)
+def test_a_validator_alone_is_stored_stale_so_that_each_use_validates_it(
+    validator: tuple[bytes, bytes],
+) -> None:
+    entry = stored(shared, [validator])
+    assert entry is not None and entry.lifetime == 0
+    assert conditional_headers(entry) == [
+        ({b"etag": b"If-None-Match"}.get(validator[0].lower(), b"If-Modified-Since"), validator[1])
+    ]
+    request = shared.request(b"GET", [])
+    assert request is not None
+    found = shared.lookup(request, [entry], entry.response_time)
+    assert found is not None and found.action == VALIDATE
+    # Not when the request carried credentials (section 3.5), nor with a cookie.
+    assert stored(shared, [validator], request_headers=[(b"Authorization", b"x")]) is None
+    assert stored(shared, [validator, (b"Set-Cookie", b"a=1")]) is None
 
 
 def test_a_private_cache_stores_private_answers_and_cookies() -> None:
@@ -188,7 +209,8 @@ def test_ttl_overrides_the_origins_freshness() -> None:
 
 def test_heuristic_freshness_is_off_by_default() -> None:
     headers = [(b"Last-Modified", b"Tue, 14 Nov 2023 12:13:20 GMT")]  # 10 h before Date
-    assert stored(shared, headers) is None
+    stale = stored(shared, headers)
+    assert stale is not None and stale.lifetime == 0  # (stored, but stale at once)
     entry = stored(CachePolicy(heuristic=True), headers)
     assert entry is not None and entry.lifetime == 3600  # 10% of 10 h
 
