@@ -224,6 +224,44 @@ async def test_a_validator_alone_is_not_stored_for_a_5xx(
     assert second.status == 500 and second.header("x-cache") == "MISS"
 
 
+@pytest.mark.parametrize("method", [b"GET", b"HEAD"])
+async def test_a_clients_conditional_that_a_fresh_answer_satisfies_gets_a_304(
+    origin: CacheOrigin, path: str, start_relay: StartRelay, method: bytes
+) -> None:
+    origin.script(
+        path,
+        Reply(
+            headers=[*MAX_AGE, ("Content-Type", "text/plain"), ("X-Origin", "yes")],
+            body=b"v1",
+            etag='"v1"',
+            last_modified=LAST_MODIFIED,
+        ),
+    )
+    server = await cached_relay(start_relay, origin.url)
+    await get(server, path)
+    by_tag = await get(server, path, b'If-None-Match: "x", W/"v1"\r\n', method=method)
+    by_date = await get(server, path, b"If-Modified-Since: " + LAST_MODIFIED.encode() + b"\r\n")
+    other = await get(server, path, b'If-None-Match: "v0"\r\n', method=method)
+    assert origin.hits(path) == 1  # all three from the cache
+    for answer in (by_tag, by_date):
+        assert answer.status == 304 and answer.body == b""
+        assert answer.header("x-cache") == "HIT" and answer.header("etag") == '"v1"'
+        assert answer.header("cache-control") == "max-age=60"
+        assert answer.header("content-type") is None and answer.header("age") is not None
+    assert other.status == 200 and other.header("x-cache") == "HIT"
+    assert other.body == (b"" if method == b"HEAD" else b"v1")
+    # The connection stays usable after a 304 (no body to frame).
+    reader, writer = await server.connect()
+    request = b'GET %s HTTP/1.1\r\nHost: proxy.test\r\nIf-None-Match: "v1"\r\n\r\n'
+    writer.write(request % path.encode() * 2)
+    data = b""
+    while data.count(b"HTTP/1.1 304") < 2:
+        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        assert chunk, data
+        data += chunk
+    writer.close()
+
+
 async def test_the_clients_own_conditional_goes_through(
     origin: CacheOrigin, path: str, start_relay: StartRelay
 ) -> None:

@@ -8,9 +8,10 @@ only what goes to the network (misses, validations). Off unless asked for
 which may keep ``private`` answers; the proxy's is shared (``HttpCache(shared=True)``).
 
 What each response says about the cache is ``response.extensions["cache_status"]``: ``HIT``
-(fresh, from the store), ``STALE`` (served stale: stale-while-revalidate, max-stale or
-stale-if-error), ``REVALIDATED`` (the origin's 304 confirmed the stored one), ``MISS``. Hits
-carry ``Age``.
+(fresh, from the store; a 304 when the request's own ``If-None-Match`` or
+``If-Modified-Since`` is satisfied by it), ``STALE`` (served stale: stale-while-revalidate,
+max-stale or stale-if-error), ``REVALIDATED`` (the origin's 304 confirmed the stored one),
+``MISS``. Hits carry ``Age``.
 
 A body is stored once read to its end, whole and at most ``max_object_size`` bytes; a larger
 one streams on unstored (nothing past the limit is held). Background validations
@@ -122,6 +123,8 @@ class CachingTransport:
         found = cache.policy.lookup(seen, variants, now) if variants else None
         if found is not None:
             if found.action == USE:
+                if seen.conditional and cache.policy.not_modified(seen, found.entry):
+                    return _not_modified(cache.policy, found.entry, request, now)
                 return _from_entry(found.entry, request, "HIT", now)
             if found.action == USE_STALE:
                 return _from_entry(found.entry, request, "STALE", now)
@@ -285,6 +288,19 @@ def _from_entry(entry: CacheEntry, request: Request, status: str, now: float) ->
         request=request,
     )
     return response
+
+
+def _not_modified(policy: CachePolicy, entry: CacheEntry, request: Request, now: float) -> Response:
+    """The 304 for a conditional request that the fresh ``entry`` satisfies (RFC 9111 section
+    4.3.2): what the origin would have answered, without asking it."""
+    raw = [*policy.not_modified_fields(entry), (b"Age", b"%d" % int(entry.age(now)))]
+    return Response(
+        304,
+        headers=Headers.from_raw(raw),
+        stream=EMPTY_STREAM,
+        extensions={"cache_status": "HIT", "http_version": b"HTTP/1.1"},
+        request=request,
+    )
 
 
 def _with_fields(request: Request, fields: list[tuple[bytes, bytes]]) -> Request:

@@ -21,6 +21,7 @@ caching and carries no validator.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from email.utils import formatdate
 from http import HTTPStatus
@@ -82,7 +83,24 @@ CONDITIONAL_FIELDS: Final = frozenset(
     {b"if-none-match", b"if-modified-since", b"if-match", b"if-range", b"if-unmodified-since"}
 )
 #: The request fields a cache reads.
-_REQUEST_FIELDS: Final = frozenset({b"cache-control", b"range", b"authorization", b"pragma"})
+_REQUEST_FIELDS: Final = frozenset(
+    {
+        b"cache-control",
+        b"range",
+        b"authorization",
+        b"pragma",
+        b"if-none-match",
+        b"if-modified-since",
+    }
+)
+#: Preconditions a cache does not evaluate itself: a request with one is not answered 304.
+_OTHER_CONDITIONS: Final = frozenset({b"if-match", b"if-unmodified-since", b"if-range"})
+#: What a 304 from the cache leaves out of the stored fields: the representation's own
+#: metadata (RFC 9110 section 15.4.5), which describes a body the 304 does not carry.
+_NOT_IN_304: Final = frozenset(
+    {b"content-type", b"content-encoding", b"content-language", b"content-range"}
+)
+_ETAG: Final = re.compile(rb'(?:W/)?"[^"]*"')
 #: Request methods that do not invalidate (RFC 9110 section 9.2.1: safe).
 _SAFE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
@@ -106,6 +124,9 @@ class CacheRequest(NamedTuple):
     #: ``no-cache`` (or HTTP/1.0's ``Pragma: no-cache``): a stored answer must be validated.
     no_cache: bool
     authorized: bool
+    #: The client's own ``If-None-Match`` or ``If-Modified-Since``: a fresh stored answer
+    #: that satisfies it is answered 304 (:meth:`CachePolicy.not_modified`).
+    conditional: bool = False
 
 
 class Lookup(NamedTuple):
@@ -168,7 +189,7 @@ class CachePolicy:
             return None
         # One pass over the fields (this runs for every GET a cache sees).
         cache_control: list[bytes] | None = None
-        authorized = pragma_no_cache = False
+        authorized = pragma_no_cache = conditional = False
         for name, value in headers:
             lower = name.lower()
             if lower in _REQUEST_FIELDS:
@@ -181,14 +202,17 @@ class CachePolicy:
                     return None
                 elif lower == b"authorization":
                     authorized = True
+                elif lower[:3] == b"if-":
+                    conditional = True
                 elif b"no-cache" in value.lower():  # (Pragma)
                     pragma_no_cache = True
         if cache_control is None:
-            return CacheRequest(method, headers, {}, pragma_no_cache, authorized)
+            return CacheRequest(method, headers, {}, pragma_no_cache, authorized, conditional)
         directives = parse_cache_control(cache_control)
         if b"no-store" in directives:
             return None
-        return CacheRequest(method, headers, directives, b"no-cache" in directives, authorized)
+        no_cache = b"no-cache" in directives
+        return CacheRequest(method, headers, directives, no_cache, authorized, conditional)
 
     def lookup(
         self, request: CacheRequest, variants: Sequence[CacheEntry], now: float
@@ -230,6 +254,38 @@ class CachePolicy:
         if swr > 0 and staleness <= swr:  # (none given: no window, even at staleness 0)
             return REVALIDATE
         return VALIDATE
+
+    @staticmethod
+    def not_modified(request: CacheRequest, entry: CacheEntry) -> bool:
+        """Whether the client's own conditional request is satisfied by ``entry`` (RFC 9111
+        section 4.3.2), so that a 304 answers it: an ``If-None-Match`` listing its ETag
+        (weak comparison) or ``*``; else an ``If-Modified-Since`` no earlier than its
+        Last-Modified (its Date without one). A request with other preconditions
+        (``If-Match``...) is not answered so."""
+        if not request.conditional:
+            return False
+        headers = request.headers
+        if any(name.lower() in _OTHER_CONDITIONS for name, _ in headers):
+            return False
+        if_none_match = joined_value(headers, b"if-none-match")
+        if if_none_match is not None:
+            if entry.etag is None:
+                return False
+            if if_none_match.strip() == b"*":
+                return True
+            stored = _weak(entry.etag)
+            return any(_weak(tag) == stored for tag in _ETAG.findall(if_none_match))
+        since = http_date(joined_value(headers, b"if-modified-since"))
+        if since is None:
+            return False  # (an invalid date is ignored: RFC 9110 section 13.1.3)
+        modified = http_date(entry.last_modified or joined_value(entry.headers, b"date"))
+        return modified is not None and modified <= since
+
+    @staticmethod
+    def not_modified_fields(entry: CacheEntry) -> list[tuple[bytes, bytes]]:
+        """The stored fields a 304 for ``entry`` carries (its validators, Cache-Control,
+        Date, Expires, Vary...; not the representation's own metadata)."""
+        return _strip_fields(entry.headers, _NOT_IN_304)
 
     def usable_on_error(self, entry: CacheEntry, request: CacheRequest, now: float) -> bool:
         """Whether ``entry`` may answer when the origin failed (an error, a 5xx): RFC 5861's

@@ -156,6 +156,23 @@ async def test_a_validator_alone_is_stored_and_each_use_validated(
     assert origin.requests_for(path)[2].header("if-none-match") == '"v1"'
 
 
+async def test_a_conditional_request_a_fresh_answer_satisfies_gets_a_304(
+    origin: CacheOrigin, path: str
+) -> None:
+    origin.script(
+        path, Reply(headers=[*MAX_AGE, ("Content-Type", "text/plain")], body=b"v1", etag='"v1"')
+    )
+    async with client() as c:
+        await c.get(origin.url + path)
+        matched = await c.get(origin.url + path, headers={"If-None-Match": '"v1"'})
+        other = await c.get(origin.url + path, headers={"If-None-Match": '"v0"'})
+    assert origin.hits(path) == 1
+    assert matched.status_code == 304 and matched.content == b""
+    assert matched.extensions["cache_status"] == "HIT" and matched.headers["etag"] == '"v1"'
+    assert "content-type" not in matched.headers
+    assert other.status_code == 200 and other.content == b"v1"
+
+
 async def test_validated_then_fresh(origin: CacheOrigin, path: str) -> None:
     origin.script(
         path,

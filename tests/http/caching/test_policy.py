@@ -480,3 +480,47 @@ def test_truncated_bytes_decode_to_nothing() -> None:
     data = encode_entries([entry])
     assert decode_entries(data[:-1]) is None
     assert decode_entries(data + b"x") is None
+
+
+@pytest.mark.parametrize(
+    ("conditions", "expected"),
+    [
+        ([(b"If-None-Match", b'"v1"')], True),
+        ([(b"If-None-Match", b'W/"v1"')], True),  # weak comparison
+        ([(b"If-None-Match", b'"a,b", "v1"')], True),  # a comma inside a tag, then the match
+        ([(b"If-None-Match", b"*")], True),
+        ([(b"If-None-Match", b'"v2"')], False),
+        ([(b"If-None-Match", b'"v2"'), (b"If-Modified-Since", DATE)], False),  # INM decides
+        ([(b"If-Modified-Since", b"Tue, 14 Nov 2023 12:13:20 GMT")], True),  # = Last-Modified
+        ([(b"If-Modified-Since", b"Tue, 14 Nov 2023 12:13:19 GMT")], False),  # before it
+        ([(b"If-Modified-Since", b"yesterday")], False),  # invalid: ignored
+        ([(b"If-None-Match", b'"v1"'), (b"If-Match", b'"v1"')], False),  # not the cache's
+        ([], False),
+    ],
+)
+def test_a_clients_conditional_request_against_a_stored_answer(
+    conditions: Fields, expected: bool
+) -> None:
+    entry = stored(
+        shared,
+        [
+            (b"Cache-Control", b"max-age=60"),
+            (b"ETag", b'"v1"'),
+            (b"Last-Modified", b"Tue, 14 Nov 2023 12:13:20 GMT"),
+            (b"Content-Type", b"application/json"),
+        ],
+    )
+    assert entry is not None
+    asked = shared.request(b"GET", conditions)
+    assert asked is not None
+    assert shared.not_modified(asked, entry) is expected
+    fields = {name.lower() for name, _ in shared.not_modified_fields(entry)}
+    assert {b"etag", b"cache-control", b"last-modified", b"date"} <= fields
+    assert b"content-type" not in fields
+
+
+def test_if_modified_since_without_last_modified_compares_the_date() -> None:
+    entry = stored(shared, [(b"Cache-Control", b"max-age=60")])
+    assert entry is not None
+    same = shared.request(b"GET", [(b"If-Modified-Since", DATE)])
+    assert same is not None and shared.not_modified(same, entry)
