@@ -137,6 +137,8 @@ SCHEMAS: Final[dict[str, Any]] = {
             "endpoint": {"type": "object", "additionalProperties": {"type": "integer"}},
             "method": {"type": "object", "additionalProperties": {"type": "integer"}},
             "status": {"type": "object", "additionalProperties": {"type": "integer"}},
+            # HIT, MISS, STALE, REVALIDATED; "none": the cache did not look.
+            "cache": {"type": "object", "additionalProperties": {"type": "integer"}},
             "tag": {
                 "type": "array",
                 "items": _object(
@@ -163,6 +165,15 @@ SCHEMAS: Final[dict[str, Any]] = {
             },
             "slowest": {"type": "array", "items": _ref("Route")},
             "failing": {"type": "array", "items": _ref("Route")},
+            "cache": _object(
+                {
+                    "looked": {"type": "integer", "minimum": 0},
+                    "statuses": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "hit_ratio": _nullable("number", minimum=0, maximum=1),
+                }
+            ),
+            "rate_limited": {"type": "integer", "minimum": 0},
+            "limited_by_proxy": {"type": "integer", "minimum": 0},
         }
     ),
     "Route": _object(
@@ -328,6 +339,7 @@ _FILTERS: Final = [
     ("method", "HTTP method", {"type": "string"}),
     ("status", "2xx..5xx, an exact code, or 'error'", {"type": "string"}),
     ("tag", "name=value", {"type": "string"}),
+    ("cache", "The cache's verdict (HIT, MISS, STALE, REVALIDATED) or 'none'", {"type": "string"}),
     ("favourite", "true or false", {"type": "boolean"}),
     ("since", "epoch seconds or ISO 8601", {"type": "string"}),
     ("until", "epoch seconds or ISO 8601 (exclusive)", {"type": "string"}),

@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 import ferryman
+from ferryman.apps.storage import Storage
 from ferryman.proxy.events import (
     EVENT_FILTER_PROXY_REQUEST,
     EVENT_FILTER_PROXY_RESPONSE,
@@ -282,3 +284,23 @@ async def test_a_proxy_filter_response_listener_may_replace_a_budgets_429(
     assert [status for status, _ in seen] == [200, 429]
     assert requests == ["/echo", "/echo"]
     assert reached(edge, marker) == 1
+
+
+async def test_the_overviews_stats_count_the_proxys_429s(
+    serve_config: ServeConfig, edge: EdgeServer, client: ferryman.AsyncClient, tmp_path: Path
+) -> None:
+    database = tmp_path / "transactions.db"
+    server = await serve_config(
+        limited_config(edge, "{requests: 1, per: 60, burst: 1}").replace(
+            "applications: [proxy, metrics, ratelimit]",
+            "applications: [proxy, metrics, ratelimit, storage, dashboard]",
+        )
+        + f"storage: {{url: 'sqlite:///{database}', flush_interval: 0.05}}\n"
+    )
+    url = url_of(server, "api", "/echo")
+    assert await statuses(client, url, 3) == [200, 429, 429]
+    storage = server.system.provider.resolve(Storage)
+    await storage.flush(10)
+    host, port = server.addresses["kernel"]
+    stats = (await client.get(f"http://{host}:{port}/api/stats")).json()
+    assert stats["rate_limited"] == 2 and stats["limited_by_proxy"] == 2

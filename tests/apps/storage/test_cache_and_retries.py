@@ -135,3 +135,29 @@ async def test_a_request_that_went_again_keeps_each_failed_try(
     assert [item["attempts"] for item in page["items"]] == [3]
     [once] = await stored(api, steady)
     assert once["attempts"] == 1 and once["failed_attempts"] == []
+
+
+async def test_cache_verdicts_are_a_facet_a_filter_and_a_ratio_and_429s_are_counted(
+    api: Checked, origin: CacheOrigin
+) -> None:
+    path = f"/facets-{next(_paths)}"
+    origin.script(path, Reply(headers=[("Cache-Control", "max-age=60")], body=b"kept"))
+    limited = f"/limited-{next(_paths)}"
+    origin.script(limited, Reply(429, headers=[("Retry-After", "5")], body=b"slow down"))
+    for _ in range(3):
+        await api.client.get(api.served.url("api", path))  # MISS, HIT, HIT
+    await api.client.get(api.served.url("api", limited))  # MISS (not stored), a 429
+    await api.client.post(api.served.url("api", path), content=b"x")  # the cache looks not
+    await api.served.storage.flush(10)
+    _, facets = await api.call("GET", "/facets")
+    assert facets["cache"] == {"HIT": 2, "MISS": 2, "none": 1}
+    _, hits = await api.call("GET", "/transactions", cache="HIT")
+    assert [item["target"] for item in hits["items"]] == [path, path]
+    assert {item["cache"] for item in hits["items"]} == {"HIT"}
+    _, unlooked = await api.call("GET", "/transactions", cache="none")
+    assert [item["method"] for item in unlooked["items"]] == ["POST"]
+    _, stats = await api.call("GET", "/stats")
+    assert stats["cache"] == {"looked": 4, "statuses": {"HIT": 2, "MISS": 2}, "hit_ratio": 0.5}
+    assert stats["rate_limited"] == 1 and stats["limited_by_proxy"] == 0
+    status, error = await api.call("GET", "/transactions", cache="H!T")
+    assert status == 400 and "cache" in error["message"]

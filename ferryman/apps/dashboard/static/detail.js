@@ -69,7 +69,7 @@ export async function detail(main, id) {
       fact("duration", formatMs(t.duration_ms)), fact("client", t.client || "–"), fact("HTTP", t.http_version || "–"),
       fact("connection", t.reused ? "reused" : "new"), t.cache ? fact("cache", t.cache) : null,
       t.error ? fact("error", t.error) : null,
-      t.attempts > 1 ? h("div", { "data-testid": "attempts" }, h("dt", {}, "attempts"),
+      t.attempts > 1 ? h("div", { class: "wide", "data-testid": "attempts" }, h("dt", {}, "attempts"),
         h("dd", {}, `${t.attempts}: `, h("ol", { class: "attempts" },
           (t.failed_attempts || []).map((a) => h("li", {}, `${a.upstream} `, h("span", { class: "s-error" }, a.failure))),
           h("li", {}, `${t.upstream || "–"} `, t.error ? h("span", { class: "s-error" }, "failed") : `answered ${t.status}`)))) : null,
