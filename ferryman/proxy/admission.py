@@ -27,13 +27,21 @@ import json
 import math
 from typing import TYPE_CHECKING, Protocol
 
+from ferryman.http.models import Response
 from ferryman.server.exchange import ServerExchange, response_head
 
 if TYPE_CHECKING:
     from ferryman.proxy.relay import EndpointRelay, Relay
     from ferryman.proxy.transactions import Transaction
 
-__all__ = ["Admission", "Budget", "RelayAdmissions", "limited_body", "send_limited"]
+__all__ = [
+    "Admission",
+    "Budget",
+    "RelayAdmissions",
+    "limited_body",
+    "limited_response",
+    "send_limited",
+]
 
 
 class Admission(Protocol):
@@ -88,13 +96,50 @@ def retry_seconds(retry_after: float) -> int:
     return max(1, math.ceil(retry_after))
 
 
-def send_limited(exchange: ServerExchange, message: str, retry_after: float) -> None:
+def limited_response(message: str, retry_after: float) -> Response:
+    """The 429 as a response model: what ``proxy.filter.response`` listeners see."""
+    return Response(
+        429,
+        headers=[
+            (b"Content-Type", b"application/json"),
+            (b"Retry-After", b"%d" % retry_seconds(retry_after)),
+        ],
+        content=limited_body(message, retry_after),
+    )
+
+
+def send_limited(
+    exchange: ServerExchange,
+    message: str,
+    retry_after: float,
+    *,
+    endpoint: EndpointRelay | None = None,
+    relay: Relay | None = None,
+) -> None:
     """Answer 429 with ``Retry-After`` and a JSON body, without the upstream. The connection
-    stays open when the request was read whole (as for the relay's other refusals)."""
+    stays open when the request was read whole (as for the relay's other refusals).
+
+    ``proxy.filter.response`` sees the 429 first, and may replace it, as it sees the relay's
+    other error answers: a ``relay`` whose request went through the filters (an upstream's
+    budget, refused in ``Relay.start``) answers through them, with its own event (and the
+    endpoint middleware's ways out); a request the ``endpoint`` refused before the filters
+    (its rate limit) gets a new event that only ``proxy.filter.response`` is dispatched with.
+    """
     if exchange.finished:
         return
     if exchange.started:
         exchange.abort()
+        return
+    if relay is not None:
+        filters = relay.endpoint.filters
+        if relay.filter_event is not None and filters is not None:
+            filters.finish_with(relay, limited_response(message, retry_after))
+            return
+        endpoint = relay.endpoint
+    filters = None if endpoint is None else endpoint.filters
+    if filters is not None and filters.answer_first(
+        exchange, limited_response(message, retry_after)
+    ):
         return
     body = limited_body(message, retry_after)
     keep_alive = exchange.body_complete and exchange.keep_alive and not exchange.upgrade

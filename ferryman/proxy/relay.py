@@ -537,6 +537,8 @@ class Relay:
                 return
         elif not isinstance(error, TimeoutError) and self.tried < len(endpoint.pools):
             # Round robin: the next upstream gets its chance, each one once.
+            if self.transaction is not None:
+                self.transaction.attempt_failed(self.pool.origin, "connect error")
             self.tried += 1
             self.pool_index = (self.pool_index + 1) % len(endpoint.pools)
             self.pool = endpoint.pools[self.pool_index]
@@ -883,7 +885,9 @@ class Relay:
         connection = self.connection
         assert connection is not None
         transaction = self.transaction
-        if transaction is not None:
+        if transaction is not None and transaction.raw_response_head is None:
+            # (an answer that gave the transaction its own head, the cache's, keeps it: the
+            # transaction may even have finished already, its observers reading that head)
             transaction.dispatch_response(self.exchange.status, b"", b"")
         if self.head_only:
             connection.reset_parser()

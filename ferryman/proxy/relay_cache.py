@@ -9,7 +9,8 @@ the head decides whether the answer may be stored (a few bytes searched first, s
 that says nothing about caching costs next to nothing), the pieces are copied up to
 ``max_object_size`` (past it the copy is dropped and the answer streams on), and the end
 stores it. A stale stored answer with validators makes the request conditional; the
-origin's 304 is merged and the stored body served (``REVALIDATED``). A 5xx or a failed
+origin's 304 is merged and the stored body served (``REVALIDATED``); a client's own
+conditional request that a fresh stored answer satisfies gets a 304 (``HIT``). A 5xx or a failed
 upstream call serves a stored answer that stale-if-error allows (``STALE``).
 stale-while-revalidate serves the stale answer at once and asks the origin through the
 system's http client in the background (a 304 freshens it, anything else drops it, for the
@@ -205,6 +206,9 @@ class RelayCache:
         if found is not None:
             action = found.action
             if action == USE:
+                if seen.conditional and self.policy.not_modified(seen, found.entry):
+                    self.not_modified(exchange, found.entry, now, transaction)
+                    return
                 self.serve(exchange, found.entry, b"HIT", now, transaction)
                 return
             if action in (USE_STALE, REVALIDATE):
@@ -273,6 +277,31 @@ class RelayCache:
             exchange.write(body)
         exchange.finish(keep_alive=True)
         return True
+
+    def not_modified(
+        self,
+        exchange: ServerExchange,
+        entry: CacheEntry,
+        now: float,
+        transaction: Transaction | None,
+    ) -> None:
+        """The client's own conditional request matched the fresh ``entry`` (RFC 9111
+        section 4.3.2): a 304 with the fields a 304 carries, ``Age`` and ``X-Cache: HIT``."""
+        fields = self.policy.not_modified_fields(entry)
+        lines = b"".join(name + b": " + value + b"\r\n" for name, value in fields)
+        lines += b"Age: %d\r\nX-Cache: HIT\r\n" % int(entry.age(now))
+        framing = b""
+        if not exchange.keep_alive:
+            framing = b"Connection: close\r\n"
+        elif exchange.http_version == "1.0":
+            framing = b"Connection: keep-alive\r\n"
+        self.counts.hit += 1
+        exchange.status = 304
+        if transaction is not None:
+            transaction.cache = "HIT"
+            transaction.dispatch_response(304, b"Not Modified", lines)
+        exchange.write(status_line(304, None) + lines + framing + b"\r\n")
+        exchange.finish(keep_alive=True)
 
     # -- the store ----------------------------------------------------------------------------
 
@@ -490,12 +519,17 @@ class CacheFill:
         return lines + _MISS_LINE
 
     def _storable_at_a_glance(self, lines: bytes) -> bool:
-        """Whether the head may allow storing at all: without ``Cache-Control`` or
-        ``Expires`` (and no TTL of the endpoint's) it may not, and nothing is parsed."""
-        if self.cache.policy.ttl is not None:
+        """Whether the head may allow storing at all: without ``Cache-Control``, ``Expires``
+        or a validator (and no TTL of the endpoint's) it may not, and nothing is parsed."""
+        policy = self.cache.policy
+        if policy.ttl is not None:
             return True
         lower = lines.lower()
-        return lower.find(b"cache-control:") >= 0 or lower.find(b"expires:") >= 0
+        if lower.find(b"cache-control:") >= 0 or lower.find(b"expires:") >= 0:
+            return True
+        return (policy.store_validated or policy.heuristic) and (
+            lower.find(b"etag:") >= 0 or lower.find(b"last-modified:") >= 0
+        )
 
     def add(self, data: bytes) -> None:
         parts = self.parts

@@ -448,6 +448,36 @@ class RelayFilters:
         else:
             send_answer(relay.exchange, answer, relay.head_only)
 
+    def answer_first(self, exchange: ServerExchange, response: Response) -> bool:
+        """An answer given before the request reached the filters (a rate limit's 429): if
+        ``proxy.filter.response`` has listeners, they see it first, over a new event for the
+        request (``proxy.filter.request`` did not run: nothing of it was let through), and
+        may replace it; the answer is sent (awaited from a task when a listener is async).
+        False: no listener, the caller answers as it would have."""
+        dispatcher = self.dispatcher
+        if exchange.upgrade or not dispatcher.has_listeners(EVENT_FILTER_PROXY_RESPONSE):
+            return False
+        context = getattr(self.handler, "context", None)
+        event = RelayFilterEvent(self.name, RelayRequest(exchange), context)
+        event.response = response
+        head_only = exchange.method == b"HEAD"
+        if dispatcher.is_synchronous(EVENT_FILTER_PROXY_RESPONSE):
+            send_answer(exchange, self._dispatch_response(event), head_only)
+            return True
+
+        async def filtered() -> None:
+            error: Exception | None = None
+            try:
+                await dispatcher.adispatch(EVENT_FILTER_PROXY_RESPONSE, event)
+            except Exception as exc:
+                error = exc
+            send_answer(exchange, self._response_filtered(event, response, error), head_only)
+
+        task = asyncio.ensure_future(filtered())
+        _TASKS.add(task)
+        task.add_done_callback(_TASKS.discard)
+        return True
+
     def _answer_early(self, relay: Relay, event: RelayFilterEvent) -> bool:
         """Answer with ``event.response`` (forged, or the error's) without the upstream."""
         response = event.response

@@ -152,7 +152,7 @@ class EndpointResilience:
         wait = retry_after(lines)
         if wait is not None and wait > MAX_RETRY_AFTER:
             return False
-        return self._again(relay, wait, detach=True)
+        return self._again(relay, wait, detach=True, what=f"answered {status}")
 
     def connect_failed(self, relay: Relay, error: BaseException) -> bool:
         """No connection could be opened: True when the request goes again."""
@@ -160,7 +160,7 @@ class EndpointResilience:
         self._count(relay, "connect", what)
         if "connect" not in self.retry_on or not self._may_retry(relay, sent=False):
             return False
-        return self._again(relay, None, detach=False)
+        return self._again(relay, None, detach=False, what=what)
 
     def failed(self, relay: Relay, kind: str, what: str, retry: bool = True) -> bool:
         """A try failed (``kind``: ``timeout`` or ``broken``): True when the request goes
@@ -171,7 +171,7 @@ class EndpointResilience:
         connection = relay.connection
         if connection is not None and connection.received:
             return False  # bytes of an answer came: it may have been acted on, and begun
-        return self._again(relay, None, detach=True)
+        return self._again(relay, None, detach=True, what=what)
 
     def _count(self, relay: Relay, kind: str, what: str) -> None:
         breaker = self.breakers[relay.pool_index]
@@ -194,10 +194,11 @@ class EndpointResilience:
             return False
         return not exchange.has_body or relay.body_done
 
-    def _again(self, relay: Relay, wait: float | None, detach: bool) -> bool:
+    def _again(self, relay: Relay, wait: float | None, detach: bool, what: str) -> bool:
         """Send ``relay`` again, to the upstream the balancer picks, after the backoff (and
         ``wait``, the upstream's ``Retry-After``); False when the deadline would pass first
-        or no upstream is up (the caller then answers as without retries)."""
+        or no upstream is up (the caller then answers as without retries). ``what`` failed:
+        the transaction keeps it, with the upstream, for the access log and storage."""
         settings = self.retry
         now = self.loop.time()
         if relay.retry_deadline == 0.0:
@@ -222,6 +223,8 @@ class EndpointResilience:
             delay = 0.0
         if detach:
             relay.abandon_try()
+        if relay.transaction is not None:
+            relay.transaction.attempt_failed(relay.pool.origin, what)
         upstream.retries += 1
         relay.tried += 1
         relay.tried_mask |= 1 << upstream.index

@@ -99,6 +99,7 @@ RECORD_FIELDS: Final = (
     "response_body",
     "request_body_truncated",
     "response_body_truncated",
+    "failed_attempts",
 )
 
 logger = logging.getLogger("ferryman.proxy.transactions")
@@ -125,6 +126,7 @@ class Transaction:
         "client",
         "endpoint",
         "error",
+        "failed_attempts",
         "http_version",
         "raw_method",
         "raw_request_headers",
@@ -195,6 +197,9 @@ class Transaction:
         self.error: str | None = None
         #: The cache's verdict (``HIT``, ``MISS``...) when a cache answered or looked.
         self.cache: str | None = None
+        #: The tries that failed before the last one, ``(upstream origin, what failed)`` each,
+        #: when the request went again (retries, or the next upstream after a refusal).
+        self.failed_attempts: list[tuple[str, str]] | None = None
         #: Body bytes to keep (``record_bodies``); 0: none are kept.
         self.request_body_limit = 0
         self.response_body_limit = 0
@@ -264,6 +269,13 @@ class Transaction:
                 if name[:size].lower() == TAG_PREFIX and len(name) > size
             }
         return self._tags
+
+    @property
+    def attempts(self) -> int:
+        """How many times the request was sent (or a connection for it tried): 1 unless it
+        went again."""
+        failed = self.failed_attempts
+        return 1 if failed is None else len(failed) + 1
 
     @property
     def duration(self) -> float | None:
@@ -342,6 +354,7 @@ class Transaction:
             self.response_body,
             self.request_body_truncated,
             self.response_body_truncated,
+            self.failed_attempts,
         )
 
     # -- what the relays call -----------------------------------------------------------------
@@ -361,6 +374,15 @@ class Transaction:
         listeners = self._listeners
         if listeners is not None and listeners.response:
             notify(listeners.response, self, EVENT_TRANSACTION_RESPONSE)
+
+    def attempt_failed(self, upstream: str, what: str) -> None:
+        """A try at ``upstream`` (its origin) failed (``what``, in words) and the request goes
+        again: kept for the access log and storage."""
+        failed = self.failed_attempts
+        if failed is None:
+            self.failed_attempts = [(upstream, what)]
+        else:
+            failed.append((upstream, what))
 
     def exchange_ended(self, exchange: ServerExchange, error: str | None) -> None:
         """The client's exchange is over (``ServerExchange.on_end``): finished."""

@@ -179,6 +179,103 @@ async def test_validation_and_304_merging(
     assert third.header("x-cache") == "HIT"
 
 
+LAST_MODIFIED = "Tue, 14 Nov 2023 12:13:20 GMT"
+
+
+@pytest.mark.parametrize("validator", ["etag", "last_modified"])
+async def test_a_validator_alone_is_stored_and_validated_on_each_use(
+    origin: CacheOrigin, path: str, start_relay: StartRelay, validator: str
+) -> None:
+    """No freshness, only an ETag or a Last-Modified: stored stale, so each request asks
+    the origin, whose 304 serves the stored body; a new answer replaces it."""
+    given = {"etag": '"v1"'} if validator == "etag" else {"last_modified": LAST_MODIFIED}
+    origin.script(
+        path,
+        Reply(headers=[("X-Version", "1")], body=b"v1", **given),  # type: ignore[arg-type]
+        Reply(headers=[("X-Version", "2")], body=b"never sent", **given),  # type: ignore[arg-type]
+        Reply(headers=[("X-Version", "3")], body=b"v3"),
+    )
+    server = await cached_relay(start_relay, origin.url, store_validated=True)
+    first = await get(server, path)
+    second = await get(server, path)
+    third = await get(server, path)
+    fourth = await get(server, path)
+    assert first.header("x-cache") == "MISS" and first.body == b"v1"
+    asked = origin.requests_for(path)[1]
+    if validator == "etag":
+        assert asked.header("if-none-match") == '"v1"'
+    else:
+        assert asked.header("if-modified-since") == LAST_MODIFIED
+    assert second.status == 200 and second.body == b"v1"
+    assert second.header("x-cache") == "REVALIDATED" and second.header("x-version") == "2"
+    # The third answer has no validator: relayed (a miss), and it is not stored.
+    assert third.header("x-cache") == "MISS" and third.body == b"v3"
+    assert fourth.header("x-cache") == "MISS" and origin.hits(path) == 4
+
+
+async def test_a_validator_alone_is_not_stored_by_default(
+    origin: CacheOrigin, path: str, start_relay: StartRelay
+) -> None:
+    """Like nginx's proxy_cache: an answer that says nothing of its freshness is relayed, not
+    stored, ETag or not (``store_validated`` turns it on)."""
+    origin.script(path, Reply(body=b"v1", etag='"v1"', last_modified=LAST_MODIFIED))
+    server = await cached_relay(start_relay, origin.url)
+    answers = [await get(server, path) for _ in range(3)]
+    assert [answer.header("x-cache") for answer in answers] == ["MISS"] * 3
+    assert origin.hits(path) == 3
+    assert all(request.header("if-none-match") is None for request in origin.requests_for(path))
+    assert server.relay.cache is not None and server.relay.cache.store.holds_nothing()
+
+
+async def test_a_validator_alone_is_not_stored_for_a_5xx(
+    origin: CacheOrigin, path: str, start_relay: StartRelay
+) -> None:
+    origin.script(path, Reply(500, body=b"oops", etag='"e"'))
+    server = await cached_relay(start_relay, origin.url, store_validated=True)
+    await get(server, path)
+    second = await get(server, path)
+    assert origin.requests_for(path)[1].header("if-none-match") is None
+    assert second.status == 500 and second.header("x-cache") == "MISS"
+
+
+@pytest.mark.parametrize("method", [b"GET", b"HEAD"])
+async def test_a_clients_conditional_that_a_fresh_answer_satisfies_gets_a_304(
+    origin: CacheOrigin, path: str, start_relay: StartRelay, method: bytes
+) -> None:
+    origin.script(
+        path,
+        Reply(
+            headers=[*MAX_AGE, ("Content-Type", "text/plain"), ("X-Origin", "yes")],
+            body=b"v1",
+            etag='"v1"',
+            last_modified=LAST_MODIFIED,
+        ),
+    )
+    server = await cached_relay(start_relay, origin.url)
+    await get(server, path)
+    by_tag = await get(server, path, b'If-None-Match: "x", W/"v1"\r\n', method=method)
+    by_date = await get(server, path, b"If-Modified-Since: " + LAST_MODIFIED.encode() + b"\r\n")
+    other = await get(server, path, b'If-None-Match: "v0"\r\n', method=method)
+    assert origin.hits(path) == 1  # all three from the cache
+    for answer in (by_tag, by_date):
+        assert answer.status == 304 and answer.body == b""
+        assert answer.header("x-cache") == "HIT" and answer.header("etag") == '"v1"'
+        assert answer.header("cache-control") == "max-age=60"
+        assert answer.header("content-type") is None and answer.header("age") is not None
+    assert other.status == 200 and other.header("x-cache") == "HIT"
+    assert other.body == (b"" if method == b"HEAD" else b"v1")
+    # The connection stays usable after a 304 (no body to frame).
+    reader, writer = await server.connect()
+    request = b'GET %s HTTP/1.1\r\nHost: proxy.test\r\nIf-None-Match: "v1"\r\n\r\n'
+    writer.write(request % path.encode() * 2)
+    data = b""
+    while data.count(b"HTTP/1.1 304") < 2:
+        chunk = await asyncio.wait_for(reader.read(65536), 5)
+        assert chunk, data
+        data += chunk
+    writer.close()
+
+
 async def test_the_clients_own_conditional_goes_through(
     origin: CacheOrigin, path: str, start_relay: StartRelay
 ) -> None:

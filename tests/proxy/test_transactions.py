@@ -365,3 +365,54 @@ async def test_slow_async_observers_are_bounded_and_never_hold_the_traffic(
         transactions.MAX_OBSERVER_TASKS = limit
         release.set()
         await asyncio.sleep(0.01)
+
+
+@pytest.mark.parametrize("case", ["revalidated", "stale on a 5xx"])
+async def test_an_answer_from_the_cache_keeps_the_head_the_client_got(
+    client: ferryman.AsyncClient, case: str
+) -> None:
+    """A 304 merged into a stored answer, or a stored answer served on a 5xx: the transaction's
+    response head is the one the client got, its events once each, and an asynchronous
+    observer (which runs after the relay has moved on) still reads that head."""
+    from tests.servers.cache_origin import CacheOrigin, Reply
+
+    origin = CacheOrigin().start()
+    proxy = await serve(("api", origin.url), applications="[proxy, cache]")
+    try:
+        stored = [("Cache-Control", "max-age=60, stale-if-error=600"), ("Age", "100")]
+        if case == "revalidated":
+            replies = [
+                Reply(headers=[*stored, ("X-Version", "1")], body=b"v1", etag='"v1"'),
+                Reply(headers=[("Cache-Control", "max-age=60"), ("X-Version", "2")], etag='"v1"'),
+            ]
+            status, version = "REVALIDATED", "2"
+        else:
+            replies = [Reply(headers=[*stored, ("X-Version", "1")], body=b"v1"), Reply(503)]
+            status, version = "STALE", "1"
+        origin.script("/cached", *replies)
+        await client.get(url_of(proxy, "api", "/cached"))
+        recorder = Recorder(proxy)
+        observed: list[dict[str, str] | None] = []
+        done = asyncio.Event()
+
+        async def observe(transaction: Transaction) -> None:
+            await asyncio.sleep(0.05)  # (the relay is done with the exchange by now)
+            headers = transaction.response_headers
+            observed.append(None if headers is None else dict(headers.items()))
+            done.set()
+
+        proxy.system.dispatcher.add_listener(EVENT_TRANSACTION_FINISHED, observe)
+        response = await client.get(url_of(proxy, "api", "/cached"))
+        await asyncio.wait_for(done.wait(), 5)
+    finally:
+        await proxy.shutdown(1)
+        await proxy.system.dispose()
+        origin.stop()
+    assert response.status_code == 200 and response.headers["x-cache"] == status
+    (transaction,) = recorder.finished
+    assert recorder.names(transaction) == list(TRANSACTION_EVENTS)
+    assert transaction.cache == status and transaction.status == 200
+    (seen,) = observed
+    assert seen is not None
+    assert seen["x-cache"] == status and seen["x-version"] == version
+    assert seen["age"] == response.headers["age"] and seen["content-length"] == "2"

@@ -2,7 +2,8 @@
 
 ``origin.script(path, Reply(...), Reply(...))`` queues answers for one path (the last one
 repeats); a :class:`Reply` with ``etag`` answers 304 to a request whose ``If-None-Match``
-holds that tag, as a real origin would; ``mode`` makes it fail on cue: ``drop`` (close
+holds that tag (one with ``last_modified`` to an ``If-Modified-Since`` of that date), as a
+real origin would; ``mode`` makes it fail on cue: ``drop`` (close
 without a word), ``hang`` (say nothing for ``delay`` s), ``cut`` (half the body, then close).
 ``origin.hits(path)`` counts the requests that reached it; ``origin.seen`` keeps their heads.
 It runs on its own loop in a daemon thread, like the other scripted servers.
@@ -27,6 +28,8 @@ class Reply:
     headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b"body"
     etag: str | None = None
+    #: Sent as Last-Modified; a request whose If-Modified-Since is this date gets a 304.
+    last_modified: str | None = None
     mode: str = "normal"  # normal, drop, hang, cut
     delay: float = 0.0
 
@@ -89,6 +92,10 @@ class CacheOrigin(ThreadedStreamServer):
                 if reply.etag is not None:
                     extra.append(("ETag", reply.etag))
                     if request.header("if-none-match") == reply.etag:
+                        status, body = 304, b""
+                if reply.last_modified is not None:
+                    extra.append(("Last-Modified", reply.last_modified))
+                    if request.header("if-modified-since") == reply.last_modified:
                         status, body = 304, b""
                 out = [f"HTTP/1.1 {status} {'Not Modified' if status == 304 else 'OK'}"]
                 out += [f"{name}: {value}" for name, value in extra]

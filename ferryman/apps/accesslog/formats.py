@@ -11,11 +11,14 @@ after the status, and the optional ones as ``key=value`` so that ``grep cache=HI
 (each on one line).
 time (UTC, when the request head arrived), client address, endpoint, request line, status (0:
 nothing was sent), response body bytes, duration, the upstream URL (``-``: none was reached),
-then ``cache=`` and ``error=`` when there is one. Quoted fields escape ``"``, ``\\`` and control
-characters (``\\xHH``), so a line is always one line and can be split on its quotes.
+then ``cache=``, ``attempts=`` with ``tried=`` (each failed try's upstream and what failed,
+when the request went more than once) and ``error=``, each when there is one. Quoted fields
+escape ``"``, ``\\`` and control characters (``\\xHH``), so a line is always one line and can
+be split on its quotes.
 
-The JSON line is one object with the same fields (``null`` when absent) plus the transaction's
-``id`` (what the storage and the dashboard know it by) and ``request_bytes``.
+The JSON line is one object with the same fields (``null`` when absent; ``attempts`` always,
+``tried`` a list of ``{"upstream", "failure"}``) plus the transaction's ``id`` (what the
+storage and the dashboard know it by) and ``request_bytes``.
 
 Cheap on purpose (it runs once per request, on the event loop): no ``logging`` machinery, no
 ``json.dumps`` of a dict, the time's seconds formatted once per second, and the query's secrets
@@ -187,6 +190,10 @@ def text_line(transaction: Transaction, clock: _Clock, redact: Redactor | None =
     )
     if t.cache is not None:
         line += f" cache={escape(t.cache).replace(' ', '_')}"
+    failed = t.failed_attempts
+    if failed is not None:
+        tried = "; ".join(f"{upstream} {what}" for upstream, what in failed)
+        line += f' attempts={len(failed) + 1} tried="{escape(tried)}"'
     if t.error is not None:
         line += f' error="{escape(t.error)}"'
     return line + "\n"
@@ -215,5 +222,21 @@ def json_line(transaction: Transaction, clock: _Clock, redact: Redactor | None =
         f'"duration_ms":{"null" if duration is None else f"{duration * 1000:.3f}"},'
         f'"upstream":{"null" if upstream is None else encode_basestring_ascii(upstream)},'
         f'"cache":{"null" if t.cache is None else encode_basestring_ascii(t.cache)},'
+        f'"attempts":{t.attempts},"tried":{_tried(t.failed_attempts)},'
         f'"error":{"null" if t.error is None else encode_basestring_ascii(t.error)}}}\n'
+    )
+
+
+def _tried(failed: list[tuple[str, str]] | None) -> str:
+    """The failed tries as a JSON array of ``{"upstream", "failure"}``; ``null`` for none."""
+    if failed is None:
+        return "null"
+    return (
+        "["
+        + ",".join(
+            f'{{"upstream":{encode_basestring_ascii(upstream)},'
+            f'"failure":{encode_basestring_ascii(what)}}}'
+            for upstream, what in failed
+        )
+        + "]"
     )

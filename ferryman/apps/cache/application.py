@@ -95,6 +95,7 @@ class CacheApplication(Application):
                 methods=frozenset(method.encode("ascii") for method in own.methods),
                 ttl=own.ttl,
                 heuristic=bool(own.heuristic),
+                store_validated=bool(own.store_validated),
             )
             caches.caches[endpoint.name] = RelayCache(
                 endpoint.name, store, policy, own.max_object_size, revalidator

@@ -15,6 +15,7 @@
       methods: [GET, HEAD]
       max_object_size: 8388608      # bodies larger stream through unstored
       heuristic: false              # RFC 9111 heuristic freshness (10% of Last-Modified's age)
+      store_validated: false        # store answers with only an ETag/Last-Modified (each use asks)
       endpoints:                    # ... and each endpoint's own, field by field
         payments: {enabled: false}
         maps: {ttl: 60}
@@ -64,6 +65,7 @@ class EndpointCacheSettings(Settings):
     methods: list[str] | None = None
     max_object_size: Size | None = None
     heuristic: bool | None = None
+    store_validated: bool | None = None
 
     @field_validator("methods")
     @classmethod
@@ -82,6 +84,7 @@ class CacheSettings(Settings):
     methods: list[str] = ["GET", "HEAD"]
     max_object_size: Size = 8 * 1024 * 1024
     heuristic: bool = False
+    store_validated: bool = False
     endpoints: dict[str, EndpointCacheSettings] = {}
 
     @field_validator("methods")
@@ -100,4 +103,7 @@ class CacheSettings(Settings):
                 self.max_object_size if own.max_object_size is None else own.max_object_size
             ),
             heuristic=self.heuristic if own.heuristic is None else own.heuristic,
+            store_validated=(
+                self.store_validated if own.store_validated is None else own.store_validated
+            ),
         )

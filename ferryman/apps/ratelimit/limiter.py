@@ -118,7 +118,7 @@ class EndpointLimiter:
             decision = self.memory.decide(key, limit.interval, limit.capacity)
             if decision.allowed:
                 return self._general_budget(relay, exchange, transaction)
-            self._refuse(exchange, transaction, shown, decision.wait)
+            self._refuse(relay, exchange, transaction, shown, decision.wait)
             return False
         paused = not exchange.body_complete
         if paused:
@@ -130,7 +130,7 @@ class EndpointLimiter:
             if paused:
                 exchange.resume_reading()
             if decision is not None and not decision.allowed:
-                self._refuse(exchange, transaction, shown, decision.wait)
+                self._refuse(relay, exchange, transaction, shown, decision.wait)
             elif self._general_budget(relay, exchange, transaction):
                 relay.admitted(exchange, transaction)
 
@@ -179,6 +179,7 @@ class EndpointLimiter:
 
     def _refuse(
         self,
+        relay: EndpointRelay,
         exchange: ServerExchange,
         transaction: Transaction | None,
         shown: str,
@@ -189,7 +190,7 @@ class EndpointLimiter:
         message = f"rate limit of the endpoint {self.endpoint!r} exceeded by {shown}"
         if transaction is not None:
             transaction.error = message
-        send_limited(exchange, message, retry_after)
+        send_limited(exchange, message, retry_after, endpoint=relay)
 
     def _general_budget(
         self, relay: EndpointRelay, exchange: ServerExchange, transaction: Transaction | None
@@ -208,7 +209,7 @@ class EndpointLimiter:
                 exchange.resume_reading()
             relay.admitted(exchange, transaction)
 
-        if budget.reserve(exchange, transaction, go):
+        if budget.reserve(exchange, transaction, go, endpoint=relay):
             if paused:
                 exchange.resume_reading()
             return True
@@ -258,12 +259,14 @@ class UpstreamBudget:
         transaction: Transaction | None,
         go: Callable[[], None],
         relay: Relay | None = None,
+        *,
+        endpoint: EndpointRelay | None = None,
     ) -> bool:
         """True: the request may go now. False: ``go`` is called when its turn comes (unless
         the client left), or it was refused with a 429."""
         settings = self.settings
         if self.waiting >= settings.max_waiters:
-            self._refuse(exchange, transaction, relay, settings.interval, "too many wait")
+            self._refuse(exchange, transaction, relay, settings.interval, "too many wait", endpoint)
             return False
         shared = self.shared
         if shared is not None:
@@ -278,7 +281,7 @@ class UpstreamBudget:
                     self._wait(exchange, go, decision.wait, counted=True)
                 else:
                     self.waiting -= 1
-                    self._refuse(exchange, transaction, relay, decision.wait)
+                    self._refuse(exchange, transaction, relay, decision.wait, "", endpoint)
 
             key = f"budget|{self.origin}"
             if shared.submit(key, settings.interval, settings.capacity, settings.max_wait, decided):
@@ -289,7 +292,7 @@ class UpstreamBudget:
             self.origin, settings.interval, settings.capacity, settings.max_wait
         )
         if not decision.allowed:
-            self._refuse(exchange, transaction, relay, decision.wait)
+            self._refuse(exchange, transaction, relay, decision.wait, "", endpoint)
             return False
         if decision.wait <= 0:
             return True
@@ -318,6 +321,7 @@ class UpstreamBudget:
         relay: Relay | None,
         retry_after: float,
         why: str = "",
+        endpoint: EndpointRelay | None = None,
     ) -> None:
         refused = self.counters.budget_refused
         refused[self.origin] = refused.get(self.origin, 0) + 1
@@ -335,4 +339,4 @@ class UpstreamBudget:
             relay.finished = True
         if transaction is not None:
             transaction.error = message
-        send_limited(exchange, message, retry_after)
+        send_limited(exchange, message, retry_after, endpoint=endpoint, relay=relay)

@@ -47,6 +47,8 @@ _SUMMARY: Final = {
     "tags": {"type": "object", "additionalProperties": {"type": "string"}},
     "cache": _nullable("string"),
     "favourite": {"type": "boolean"},
+    # 1 unless the request went again (retries; failed_attempts in the detail says why).
+    "attempts": {"type": "integer", "minimum": 1},
 }
 _BODY: Final = {
     "oneOf": [
@@ -103,6 +105,11 @@ SCHEMAS: Final[dict[str, Any]] = {
             "http_version": _nullable("string"),
             "client": _nullable("string"),
             "reused": {"type": "boolean"},
+            # The tries that failed before the last one, oldest first.
+            "failed_attempts": {
+                "type": "array",
+                "items": _object({"upstream": {"type": "string"}, "failure": {"type": "string"}}),
+            },
             "timings": _object(
                 {
                     name: _nullable("number")
@@ -130,6 +137,8 @@ SCHEMAS: Final[dict[str, Any]] = {
             "endpoint": {"type": "object", "additionalProperties": {"type": "integer"}},
             "method": {"type": "object", "additionalProperties": {"type": "integer"}},
             "status": {"type": "object", "additionalProperties": {"type": "integer"}},
+            # HIT, MISS, STALE, REVALIDATED; "none": the cache did not look.
+            "cache": {"type": "object", "additionalProperties": {"type": "integer"}},
             "tag": {
                 "type": "array",
                 "items": _object(
@@ -156,6 +165,15 @@ SCHEMAS: Final[dict[str, Any]] = {
             },
             "slowest": {"type": "array", "items": _ref("Route")},
             "failing": {"type": "array", "items": _ref("Route")},
+            "cache": _object(
+                {
+                    "looked": {"type": "integer", "minimum": 0},
+                    "statuses": {"type": "object", "additionalProperties": {"type": "integer"}},
+                    "hit_ratio": _nullable("number", minimum=0, maximum=1),
+                }
+            ),
+            "rate_limited": {"type": "integer", "minimum": 0},
+            "limited_by_proxy": {"type": "integer", "minimum": 0},
         }
     ),
     "Route": _object(
@@ -321,6 +339,7 @@ _FILTERS: Final = [
     ("method", "HTTP method", {"type": "string"}),
     ("status", "2xx..5xx, an exact code, or 'error'", {"type": "string"}),
     ("tag", "name=value", {"type": "string"}),
+    ("cache", "The cache's verdict (HIT, MISS, STALE, REVALIDATED) or 'none'", {"type": "string"}),
     ("favourite", "true or false", {"type": "boolean"}),
     ("since", "epoch seconds or ISO 8601", {"type": "string"}),
     ("until", "epoch seconds or ISO 8601 (exclusive)", {"type": "string"}),

@@ -48,6 +48,7 @@ def summary(row: dict[str, Any]) -> dict[str, Any]:
         "tags": row["tags"] or {},
         "cache": row["cache"],
         "favourite": bool(row["favourite"]),
+        "attempts": len(row.get("attempts") or ()) + 1,
     }
 
 
@@ -69,6 +70,7 @@ def live_summary(transaction: Transaction) -> dict[str, Any]:
         "tags": transaction.tags,
         "cache": transaction.cache,
         "favourite": False,
+        "attempts": transaction.attempts,
     }
 
 
@@ -97,6 +99,10 @@ def detail(row: dict[str, Any]) -> dict[str, Any]:
         "http_version": row["http_version"],
         "client": row["client"],
         "reused": bool(row["reused"]),
+        "failed_attempts": [
+            {"upstream": str(failed["upstream"]), "failure": str(failed["failure"])}
+            for failed in row.get("attempts") or ()
+        ],
         "timings": {
             "blocked": _ms(row["blocked"]),
             "connect": _ms(row["connect"]),

@@ -84,6 +84,9 @@ class Filters:
     status: list[str] = field(default_factory=list)
     #: ``(name, value)``: a transaction carrying that tag.
     tags: list[tuple[str, str]] = field(default_factory=list)
+    #: The cache's verdict (``HIT``, ``MISS``, ``STALE``, ``REVALIDATED``), or ``none``: the
+    #: cache did not look.
+    cache: list[str] = field(default_factory=list)
     favourite: bool | None = None
     since: float | None = None
     until: float | None = None
@@ -105,6 +108,15 @@ class Filters:
                 and not (status.isdigit() and len(status) == 3)
             ):
                 raise FilterError(f"status: {status!r} is not 2xx..5xx, a code, or 'error'")
+        for verdict in params.get("cache", []):
+            if verdict.lower() == "none":
+                filters.cache.append("none")
+            elif verdict.isalpha() and len(verdict) <= 32:
+                filters.cache.append(verdict.upper())
+            else:
+                raise FilterError(
+                    f"cache: {verdict!r} is not a cache status (HIT, MISS...) or none"
+                )
         for tag in params.get("tag", []):
             name, sep, value = tag.partition("=")
             if not sep or not name:
@@ -140,6 +152,11 @@ class Filters:
                 else:
                     alternatives.append(t.status == int(status))
             clauses.append(or_(*alternatives))
+        if self.cache:
+            verdicts = [verdict for verdict in self.cache if verdict != "none"]
+            looked = [t.cache.in_(verdicts)] if verdicts else []
+            unlooked = [t.cache.is_(None)] if "none" in self.cache else []
+            clauses.append(or_(*looked, *unlooked))
         for name, value in self.tags:
             clauses.append(
                 exists().where(
@@ -272,7 +289,8 @@ async def set_favourite(engine: AsyncEngine, identifier: str, favourite: bool) -
 
 
 async def facets(engine: AsyncEngine, filters: Filters, top: int = 50) -> dict[str, Any]:
-    """Counts of the filtered transactions by endpoint, method, status class, tag, favourite."""
+    """Counts of the filtered transactions by endpoint, method, status class, cache verdict
+    (``none``: the cache did not look), tag, favourite."""
     t = transactions.c
     where = filters.where(engine.dialect.name)
     status_class = (t.status // 100).label("class")
@@ -291,6 +309,7 @@ async def facets(engine: AsyncEngine, filters: Filters, top: int = 50) -> dict[s
         by_endpoint = await grouped(t.endpoint)
         by_method = await grouped(t.method)
         by_class = await grouped(status_class)
+        by_cache = await grouped(t.cache)
         by_tag = (
             await connection.execute(
                 select(tags.c.name, tags.c.value, func.count())
@@ -317,6 +336,7 @@ async def facets(engine: AsyncEngine, filters: Filters, top: int = 50) -> dict[s
         "endpoint": dict(by_endpoint),
         "method": dict(by_method),
         "status": dict(classes),
+        "cache": {("none" if value is None else str(value)): count for value, count in by_cache},
         "tag": [{"name": n, "value": v, "count": int(c)} for n, v, c in by_tag],
         "favourite": int(favourites),
     }
@@ -346,7 +366,7 @@ async def stats(
     the rows of the range (at most :data:`STATS_ROWS`, the newest)."""
     t = transactions.c
     query = (
-        select(t.started_at, t.endpoint, t.method, t.target, t.status, t.error, t.duration)
+        select(t.started_at, t.endpoint, t.method, t.target, t.status, t.error, t.duration, t.cache)
         .where(*filters.where(engine.dialect.name))
         .order_by(t.started_at.desc())
         .limit(STATS_ROWS + 1)
@@ -392,10 +412,27 @@ async def stats(
     failing = sorted(
         (r for r in route_stats if r["errors"]), key=lambda r: r["errors"], reverse=True
     )[:top]
+    verdicts: dict[str, int] = defaultdict(int)
+    for row in rows:
+        if row.cache is not None:
+            verdicts[row.cache] += 1
+    looked = sum(verdicts.values())
+    served = verdicts.get("HIT", 0) + verdicts.get("STALE", 0)
     return {
         "bucket": bucket,
         "truncated": truncated,
         "total": summary(list(rows)) if rows else None,
+        # What the cache did with the requests it looked at; the hit ratio counts those it
+        # answered without the origin (HIT, STALE) among them.
+        "cache": {
+            "looked": looked,
+            "statuses": dict(verdicts),
+            "hit_ratio": served / looked if looked else None,
+        },
+        # 429s: the proxy's rate limits and budgets, and upstreams' own (``limited_by_proxy``
+        # the proxy's, which say why in ``error``).
+        "rate_limited": sum(1 for r in rows if r.status == 429),
+        "limited_by_proxy": sum(1 for r in rows if r.status == 429 and r.error is not None),
         "series": series,
         "slowest": slowest,
         "failing": failing,

@@ -56,6 +56,7 @@ COLUMNS: Final = (
     "tags",
     "cache",
     "favourite",
+    "attempts",
 )
 _REDACTED: Final = REDACTED.encode()
 _TAG_SIZE: Final = len(TAG_PREFIX)
@@ -164,6 +165,14 @@ def upstream_url(url: str | None, origin: str | None, line: bytes | None) -> str
     return origin + (parts[1].decode("latin-1") if len(parts) == 3 else "")
 
 
+def _attempts(failed: Sequence[tuple[str, str]]) -> str:
+    """The failed tries as the ``attempts`` column's JSON."""
+    return json.dumps(
+        [{"upstream": upstream, "failure": what} for upstream, what in failed],
+        ensure_ascii=False,
+    )
+
+
 def _tags(pairs: list[tuple[bytes, bytes]]) -> dict[str, str]:
     return {
         name[_TAG_SIZE:].decode("latin-1").lower(): value.decode("latin-1")
@@ -213,6 +222,7 @@ def build_batch(
         response_body,
         request_truncated,
         response_truncated,
+        failed_attempts,
     ) in enumerate(records):
         if identifier is None:  # the id property's format, without a syscall per row
             identifier = f"{int(started_at * 1e9):016x}{randomness[index * 16 : index * 16 + 16]}"
@@ -267,6 +277,7 @@ def build_batch(
                 tags_json,
                 cache,
                 False,
+                None if failed_attempts is None else _attempts(failed_attempts),
             )
         )
     return batch

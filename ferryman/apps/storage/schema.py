@@ -11,6 +11,7 @@ that they agree.
   the same way on SQLite and PostgreSQL.
 * ``bodies``: each distinct body once, keyed by its SHA-256 (hex), so a thousand identical
   answers cost one row.
+* ``attempts`` (a column of ``transactions``): the failed tries of a request that went again.
 * ``tags``: one row per tag of a transaction, for filtering and facets (``env=prod``).
 """
 
@@ -69,6 +70,9 @@ transactions = Table(
     Column("tags", JSON),  # {"name": "value"}, as the API shows them
     Column("cache", String(32)),
     Column("favourite", Boolean, nullable=False, default=False),
+    # The tries that failed before the last one, [{"upstream", "failure"}]; NULL: none did
+    # (migration 0003).
+    Column("attempts", JSON),
     Index("ix_transactions_started_at", "started_at"),
     Index("ix_transactions_endpoint_started_at", "endpoint", "started_at"),
     Index("ix_transactions_status_started_at", "status", "started_at"),

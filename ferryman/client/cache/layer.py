@@ -8,9 +8,10 @@ only what goes to the network (misses, validations). Off unless asked for
 which may keep ``private`` answers; the proxy's is shared (``HttpCache(shared=True)``).
 
 What each response says about the cache is ``response.extensions["cache_status"]``: ``HIT``
-(fresh, from the store), ``STALE`` (served stale: stale-while-revalidate, max-stale or
-stale-if-error), ``REVALIDATED`` (the origin's 304 confirmed the stored one), ``MISS``. Hits
-carry ``Age``.
+(fresh, from the store; a 304 when the request's own ``If-None-Match`` or
+``If-Modified-Since`` is satisfied by it), ``STALE`` (served stale: stale-while-revalidate,
+max-stale or stale-if-error), ``REVALIDATED`` (the origin's 304 confirmed the stored one),
+``MISS``. Hits carry ``Age``.
 
 A body is stored once read to its end, whole and at most ``max_object_size`` bytes; a larger
 one streams on unstored (nothing past the limit is held). Background validations
@@ -59,6 +60,7 @@ _Store = Callable[[bytes], Awaitable[None]]
 class HttpCache:
     """What a client caches with: the store (a :class:`MemoryStore` unless given), the
     policy (``shared``, ``ttl`` replacing the origin's freshness, ``heuristic`` freshness,
+    ``store_validated``: answers with only a validator stored and revalidated on each use,
     ``methods`` answered: GET and HEAD) and the largest body stored."""
 
     def __init__(
@@ -68,6 +70,7 @@ class HttpCache:
         shared: bool = False,
         ttl: float | None = None,
         heuristic: bool = False,
+        store_validated: bool = False,
         methods: frozenset[str] = frozenset({"GET", "HEAD"}),
         max_object_size: int = DEFAULT_MAX_OBJECT_SIZE,
         max_background: int = 64,
@@ -77,6 +80,7 @@ class HttpCache:
             shared=shared,
             ttl=ttl,
             heuristic=heuristic,
+            store_validated=store_validated,
             methods=frozenset(method.upper().encode("ascii") for method in methods),
         )
         self.max_object_size = max_object_size
@@ -122,6 +126,8 @@ class CachingTransport:
         found = cache.policy.lookup(seen, variants, now) if variants else None
         if found is not None:
             if found.action == USE:
+                if seen.conditional and cache.policy.not_modified(seen, found.entry):
+                    return _not_modified(cache.policy, found.entry, request, now)
                 return _from_entry(found.entry, request, "HIT", now)
             if found.action == USE_STALE:
                 return _from_entry(found.entry, request, "STALE", now)
@@ -285,6 +291,19 @@ def _from_entry(entry: CacheEntry, request: Request, status: str, now: float) ->
         request=request,
     )
     return response
+
+
+def _not_modified(policy: CachePolicy, entry: CacheEntry, request: Request, now: float) -> Response:
+    """The 304 for a conditional request that the fresh ``entry`` satisfies (RFC 9111 section
+    4.3.2): what the origin would have answered, without asking it."""
+    raw = [*policy.not_modified_fields(entry), (b"Age", b"%d" % int(entry.age(now)))]
+    return Response(
+        304,
+        headers=Headers.from_raw(raw),
+        stream=EMPTY_STREAM,
+        extensions={"cache_status": "HIT", "http_version": b"HTTP/1.1"},
+        request=request,
+    )
 
 
 def _with_fields(request: Request, fields: list[tuple[bytes, bytes]]) -> Request:

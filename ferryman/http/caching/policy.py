@@ -8,15 +8,23 @@ differ only in the ``shared`` flag, which switches ``s-maxage``, ``private``,
 ``proxy-revalidate``, the ``Authorization`` rule of section 3.5 and the refusal to store
 ``Set-Cookie`` (a shared cache would hand one user's cookie to every other).
 
+An answer with a validator (``ETag``, ``Last-Modified``) and no explicit freshness is stored
+when its status is heuristically cacheable (RFC 9111 section 3 allows it) and the policy says
+``store_validated`` (or ``heuristic``): without heuristic freshness it is stale at once, so
+each use validates it, and the origin's 304 then saves the body's transfer
+(``REVALIDATED``); with it, ``Last-Modified`` gives it a heuristic lifetime. Off by default:
+that would cost a store on every ordinary API answer, and a conditional request on every
+later one, for a chance at a 304.
+
 What is deliberately not done: ranges (a request with ``Range`` bypasses the cache, and a 206
 is never stored), storing answers to methods other than GET (HEAD is answered from a stored
 GET), heuristic freshness unless asked for, and storing a response that says nothing about
-caching (no ``Cache-Control`` freshness, no ``Expires``) just because it carries a validator:
-that would cost a store on every ordinary API answer for a chance at a 304.
+caching and carries no validator.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from email.utils import formatdate
 from http import HTTPStatus
@@ -77,7 +85,8 @@ _HEURISTIC_MAX: Final = 86400.0
 CONDITIONAL_FIELDS: Final = frozenset(
     {b"if-none-match", b"if-modified-since", b"if-match", b"if-range", b"if-unmodified-since"}
 )
-#: The request fields a cache reads (the framing ones: a request with content).
+#: The request fields a cache reads (the framing ones: a request with content; the
+#: conditional ones: a client's own validation).
 _REQUEST_FIELDS: Final = frozenset(
     {
         b"cache-control",
@@ -86,8 +95,18 @@ _REQUEST_FIELDS: Final = frozenset(
         b"pragma",
         b"content-length",
         b"transfer-encoding",
+        b"if-none-match",
+        b"if-modified-since",
     }
 )
+#: Preconditions a cache does not evaluate itself: a request with one is not answered 304.
+_OTHER_CONDITIONS: Final = frozenset({b"if-match", b"if-unmodified-since", b"if-range"})
+#: What a 304 from the cache leaves out of the stored fields: the representation's own
+#: metadata (RFC 9110 section 15.4.5), which describes a body the 304 does not carry.
+_NOT_IN_304: Final = frozenset(
+    {b"content-type", b"content-encoding", b"content-language", b"content-range"}
+)
+_ETAG: Final = re.compile(rb'(?:W/)?"[^"]*"')
 #: Request methods that do not invalidate (RFC 9110 section 9.2.1: safe).
 _SAFE_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE"})
 
@@ -111,6 +130,9 @@ class CacheRequest(NamedTuple):
     #: ``no-cache`` (or HTTP/1.0's ``Pragma: no-cache``): a stored answer must be validated.
     no_cache: bool
     authorized: bool
+    #: The client's own ``If-None-Match`` or ``If-Modified-Since``: a fresh stored answer
+    #: that satisfies it is answered 304 (:meth:`CachePolicy.not_modified`).
+    conditional: bool = False
 
 
 class Lookup(NamedTuple):
@@ -142,7 +164,7 @@ class CachePolicy:
     replaces the origin's freshness, heuristic freshness (off by default), and the longest
     any response is kept fresh (``max_lifetime``, a bound on what an origin can ask)."""
 
-    __slots__ = ("heuristic", "max_lifetime", "methods", "shared", "ttl")
+    __slots__ = ("heuristic", "max_lifetime", "methods", "shared", "store_validated", "ttl")
 
     def __init__(
         self,
@@ -152,6 +174,7 @@ class CachePolicy:
         ttl: float | None = None,
         heuristic: bool = False,
         max_lifetime: float = 365 * 86400.0,
+        store_validated: bool = False,
     ) -> None:
         unknown = methods - {b"GET", b"HEAD"}
         if unknown:
@@ -163,6 +186,10 @@ class CachePolicy:
         self.ttl = ttl
         self.heuristic = heuristic
         self.max_lifetime = max_lifetime
+        #: Store an answer that carries a validator and says nothing of its freshness (off
+        #: by default, like nginx's proxy_cache: on, every such API answer is a store and
+        #: every later request a conditional one, for the chance of a 304).
+        self.store_validated = store_validated
 
     # -- requests -----------------------------------------------------------------------------
 
@@ -175,7 +202,7 @@ class CachePolicy:
             return None
         # One pass over the fields (this runs for every GET a cache sees).
         cache_control: list[bytes] | None = None
-        authorized = pragma_no_cache = False
+        authorized = pragma_no_cache = conditional = False
         for name, value in headers:
             lower = name.lower()
             if lower in _REQUEST_FIELDS:
@@ -193,14 +220,17 @@ class CachePolicy:
                 elif lower == b"content-length":
                     if value.strip(b" \t0"):
                         return None
+                elif lower[:3] == b"if-":
+                    conditional = True
                 elif b"no-cache" in value.lower():  # (Pragma)
                     pragma_no_cache = True
         if cache_control is None:
-            return CacheRequest(method, headers, {}, pragma_no_cache, authorized)
+            return CacheRequest(method, headers, {}, pragma_no_cache, authorized, conditional)
         directives = parse_cache_control(cache_control)
         if b"no-store" in directives:
             return None
-        return CacheRequest(method, headers, directives, b"no-cache" in directives, authorized)
+        no_cache = b"no-cache" in directives
+        return CacheRequest(method, headers, directives, no_cache, authorized, conditional)
 
     def lookup(
         self, request: CacheRequest, variants: Sequence[CacheEntry], now: float
@@ -238,9 +268,42 @@ class CachePolicy:
             allowed = delta_seconds(argument)
             if argument is None or (allowed is not None and staleness <= allowed):
                 return USE_STALE
-        if staleness <= entry.stale_while_revalidate:
+        swr = entry.stale_while_revalidate
+        if swr > 0 and staleness <= swr:  # (none given: no window, even at staleness 0)
             return REVALIDATE
         return VALIDATE
+
+    @staticmethod
+    def not_modified(request: CacheRequest, entry: CacheEntry) -> bool:
+        """Whether the client's own conditional request is satisfied by ``entry`` (RFC 9111
+        section 4.3.2), so that a 304 answers it: an ``If-None-Match`` listing its ETag
+        (weak comparison) or ``*``; else an ``If-Modified-Since`` no earlier than its
+        Last-Modified (its Date without one). A request with other preconditions
+        (``If-Match``...) is not answered so."""
+        if not request.conditional:
+            return False
+        headers = request.headers
+        if any(name.lower() in _OTHER_CONDITIONS for name, _ in headers):
+            return False
+        if_none_match = joined_value(headers, b"if-none-match")
+        if if_none_match is not None:
+            if entry.etag is None:
+                return False
+            if if_none_match.strip() == b"*":
+                return True
+            stored = _weak(entry.etag)
+            return any(_weak(tag) == stored for tag in _ETAG.findall(if_none_match))
+        since = http_date(joined_value(headers, b"if-modified-since"))
+        if since is None:
+            return False  # (an invalid date is ignored: RFC 9110 section 13.1.3)
+        modified = http_date(entry.last_modified or joined_value(entry.headers, b"date"))
+        return modified is not None and modified <= since
+
+    @staticmethod
+    def not_modified_fields(entry: CacheEntry) -> list[tuple[bytes, bytes]]:
+        """The stored fields a 304 for ``entry`` carries (its validators, Cache-Control,
+        Date, Expires, Vary...; not the representation's own metadata)."""
+        return _strip_fields(entry.headers, _NOT_IN_304)
 
     def usable_on_error(self, entry: CacheEntry, request: CacheRequest, now: float) -> bool:
         """Whether ``entry`` may answer when the origin failed (an error, a 5xx): RFC 5861's
@@ -308,10 +371,16 @@ class CachePolicy:
         if self.ttl is not None and (explicit or status in HEURISTIC_STATUSES):
             lifetime = self.ttl
             explicit = True
-        if not explicit:
-            return None
         etag = joined_value(headers, b"etag")
         last_modified = joined_value(headers, b"last-modified")
+        if not explicit:
+            if (
+                not (self.store_validated or self.heuristic)
+                or status not in HEURISTIC_STATUSES
+                or (etag is None and last_modified is None)
+            ):
+                return None
+            lifetime = 0.0  # a validator alone: stale at once, each use validates it
         if lifetime <= 0 and not no_cache and etag is None and last_modified is None:
             return None  # stale at once and impossible to validate: no use to anybody
         if no_cache and etag is None and last_modified is None:

@@ -64,6 +64,53 @@ async def test_every_request_gets_one_line_with_what_happened(
     assert refused["error"] == f"the upstream {refused_url} refused the connection"
 
 
+@pytest.mark.parametrize("form", ["text", "json"])
+async def test_a_request_that_went_again_says_how_often_and_where(
+    client: ferryman.AsyncClient, tmp_path: Path, form: str
+) -> None:
+    """Two 503s retried (``retry.statuses``), the third try answers: the line says 3 attempts
+    and what each failed one met; a request answered at once says nothing of attempts."""
+    from tests.servers.cache_origin import CacheOrigin, Reply
+
+    origin = CacheOrigin().start()
+    origin.script("/flaky", Reply(503, body=b"busy"), Reply(503, body=b"busy"), Reply(200))
+    origin.script("/steady", Reply(200))
+    log = tmp_path / "access.log"
+    proxy = await serve_with(
+        [("api", origin.url)],
+        [
+            f"logging.access_log={log}",
+            f"logging.format={form}",
+            "proxy.endpoints.0.retry.statuses=[503]",
+            "proxy.endpoints.0.retry.backoff=0",
+            "proxy.endpoints.0.breaker.enabled=false",
+            "applications=[proxy, accesslog]",
+        ],
+    )
+    try:
+        flaky = await client.get(url_of(proxy, "api", "/flaky"))
+        steady = await client.get(url_of(proxy, "api", "/steady"))
+        lines = await wait_for_lines(log, 2)
+    finally:
+        await stop(proxy)
+        origin.stop()
+    assert flaky.status_code == 200 and steady.status_code == 200
+    assert origin.hits("/flaky") == 3
+    tried = f"{origin.url} answered 503"
+    if form == "text":
+        retried, once = (TEXT.match(line + "\n") for line in lines)
+        assert retried is not None and once is not None, lines
+        assert retried["attempts"] == "3" and retried["tried"] == f"{tried}; {tried}"
+        assert retried["status"] == "200" and retried["upstream"] == origin.url + "/flaky"
+        assert once["attempts"] is None and "attempts=" not in lines[1]
+    else:
+        first, second = (json.loads(line) for line in lines)
+        failed = {"upstream": origin.url, "failure": "answered 503"}
+        assert first["attempts"] == 3 and first["tried"] == [failed, failed]
+        assert first["status"] == 200
+        assert second["attempts"] == 1 and second["tried"] is None
+
+
 async def test_json_lines_parse(
     edge: EdgeServer, client: ferryman.AsyncClient, tmp_path: Path
 ) -> None:

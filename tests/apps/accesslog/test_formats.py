@@ -15,7 +15,9 @@ TEXT = re.compile(
     r"^(?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) (?P<client>\S+) (?P<endpoint>\S+) "
     r'"(?P<method>\S+) (?P<target>(?:[^"\\]|\\.)*) HTTP/(?P<version>[\d.]+)" (?P<status>\d+) '
     r"(?P<bytes>\d+) (?P<duration>[\d.]+ms|-) (?P<upstream>\S+)"
-    r"(?: cache=(?P<cache>\S+))?(?: error=\"(?P<error>(?:[^\"\\]|\\.)*)\")?\n$"
+    r"(?: cache=(?P<cache>\S+))?"
+    r'(?: attempts=(?P<attempts>\d+) tried="(?P<tried>(?:[^"\\]|\\.)*)")?'
+    r"(?: error=\"(?P<error>(?:[^\"\\]|\\.)*)\")?\n$"
 )
 
 
@@ -59,6 +61,8 @@ def test_a_text_line_has_every_field_in_its_place() -> None:
         "duration": "3.2ms",
         "upstream": "http://10.0.0.5:9000/v2/users?id=1",
         "cache": None,
+        "attempts": None,
+        "tried": None,
         "error": None,
     }
 
@@ -71,6 +75,26 @@ def test_cache_and_error_are_there_when_there_is_one() -> None:
     assert match["error"] == 'the upstream \\"x\\" refused the connection'
     hit = TEXT.match(LineFormatter("text")(finished(cache="HIT")))
     assert hit is not None and hit["cache"] == "HIT"
+
+
+def test_a_request_that_went_again_shows_its_attempts_in_both_formats() -> None:
+    transaction = finished(error='the upstream "b" timed out')
+    transaction.attempt_failed("http://10.0.0.5:9000", "connect error")
+    transaction.attempt_failed("http://10.0.0.6:9000", 'answered 503 "busy"')
+    line = LineFormatter("text")(transaction)
+    match = TEXT.match(line)
+    assert match is not None, line
+    assert match["attempts"] == "3"
+    assert match["tried"] == (
+        'http://10.0.0.5:9000 connect error; http://10.0.0.6:9000 answered 503 \\"busy\\"'
+    )
+    assert match["error"] == 'the upstream \\"b\\" timed out'
+    data = json.loads(LineFormatter("json")(transaction))
+    assert data["attempts"] == 3
+    assert data["tried"] == [
+        {"upstream": "http://10.0.0.5:9000", "failure": "connect error"},
+        {"upstream": "http://10.0.0.6:9000", "failure": 'answered 503 "busy"'},
+    ]
 
 
 def test_a_target_cannot_forge_a_line_or_break_the_quotes() -> None:
@@ -117,6 +141,8 @@ def test_a_json_line_is_one_object_with_the_same_fields() -> None:
         "duration_ms": 3.2,
         "upstream": "http://10.0.0.5:9000/v2/\xe9?token=[redacted]",
         "cache": "MISS",
+        "attempts": 1,
+        "tried": None,
         "error": 'timed "out"\n',
     }
     assert re.fullmatch(r"[0-9a-f]{32}", data["id"])

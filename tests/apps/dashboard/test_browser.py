@@ -89,7 +89,11 @@ def test_dashboard_in_chromium(
     assert send(f"{endpoint}/image/png") == 200
     assert send(f"{endpoint}/bytes/48?seed=1") == 200
     assert send(f"{endpoint}/anything/tagged", headers={"X-Ferryman-Tag-Env": "staging"}) == 200
-    total = 12
+    # The cache: a cacheable answer stored, then served from the store; an upstream's 429.
+    assert send(f"{endpoint}/cache/60") == 200
+    assert send(f"{endpoint}/cache/60") == 200
+    assert send(f"{endpoint}/status/429") == 429
+    total = 15
     wait_recorded(kernel, total)
 
     context = browser.new_context(
@@ -119,6 +123,11 @@ def test_dashboard_in_chromium(
     for chart in ("chart-rpm", "chart-errors", "chart-latency-api"):
         assert page.get_by_test_id(chart).locator("path.line").count() >= 1, chart
     assert "/status/500" in page.get_by_test_id("failing").inner_text()
+    # Every GET went by the cache (14 of them: one HIT, the rest MISS): 1/14 served from it.
+    ratio = page.get_by_test_id("cache-hit-ratio").inner_text()
+    assert ratio.startswith(f"{100 / 14:.1f}%") and "HIT 1" in ratio and "MISS 13" in ratio
+    limited = page.get_by_test_id("rate-limited").inner_text()
+    assert limited.startswith("1") and "0 by ferryman" in limited
     shot("overview")
 
     # The list, then filtered by status class (a facet), then by search.
@@ -143,6 +152,30 @@ def test_dashboard_in_chromium(
     assert har["log"]["version"] == "1.2"
     assert [entry["response"]["status"] for entry in har["log"]["entries"]] == [500, 500]
     assert all(entry["request"]["url"].startswith(endpoint) for entry in har["log"]["entries"])
+
+    # The cache column, and its facet: HIT leaves the one answer served from the store.
+    show("#/transactions", "transactions")
+    headings = page.locator("[data-testid=transactions] thead th").all_inner_texts()
+    assert "cache" in headings
+    cells = page.get_by_test_id("cache-cell").all_inner_texts()
+    assert cells.count("HIT") == 1 and cells.count("MISS") == 13
+    assert cells.count("\u2013") == 1  # (a dash: the POST, which the cache did not look at)
+    cache_facet = page.locator("[data-facet=cache]")
+    assert {
+        label.split("\n")[0]: label.split("\n")[-1]
+        for label in cache_facet.locator("label").all_inner_texts()
+    } == {"MISS": "13", "HIT": "1", "none": "1"}
+    page.evaluate("document.getElementById('main').removeAttribute('data-page')")
+    cache_facet.locator("label", has_text="HIT").locator("input").check()
+    wait_until(page, "location.hash.includes('cache=HIT')")
+    page.wait_for_selector("main[data-page=transactions] > .page")
+    wait_until(
+        page, "document.querySelectorAll('[data-testid=transactions] tbody tr').length === 1"
+    )
+    targets = page.locator("[data-testid=transactions] td.target a").all_inner_texts()
+    assert targets == ["/cache/60"]
+    assert page.get_by_test_id("cache-cell").all_inner_texts() == ["HIT"]
+    shot("transactions-cache-hit")
 
     show("#/transactions", "transactions")
     page.get_by_test_id("search").fill("image")
@@ -220,3 +253,42 @@ def test_dashboard_in_chromium(
 
     context.close()
     assert not [p for p in problems if "Content Security Policy" in p or "Error" in p], problems
+
+
+def test_a_retried_request_shows_its_attempts_in_chromium(
+    httpbin: HttpbinServer, start_proxy: StartProxy, browser: Any, screenshots: Path
+) -> None:
+    """A 503 retried twice (``retry.statuses``): the list marks it, the detail lists each try."""
+    proxy = start_proxy(
+        httpbin.url,
+        "--set",
+        "proxy.endpoints.0.retry.statuses=[503]",
+        "--set",
+        "proxy.endpoints.0.retry.backoff=0",
+        auth=True,
+    )
+    kernel, endpoint = proxy.url("kernel"), proxy.url("api")
+    assert send(f"{endpoint}/status/503") == 503
+    assert send(f"{endpoint}/get") == 200
+    [once, retried] = wait_recorded(kernel, 2)
+    assert retried["attempts"] == 3 and once["attempts"] == 1
+
+    context = browser.new_context(
+        http_credentials={"username": USER, "password": PASSWORD},
+        viewport={"width": 1400, "height": 800},
+    )
+    context.set_default_timeout(TIMEOUT_MS)
+    page = context.new_page()
+    page.goto(f"{kernel}/#/transactions")
+    page.wait_for_selector("main[data-page=transactions] > .page")
+    cells = page.get_by_test_id("cache-cell").all_inner_texts()
+    assert [cell.split("↻")[-1] if "↻" in cell else "" for cell in cells] == ["", "3"]
+    page.evaluate("document.getElementById('main').removeAttribute('data-page')")
+    page.goto(f"{kernel}/#/transactions/{retried['id']}")
+    page.wait_for_selector("main[data-page=transactions] [data-testid=attempts]")
+    attempts = page.get_by_test_id("attempts").inner_text()
+    assert attempts.startswith("attempts\n3")
+    assert attempts.count(f"{httpbin.url} answered 503") == 2  # the failed tries...
+    assert f"{httpbin.url}/status/503 answered 503" in attempts  # ...and the last one
+    page.screenshot(path=str(screenshots / "detail-attempts.png"), full_page=True)
+    context.close()

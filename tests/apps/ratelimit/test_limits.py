@@ -5,10 +5,17 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 
 import ferryman
+from ferryman.apps.storage import Storage
+from ferryman.proxy.events import (
+    EVENT_FILTER_PROXY_REQUEST,
+    EVENT_FILTER_PROXY_RESPONSE,
+    ProxyFilterEvent,
+)
 from ferryman.proxy.server import ProxyServer
 from tests.apps.conftest import url_of
 from tests.apps.ratelimit.conftest import ServeConfig
@@ -224,3 +231,101 @@ def _sample(text: str, prefix: str) -> float:
         if line.startswith(prefix + " ") or (line.startswith(prefix) and "{" not in prefix):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no {prefix} in\n{text}")
+
+
+def _response_listener(seen: list[tuple[int, str | None]], *, replace: bool, asynchronous: bool):  # type: ignore[no-untyped-def]
+    """A ``proxy.filter.response`` listener that notes each answer's status and Retry-After,
+    and (``replace``) answers a 429 with its own 503."""
+
+    def look(event: ProxyFilterEvent) -> None:
+        response = event.response
+        assert response is not None
+        seen.append((response.status_code, response.headers.get("retry-after")))
+        if replace and response.status_code == 429:
+            event.response = ferryman.Response(
+                503, json={"mine": True}, headers={"X-Replaced": "yes"}
+            )
+
+    if not asynchronous:
+        return look
+
+    async def alook(event: ProxyFilterEvent) -> None:
+        await asyncio.sleep(0)
+        look(event)
+
+    return alook
+
+
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+async def test_a_proxy_filter_response_listener_sees_and_may_replace_the_limits_429(
+    serve_config: ServeConfig, edge: EdgeServer, client: ferryman.AsyncClient, asynchronous: bool
+) -> None:
+    server = await serve_config(limited_config(edge, "{requests: 1, per: 60, burst: 1}"))
+    seen: list[tuple[int, str | None]] = []
+    listener = _response_listener(seen, replace=False, asynchronous=asynchronous)
+    server.system.dispatcher.add_listener(EVENT_FILTER_PROXY_RESPONSE, listener)
+    marker = uuid.uuid4().hex
+    url = url_of(server, "api", f"/echo?m={marker}")
+    assert (await client.get(url)).status_code == 200
+    refused = await client.get(url)
+    assert refused.status_code == 429 and refused.json()["status"] == 429
+    retry_after = refused.headers["retry-after"]
+    assert seen == [(200, None), (429, retry_after)]  # the listener saw the 429, as sent
+    # A listener that replaces it: its answer goes instead, on the same connection.
+    server.system.dispatcher.remove_listener(EVENT_FILTER_PROXY_RESPONSE, listener)
+    seen.clear()
+    replacing = _response_listener(seen, replace=True, asynchronous=asynchronous)
+    server.system.dispatcher.add_listener(EVENT_FILTER_PROXY_RESPONSE, replacing)
+    replaced = [await client.get(url) for _ in range(2)]
+    assert [r.status_code for r in replaced] == [503, 503]
+    assert replaced[0].json() == {"mine": True} and replaced[0].headers["x-replaced"] == "yes"
+    assert [status for status, _ in seen] == [429, 429]
+    assert reached(edge, marker) == 1  # the upstream heard of none of the refused ones
+
+
+async def test_a_proxy_filter_response_listener_may_replace_a_budgets_429(
+    serve_config: ServeConfig, edge: EdgeServer, client: ferryman.AsyncClient
+) -> None:
+    """A budget refuses in ``Relay.start``, after the request's filters ran: the listener sees
+    the 429 with the request's own event."""
+    server = await serve_config(
+        budget_config(edge, "requests: 1, per: 60, burst: 1, max_wait: 0.1")
+    )
+    seen: list[tuple[int, str | None]] = []
+    requests: list[str] = []
+    dispatcher = server.system.dispatcher
+    dispatcher.add_listener(
+        EVENT_FILTER_PROXY_REQUEST, lambda event: requests.append(event.request.url.path)
+    )
+    dispatcher.add_listener(
+        EVENT_FILTER_PROXY_RESPONSE,
+        _response_listener(seen, replace=True, asynchronous=False),
+    )
+    marker = uuid.uuid4().hex
+    url = url_of(server, "one", f"/echo?m={marker}")
+    assert (await client.get(url)).status_code == 200
+    replaced = await client.get(url)
+    assert replaced.status_code == 503 and replaced.headers["x-replaced"] == "yes"
+    assert [status for status, _ in seen] == [200, 429]
+    assert requests == ["/echo", "/echo"]
+    assert reached(edge, marker) == 1
+
+
+async def test_the_overviews_stats_count_the_proxys_429s(
+    serve_config: ServeConfig, edge: EdgeServer, client: ferryman.AsyncClient, tmp_path: Path
+) -> None:
+    database = tmp_path / "transactions.db"
+    server = await serve_config(
+        limited_config(edge, "{requests: 1, per: 60, burst: 1}").replace(
+            "applications: [proxy, metrics, ratelimit]",
+            "applications: [proxy, metrics, ratelimit, storage, dashboard]",
+        )
+        + f"storage: {{url: 'sqlite:///{database}', flush_interval: 0.05}}\n"
+    )
+    url = url_of(server, "api", "/echo")
+    assert await statuses(client, url, 3) == [200, 429, 429]
+    storage = server.system.provider.resolve(Storage)
+    await storage.flush(10)
+    host, port = server.addresses["kernel"]
+    stats = (await client.get(f"http://{host}:{port}/api/stats")).json()
+    assert stats["rate_limited"] == 2 and stats["limited_by_proxy"] == 2

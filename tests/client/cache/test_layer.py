@@ -134,6 +134,45 @@ async def test_a_stale_answer_is_validated_and_a_304_merged(origin: CacheOrigin,
     assert first.content == b"v1"
 
 
+async def test_a_validator_alone_is_stored_and_each_use_validated(
+    origin: CacheOrigin, path: str
+) -> None:
+    origin.script(
+        path,
+        Reply(headers=[("X-Version", "1")], body=b"v1", etag='"v1"'),
+        Reply(headers=[("X-Version", "2")], body=b"never sent", etag='"v1"'),
+    )
+    async with client(HttpCache(store_validated=True)) as c:
+        first = await c.get(origin.url + path)
+        second = await c.get(origin.url + path)
+        third = await c.get(origin.url + path)
+    assert origin.hits(path) == 3  # stale at once: each use asks the origin
+    assert [r.extensions["cache_status"] for r in (first, second, third)] == [
+        "MISS",
+        "REVALIDATED",
+        "REVALIDATED",
+    ]
+    assert second.content == third.content == b"v1" and third.headers["x-version"] == "2"
+    assert origin.requests_for(path)[2].header("if-none-match") == '"v1"'
+
+
+async def test_a_conditional_request_a_fresh_answer_satisfies_gets_a_304(
+    origin: CacheOrigin, path: str
+) -> None:
+    origin.script(
+        path, Reply(headers=[*MAX_AGE, ("Content-Type", "text/plain")], body=b"v1", etag='"v1"')
+    )
+    async with client() as c:
+        await c.get(origin.url + path)
+        matched = await c.get(origin.url + path, headers={"If-None-Match": '"v1"'})
+        other = await c.get(origin.url + path, headers={"If-None-Match": '"v0"'})
+    assert origin.hits(path) == 1
+    assert matched.status_code == 304 and matched.content == b""
+    assert matched.extensions["cache_status"] == "HIT" and matched.headers["etag"] == '"v1"'
+    assert "content-type" not in matched.headers
+    assert other.status_code == 200 and other.content == b"v1"
+
+
 async def test_validated_then_fresh(origin: CacheOrigin, path: str) -> None:
     origin.script(
         path,

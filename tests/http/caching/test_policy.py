@@ -90,14 +90,37 @@ def test_s_maxage_is_for_shared_caches_only() -> None:
         [(b"Cache-Control", b"max-age=60"), (b"Vary", b"*")],
         [(b"Cache-Control", b"max-age=60"), (b"Set-Cookie", b"session=1")],
         [],  # nothing said about caching
-        [(b"ETag", b'"x"')],  # a validator alone: not worth a store per answer
+        [(b"ETag", b'"x"')],  # a validator alone, but not a heuristically cacheable status
         [(b"Cache-Control", b"no-cache")],  # must validate and cannot be validated
         [(b"Cache-Control", b"max-age=0")],  # stale at once, no validator
         [(b"Expires", b"0")],  # invalid Expires: already expired, no validator
     ],
 )
 def test_not_stored_by_a_shared_cache(headers: Fields) -> None:
-    assert stored(shared, headers) is None
+    status = 500 if headers == [(b"ETag", b'"x"')] else 200
+    assert stored(shared, headers, status=status) is None
+
+
+@pytest.mark.parametrize(
+    "validator", [(b"ETag", b'"x"'), (b"Last-Modified", b"Tue, 14 Nov 2023 12:13:20 GMT")]
+)
+def test_a_validator_alone_is_stored_stale_so_that_each_use_validates_it(
+    validator: tuple[bytes, bytes],
+) -> None:
+    assert stored(shared, [validator]) is None  # (by default: not worth a store each answer)
+    shared_validated = CachePolicy(store_validated=True)
+    entry = stored(shared_validated, [validator])
+    assert entry is not None and entry.lifetime == 0
+    assert conditional_headers(entry) == [
+        ({b"etag": b"If-None-Match"}.get(validator[0].lower(), b"If-Modified-Since"), validator[1])
+    ]
+    request = shared_validated.request(b"GET", [])
+    assert request is not None
+    found = shared_validated.lookup(request, [entry], entry.response_time)
+    assert found is not None and found.action == VALIDATE
+    # Not when the request carried credentials (section 3.5), nor with a cookie.
+    assert stored(shared_validated, [validator], request_headers=[(b"Authorization", b"x")]) is None
+    assert stored(shared_validated, [validator, (b"Set-Cookie", b"a=1")]) is None
 
 
 def test_a_private_cache_stores_private_answers_and_cookies() -> None:
@@ -191,7 +214,9 @@ def test_ttl_overrides_the_origins_freshness() -> None:
 
 def test_heuristic_freshness_is_off_by_default() -> None:
     headers = [(b"Last-Modified", b"Tue, 14 Nov 2023 12:13:20 GMT")]  # 10 h before Date
-    assert stored(shared, headers) is None
+    assert stored(shared, headers) is None  # (nothing said of freshness: not stored)
+    stale = stored(CachePolicy(store_validated=True), headers)
+    assert stale is not None and stale.lifetime == 0  # (stored, but stale at once)
     entry = stored(CachePolicy(heuristic=True), headers)
     assert entry is not None and entry.lifetime == 3600  # 10% of 10 h
 
@@ -506,3 +531,47 @@ def test_truncated_bytes_decode_to_nothing() -> None:
     data = encode_entries([entry])
     assert decode_entries(data[:-1]) is None
     assert decode_entries(data + b"x") is None
+
+
+@pytest.mark.parametrize(
+    ("conditions", "expected"),
+    [
+        ([(b"If-None-Match", b'"v1"')], True),
+        ([(b"If-None-Match", b'W/"v1"')], True),  # weak comparison
+        ([(b"If-None-Match", b'"a,b", "v1"')], True),  # a comma inside a tag, then the match
+        ([(b"If-None-Match", b"*")], True),
+        ([(b"If-None-Match", b'"v2"')], False),
+        ([(b"If-None-Match", b'"v2"'), (b"If-Modified-Since", DATE)], False),  # INM decides
+        ([(b"If-Modified-Since", b"Tue, 14 Nov 2023 12:13:20 GMT")], True),  # = Last-Modified
+        ([(b"If-Modified-Since", b"Tue, 14 Nov 2023 12:13:19 GMT")], False),  # before it
+        ([(b"If-Modified-Since", b"yesterday")], False),  # invalid: ignored
+        ([(b"If-None-Match", b'"v1"'), (b"If-Match", b'"v1"')], False),  # not the cache's
+        ([], False),
+    ],
+)
+def test_a_clients_conditional_request_against_a_stored_answer(
+    conditions: Fields, expected: bool
+) -> None:
+    entry = stored(
+        shared,
+        [
+            (b"Cache-Control", b"max-age=60"),
+            (b"ETag", b'"v1"'),
+            (b"Last-Modified", b"Tue, 14 Nov 2023 12:13:20 GMT"),
+            (b"Content-Type", b"application/json"),
+        ],
+    )
+    assert entry is not None
+    asked = shared.request(b"GET", conditions)
+    assert asked is not None
+    assert shared.not_modified(asked, entry) is expected
+    fields = {name.lower() for name, _ in shared.not_modified_fields(entry)}
+    assert {b"etag", b"cache-control", b"last-modified", b"date"} <= fields
+    assert b"content-type" not in fields
+
+
+def test_if_modified_since_without_last_modified_compares_the_date() -> None:
+    entry = stored(shared, [(b"Cache-Control", b"max-age=60")])
+    assert entry is not None
+    same = shared.request(b"GET", [(b"If-Modified-Since", DATE)])
+    assert same is not None and shared.not_modified(same, entry)

@@ -1,5 +1,5 @@
 // Overview: requests per minute, error rate and latency percentiles over time, per endpoint;
-// the slowest and the most failing routes.
+// the cache's hit ratio and the rate-limited requests; the slowest and the most failing routes.
 import { api, onTransaction } from "./api.js";
 import { lineChart } from "./charts.js";
 import { formatMs, h, put } from "./dom.js";
@@ -47,7 +47,11 @@ export async function overview(main, query, cleanup) {
     number("errors", total ? `${total.errors} (${(total.error_rate * 100).toFixed(1)}%)` : "0", "total-errors"),
     number("p50", formatMs(total && total.p50_ms)),
     number(middle, formatMs(total && total[`${middle}_ms`])),
-    number("p99", formatMs(total && total.p99_ms)));
+    number("p99", formatMs(total && total.p99_ms)),
+    number("cache hit ratio", stats.cache.hit_ratio === null ? "–" : `${(stats.cache.hit_ratio * 100).toFixed(1)}%`, "cache-hit-ratio",
+      stats.cache.looked ? Object.entries(stats.cache.statuses).sort().map(([s, n]) => `${s} ${n}`).join(" · ") : "the cache looked at none"),
+    number("rate limited (429)", String(stats.rate_limited), "rate-limited",
+      stats.rate_limited ? `${stats.limited_by_proxy} by ferryman's limits` : null));
   // New transactions refresh the page, at most every 5 s.
   let timer = null;
   cleanup.push(onTransaction(() => {
@@ -65,8 +69,9 @@ export async function overview(main, query, cleanup) {
   );
 }
 
-function number(label, value, testid) {
-  return h("div", { class: "card number", "data-testid": testid }, h("span", { class: "value" }, value), h("span", { class: "label" }, label));
+function number(label, value, testid, detail) {
+  return h("div", { class: "card number", "data-testid": testid }, h("span", { class: "value" }, value), h("span", { class: "label" }, label),
+    detail ? h("span", { class: "detail muted" }, detail) : null);
 }
 
 function routes(title, list, middle, testid) {

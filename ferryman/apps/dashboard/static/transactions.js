@@ -4,7 +4,7 @@
 import { api, harUrl, onTransaction } from "./api.js";
 import { clear, formatBytes, formatMs, formatTime, h, put, statusClass, statusText } from "./dom.js";
 
-const MULTI = ["endpoint", "method", "status", "tag"];
+const MULTI = ["endpoint", "method", "status", "cache", "tag"];
 const RANGES = { "": "any time", "15m": 900, "1h": 3600, "6h": 21600, "24h": 86400, "7d": 604800 };
 const PAGE = 50;
 
@@ -42,6 +42,7 @@ function matches(item, query) {
   if (!any("endpoint", (v) => v === item.endpoint)) return false;
   if (!any("method", (v) => v.toUpperCase() === item.method)) return false;
   if (!any("status", (v) => (v === "error" ? !status || item.error : v.endsWith("xx") ? Math.floor(status / 100) === Number(v[0]) : Number(v) === status))) return false;
+  if (!any("cache", (v) => (v === "none" ? !item.cache : v.toUpperCase() === item.cache))) return false;
   if (!query.getAll("tag").every((t) => { const [n, ...rest] = t.split("="); return (item.tags || {})[n.toLowerCase()] === rest.join("="); })) return false;
   if (query.get("favourite") === "true" || query.get("until")) return false;
   const q = (query.get("q") || "").toLowerCase();
@@ -58,6 +59,8 @@ export function row(item, live) {
     h("td", { class: "method" }, item.method),
     h("td", { class: "target" }, h("a", { href: link }, item.target), tags),
     h("td", { class: `status ${statusClass(item.status, item.error)}`, title: item.error || null }, statusText(item.status, item.error)),
+    h("td", { class: "cache", "data-testid": "cache-cell" }, item.cache ? h("span", { class: `cache-badge c-${item.cache.toLowerCase()}` }, item.cache) : "–",
+      item.attempts > 1 ? h("span", { class: "attempts-badge", title: `sent ${item.attempts} times` }, ` ↻${item.attempts}`) : null),
     h("td", { class: "num" }, formatMs(item.duration_ms)),
     h("td", { class: "num" }, formatBytes(item.response_size)),
     h("td", { class: "fav" }, item.favourite ? "★" : ""));
@@ -115,7 +118,7 @@ export async function transactions(main, query, cleanup) {
       facetPanel(facets, query),
       h("div", { class: "table-wrap" },
         h("table", { class: "transactions", "data-testid": "transactions" },
-          h("thead", {}, h("tr", {}, ["time", "endpoint", "method", "target", "status", "duration", "size", "★"].map((c) => h("th", {}, c)))),
+          h("thead", {}, h("tr", {}, ["time", "endpoint", "method", "target", "status", "cache", "duration", "size", "★"].map((c) => h("th", {}, c)))),
           tbody),
         page.items.length ? null : h("p", { class: "muted empty" }, "No transaction matches."),
         more)));
@@ -155,6 +158,7 @@ function facetPanel(facets, query) {
     group("Endpoint", "endpoint", entries("endpoint", facets.endpoint)),
     group("Method", "method", entries("method", facets.method)),
     group("Status", "status", entries("status", facets.status).sort()),
+    group("Cache", "cache", entries("cache", facets.cache || {})),
     group("Tags", "tag", entries("tag", tags)),
     h("section", { class: "facet" }, h("h3", {}, "Favourite"),
       h("label", { class: "facet-value" }, favourite, h("span", {}, "favourites only"), h("span", { class: "count" }, String(facets.favourite)))),
