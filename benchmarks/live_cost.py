@@ -52,9 +52,7 @@ async def drive(port: int, total: int) -> None:
         writer.close()
 
     share, rest = divmod(total, CONNECTIONS)
-    await asyncio.gather(
-        *(one_connection(share + (index < rest)) for index in range(CONNECTIONS))
-    )
+    await asyncio.gather(*(one_connection(share + (index < rest)) for index in range(CONNECTIONS)))
 
 
 def measure(tool: str, extra: str, requests: int, upstream: int, workdir: Path) -> dict[str, int]:
