@@ -137,6 +137,19 @@ class GeneralCache:
                 upstream.headers[name.decode("ascii")] = value.decode("latin-1")
         request_time = time.time()
         result = await call()
+        if validating and isinstance(result, Response) and result.status_code == 304:
+            assert stale is not None
+            revalidated, variants = await self._validated(
+                result, key, seen, variants, stale, request_time, transaction
+            )
+            if revalidated is not None:
+                return revalidated
+            # (a 304 about another answer: the stored one is gone, ask for the whole answer)
+            for name, _ in conditional_headers(stale):
+                upstream.headers.pop(name.decode("ascii"), None)
+            stale = None
+            request_time = time.time()
+            result = await call()
         if isinstance(result, UpstreamError):
             # (as the relay: an upstream that failed, not "none available", lets
             # stale-if-error answer)
@@ -147,9 +160,7 @@ class GeneralCache:
             ):
                 return self._serve(stale, b"STALE", time.time(), method, transaction)
             return result
-        return await self._relayed(
-            result, key, seen, variants, stale, validating, request_time, transaction
-        )
+        return await self._relayed(result, key, seen, variants, stale, request_time, transaction)
 
     async def _relayed(
         self,
@@ -158,28 +169,20 @@ class GeneralCache:
         seen: CacheRequest,
         variants: list[CacheEntry],
         stale: CacheEntry | None,
-        validating: bool,
         request_time: float,
         transaction: Transaction | None,
     ) -> Response:
-        """The upstream's answer to a request the cache looked at: a 304 merged, a stale
-        answer on a 5xx, or the answer itself marked ``MISS`` (and stored as it streams)."""
+        """The upstream's answer to a request the cache looked at (a 304 to its validation
+        was taken already: ``_validated``): a stale answer on a 5xx, or the answer itself
+        marked ``MISS`` (and stored as it streams)."""
         cache = self.cache
         policy = cache.policy
         status = response.status_code
         now = time.time()
         method = seen.method
-        if stale is not None:
-            if status == 304 and validating:
-                fields = response.headers.raw
-                fresh = policy.freshen(stale, seen, 304, fields, request_time, now)
-                if fresh is not None:
-                    await response.aclose()
-                    cache.put(key, _replace(variants, stale, fresh))
-                    return self._serve(fresh, b"REVALIDATED", now, method, transaction)
-            elif status >= 500 and policy.usable_on_error(stale, seen, now):
-                await response.aclose()
-                return self._serve(stale, b"STALE", now, method, transaction)
+        if stale is not None and status >= 500 and policy.usable_on_error(stale, seen, now):
+            await response.aclose()
+            return self._serve(stale, b"STALE", now, method, transaction)
         cache.counts.miss += 1
         if transaction is not None:
             transaction.cache = "MISS"
@@ -197,6 +200,30 @@ class GeneralCache:
                     self._store(key, variants, entry, stream.content)
         response.headers = Headers.from_raw([*raw, _MISS])
         return response
+
+    async def _validated(
+        self,
+        response: Response,
+        key: str,
+        seen: CacheRequest,
+        variants: list[CacheEntry],
+        stale: CacheEntry,
+        request_time: float,
+        transaction: Transaction | None,
+    ) -> tuple[Response | None, list[CacheEntry]]:
+        """The origin's 304 to the cache's own validators, as the relay takes it
+        (``CacheFill._validated``: never for the client, who asked unconditionally): the
+        stored answer as the 304 updated it (``REVALIDATED``), or ``None`` when the 304 is
+        about another answer; and the variants now stored."""
+        await response.aclose()
+        cache = self.cache
+        now = time.time()
+        fields = response.headers.raw
+        outcome = cache.policy.validated(stale, seen, fields, request_time, now)
+        kept = cache.keep_validated(key, variants, stale, outcome)
+        if outcome.answer is None:
+            return None, kept
+        return self._serve(outcome.answer, b"REVALIDATED", now, seen.method, transaction), kept
 
     def _storable_at_a_glance(self, fields: list[tuple[bytes, bytes]]) -> bool:
         """As the relay decides before parsing (``CacheFill._storable_at_a_glance``): without
@@ -251,12 +278,6 @@ class GeneralCache:
                 "reason_phrase": entry.reason,
             },
         )
-
-
-def _replace(variants: list[CacheEntry], old: CacheEntry, new: CacheEntry) -> list[CacheEntry]:
-    if old in variants:
-        return [new if entry is old else entry for entry in variants]
-    return [*variants, new]
 
 
 class _StoredBody(AsyncByteStream):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from asyncio import TimerHandle
+from asyncio import TimerHandle, get_running_loop
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -703,6 +703,8 @@ class Relay:
         if fill is not None:
             relayed = fill.on_response(self, status, reason, lines)
             if relayed is None:  # (the cache answered: a 304 merged, a stale answer)
+                if self.cache_fill is not fill:
+                    return self._ask_again()  # (or it asks again: a fill of its own says so)
                 return self._discard_answer(status, keep_alive)
             lines = relayed
             fill = self.cache_fill  # (the endpoint's probe hands a storable answer on)
@@ -898,6 +900,30 @@ class Relay:
         connection.abort()
         self.pool.discard(connection)
         return False
+
+    def _ask_again(self) -> bool:
+        """The cache's validation drew a 304 about another stored answer, for nobody
+        (``CacheFill._validated``): it is dropped (it has no body; its connection goes back
+        when it ends) and the request goes again, from the loop once the connection's parser
+        is done with this answer. False: no body goes through the parser."""
+        self.finished = True
+        self.discarding = True  # (response_end releases the connection)
+        get_running_loop().call_soon(self._try_again)
+        return False
+
+    def _try_again(self) -> None:
+        if self.discarding:  # (the 304 did not end: its connection cannot be reused)
+            self.discarding = False
+            self._close_connection()
+        self.connection = None
+        self.finished = False
+        self.request_sent = False
+        self.response_started = False
+        self.pending_head = None
+        self.chunked_out = False
+        self.reused = False
+        if not self.cancelled and not self.exchange.finished:
+            self.start()
 
     def _release(self, connection: UpstreamConnection, keep_alive: bool) -> None:
         """The upstream's answer ended: its connection to the pool, or closed."""

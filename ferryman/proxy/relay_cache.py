@@ -41,6 +41,7 @@ from ferryman.http.caching import (
     conditional_headers,
     related_locations,
 )
+from ferryman.http.caching.policy import Validated
 from ferryman.proxy.errors import error_body
 from ferryman.proxy.transactions import Transaction, parse_header_block
 from ferryman.server.protocol import ServerExchange, origin_form, status_line
@@ -284,6 +285,24 @@ class RelayCache:
         else:
             self._spawn(store.put(key, entries))
 
+    def keep_validated(
+        self, key: str, variants: list[CacheEntry], stale: CacheEntry, outcome: Validated
+    ) -> list[CacheEntry]:
+        """Store what the origin's 304 to the validation of ``stale`` allows: the updated
+        answer in its place, or (the 304 forbids storing it, or is about another answer)
+        the variants without it. The variants now stored."""
+        answer = outcome.answer
+        if answer is not None and outcome.store:
+            kept = _replace(variants, stale, answer)
+            self.put(key, kept)
+            return kept
+        kept = [entry for entry in variants if entry is not stale]
+        if kept:
+            self.put(key, kept)
+        else:
+            self.invalidate(key)
+        return kept
+
     def invalidate(self, key: str) -> None:
         store = self.store
         if store.immediate:
@@ -443,12 +462,8 @@ class CacheFill:
         now = time.time()
         if stale is not None:
             if status == 304 and self.validating:
-                fields = parse_header_block(lines)
-                fresh = cache.policy.freshen(stale, seen, 304, fields, self.request_time, now)
-                if fresh is not None:
-                    cache.put(self.key, _replace(self.variants, stale, fresh))
-                    if cache.serve(relay.exchange, fresh, b"REVALIDATED", now, transaction):
-                        return None
+                if self._validated(relay, stale, seen, lines, now):
+                    return None
             elif (
                 status >= 500
                 and cache.policy.usable_on_error(stale, seen, now)
@@ -468,6 +483,33 @@ class CacheFill:
                     self.entry = entry
                     self.parts = []
         return lines + _MISS_LINE
+
+    def _validated(
+        self, relay: Relay, stale: CacheEntry, seen: CacheRequest, lines: bytes, now: float
+    ) -> bool:
+        """The origin's 304 to the cache's own validators: the client asked unconditionally
+        and never gets it (RFC 9111 sections 4.3.3, 4.3.4). The stored answer as the 304
+        updated it answers (``REVALIDATED``; stored again unless the 304 forbids it, then
+        dropped); a 304 about another answer drops the stored one and the request goes again
+        without the validators (a fill of its own in ``relay.cache_fill`` says so to the
+        relay). True when one of those is under way."""
+        cache = self.cache
+        fields = parse_header_block(lines)
+        outcome = cache.policy.validated(stale, seen, fields, self.request_time, now)
+        self.variants = cache.keep_validated(self.key, self.variants, stale, outcome)
+        answer = outcome.answer
+        if answer is not None:
+            return cache.serve(relay.exchange, answer, b"REVALIDATED", now, relay.transaction)
+        exchange = relay.exchange
+        if exchange.started or exchange.finished:
+            return False
+        exchange.headers[:] = [
+            (name, value)
+            for name, value in exchange.headers
+            if name.lower() not in CONDITIONAL_FIELDS  # (all the cache's: the client sent none)
+        ]
+        relay.cache_fill = CacheFill(cache, self.key, seen, self.variants, None)
+        return True
 
     def _probed(self, relay: Relay, status: int, reason: bytes, lines: bytes) -> bytes | None:
         """The probe's answer: a miss, and an answer that may be stored handed to a fill of
