@@ -26,6 +26,10 @@ within the retry settings' ``attempts`` and ``deadline``, on another upstream wh
   full jitter). The wait is an ``asyncio.sleep`` in the request's task: a client that leaves
   cancels it.
 
+As on the relay, the ``deadline`` bounds every try, from the first one's start: a later try
+whose answer's head has not come when it runs out is cut off (``errors.RetryDeadline``: the
+relay's 504 and words), uncounted by the breaker.
+
 Once the answer's head came and was kept, nothing goes again: a body that breaks off is
 counted by the breaker (:func:`body_failed`) and the client's connection cut.
 
@@ -52,6 +56,7 @@ from ferryman.exceptions import (
 )
 from ferryman.http.models import Response
 from ferryman.proxy.breaker import CLOSED
+from ferryman.proxy.errors import RetryDeadline
 from ferryman.proxy.relay_resilience import (
     IDEMPOTENT_METHODS,
     MAX_RETRY_AFTER,
@@ -97,12 +102,17 @@ async def send_resilient(
     index = first
     tried = 1
     tried_mask = 1 << index
-    deadline = 0.0
+    deadline = loop.time() + settings.deadline  # (every try ends within it, as on the relay)
     while True:
         upstream = balancer.upstreams[index]
         breaker = upstream.breaker
         try:
-            response = await send(index)
+            if tried == 1:
+                response = await send(index)
+            else:
+                response = await _within(send(index), deadline - loop.time(), settings.deadline)
+        except RetryDeadline as exc:
+            return exc, index  # (cut short by the deadline: the breaker counts nothing)
         except (ConnectError, ConnectTimeout) as exc:
             what = "connect timeout" if isinstance(exc, ConnectTimeout) else "connect error"
             _count(resilience, index, "connect", what)
@@ -142,8 +152,6 @@ async def send_resilient(
         if not may or tried > settings.attempts:
             return failure, index
         now = loop.time()
-        if deadline == 0.0:
-            deadline = now + settings.deadline  # (from the first failure, as on the relay)
         delay = random.uniform(0, min(settings.max_backoff, settings.backoff * 2 ** (tried - 1)))
         if wait is not None:
             delay = max(delay, wait)
@@ -160,6 +168,14 @@ async def send_resilient(
         index = chosen.index
         if not fresh_only:
             await asyncio.sleep(delay)
+
+
+async def _within(call: Awaitable[Response], remaining: float, deadline: float) -> Response:
+    """A later try's answer head, if it comes within what remains of the retry deadline."""
+    try:
+        return await asyncio.wait_for(call, max(remaining, 0.0))
+    except TimeoutError:
+        raise RetryDeadline(deadline) from None
 
 
 def body_failed(resilience: EndpointResilience, index: int, timed_out: bool) -> None:

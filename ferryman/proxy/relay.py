@@ -386,8 +386,9 @@ class Relay:
         #: The upstream's pool (``endpoint.pools[pool_index]``; another one after a refusal).
         self.pool = endpoint.pools[pool_index]
         self.tried = 1
-        #: The upstreams tried (bits of their indexes), when retries may go again, and the
-        #: timer of the wait before the next try (``relay_resilience``).
+        #: The upstreams tried (bits of their indexes), when the retry deadline runs out
+        #: (set as the first try starts), and the timer of the wait before the next try or,
+        #: while a later try waits for its answer, of the deadline (``relay_resilience``).
         self.tried_mask = 0
         self.retry_deadline = 0.0
         self.retry_timer: TimerHandle | None = None
@@ -437,6 +438,10 @@ class Relay:
         return self.endpoint.connect_timeout
 
     def start(self) -> None:
+        resilience = self.endpoint.resilience
+        if resilience is not None and self.retry_deadline == 0.0:
+            # (the first try: the retry deadline bounds every try from here, relay_resilience)
+            self.retry_deadline = resilience.loop.time() + resilience.deadline
         budgets = self.endpoint.budgets
         if budgets is not None:
             budget = budgets[self.pool_index]

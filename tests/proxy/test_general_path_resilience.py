@@ -263,3 +263,53 @@ async def test_a_body_that_broke_off_counts_on_the_breaker(
     assert "broke off" in proxy.states[0].reason
     assert (await proxy.send()).status == 503
     assert len(a.requests) == 2
+
+
+# -- the retry deadline -------------------------------------------------------------------------
+
+
+async def test_every_try_ends_within_the_deadline(
+    ferryman_proxy: StartProxy, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    # As on the relay: tries of 0.6 s and a deadline of 1 s; the second is cut at 1 s.
+    (up,) = upstreams(1)
+    proxy = await ferryman_proxy(
+        NO_CACHE,
+        url=up.url,
+        timeout={"connect": 2, "read": 0.6},
+        retry={"attempts": 5, "backoff": 0, "deadline": 1, "on": ["timeout"]},
+        **GENERAL,
+    )
+    up.cue = "hang"
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    response = await proxy.send()
+    took = loop.time() - began
+    assert response.status == 504 and payload(response) == {
+        "status": 504,
+        "message": f"the upstream {up.url} did not answer in time: the retry deadline of 1 s "
+        "ran out",
+    }
+    assert len(up.requests) == 2
+    assert 0.95 <= took < 1.5
+    resilience = proxy.relay.resilience
+    assert resilience is not None
+    assert resilience.breakers[0].consecutive == 1  # (the cut try is not the upstream's failure)
+
+
+async def test_an_answer_that_began_within_the_deadline_is_not_cut_by_it(
+    ferryman_proxy: StartProxy, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    (up,) = upstreams(1)
+    proxy = await ferryman_proxy(
+        NO_CACHE,
+        url=up.url,
+        timeout={"connect": 2, "read": 0.5},
+        retry={"attempts": 2, "backoff": 0, "deadline": 0.7, "on": ["timeout"]},
+        **GENERAL,
+    )
+    up.cue = ["hang", "slow"]
+    up.slow_for = 0.4  # (the answer's head at 0.5 s, its end at 0.9 s: past the deadline)
+    response = await proxy.send()
+    assert (response.status, response.body) == (200, b"slowbody")
+    assert len(up.requests) == 2
