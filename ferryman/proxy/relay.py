@@ -366,6 +366,7 @@ class Relay:
         "pending_head",
         "pool",
         "pool_index",
+        "probe",
         "request_sent",
         "response_started",
         "retried",
@@ -392,6 +393,9 @@ class Relay:
         self.tried_mask = 0
         self.retry_deadline = 0.0
         self.retry_timer: TimerHandle | None = None
+        #: The upstream's breaker's probe ticket when the try is one of its half-open probes
+        #: (0: admitted closed), which its outcome carries (``breaker.probe_ticket``).
+        self.probe = 0
         self.connection: UpstreamConnection | None = None
         self.cancelled = False
         self.finished = False

@@ -140,6 +140,7 @@ class EndpointResilience:
         relay.pool_index = upstream.index
         relay.pool = upstream.pool
         relay.tried_mask = 1 << upstream.index
+        relay.probe = _ticket(upstream)
         return True
 
     # -- outcomes -----------------------------------------------------------------------------
@@ -153,13 +154,13 @@ class EndpointResilience:
             relay.retry_timer = None
         if status < 500:
             if breaker is not None:
-                breaker.succeeded()
+                breaker.succeeded(relay.probe)
             return False
         if breaker is not None:
             if status in self.failing_statuses:
-                breaker.failed(f"answered {status}")
+                breaker.failed(f"answered {status}", relay.probe)
             else:
-                breaker.succeeded()
+                breaker.succeeded(relay.probe)
         if status not in self.retry_statuses or not self._may_retry(relay, sent=True):
             return False
         wait = retry_after(lines)
@@ -189,7 +190,7 @@ class EndpointResilience:
     def _count(self, relay: Relay, kind: str, what: str) -> None:
         breaker = self.breakers[relay.pool_index]
         if breaker is not None and kind in self.breaker_counts:
-            breaker.failed(what)
+            breaker.failed(what, relay.probe)
 
     # -- going again --------------------------------------------------------------------------
 
@@ -240,6 +241,7 @@ class EndpointResilience:
         relay.tried_mask |= 1 << upstream.index
         relay.pool_index = upstream.index
         relay.pool = upstream.pool
+        relay.probe = _ticket(upstream)
         if delay <= 0 and not detach:
             _resend(relay)
         else:
@@ -255,6 +257,12 @@ class EndpointResilience:
     async def aclose(self) -> None:
         if self.probes is not None:
             await self.probes.aclose()
+
+
+def _ticket(upstream: Upstream) -> int:
+    """The probe ticket of a try the balancer just gave ``upstream`` (0: not a probe)."""
+    breaker = upstream.breaker
+    return 0 if breaker is None else breaker.probe_ticket()
 
 
 def _resend(relay: Relay) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 from tests.proxy.general_path import GENERAL, StartProxy, ferryman_proxy, payload
 from tests.servers.cued_upstream import CuedUpstream
+from tests.servers.slow_upstream import wait_until
 
 __all__ = ["ferryman_proxy"]
 
@@ -71,6 +72,34 @@ async def test_consecutive_5xx_open_the_breaker_then_503_json_without_the_upstre
     assert len(up.requests) == 3  # the fourth never reached it
     lines = await proxy.stop()
     assert "error=\"no upstream of 'api' is available" in lines[-1]
+
+
+async def test_a_request_sent_before_the_breaker_opened_does_not_close_it(
+    ferryman_proxy: StartProxy, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    # As on the relay: only the half-open breaker's probe may close it.
+    (up,) = upstreams(1)
+    proxy = await ferryman_proxy(
+        NO_CACHE,
+        url=up.url,
+        breaker={"consecutive_failures": 1, "half_open_after": 0.3},
+        retry=NO_RETRY,
+        **GENERAL,
+    )
+    up.cue = ["late", "status", "late"]
+    up.slow_for = 0.7
+    old = asyncio.ensure_future(proxy.send())
+    assert await wait_until(lambda: len(up.requests) == 1)
+    assert (await proxy.send()).status == 503
+    await asyncio.sleep(0.35)
+    probe = asyncio.ensure_future(proxy.send())
+    assert await wait_until(lambda: len(up.requests) == 3)
+    assert (await old).status == 200
+    await asyncio.sleep(0)  # (the state event's listeners run from the loop)
+    assert proxy.transitions() == [("closed", "open"), ("open", "half_open")]
+    assert (await probe).status == 200
+    await asyncio.sleep(0)
+    assert proxy.transitions()[-1] == ("half_open", "closed")
 
 
 async def test_the_relay_and_the_general_path_share_one_breaker_per_upstream(

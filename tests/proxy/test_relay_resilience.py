@@ -181,6 +181,30 @@ async def test_a_failed_probe_opens_the_breaker_again(
     assert "a probe failed (timeout)" in api.events[-1].reason
 
 
+async def test_a_request_sent_before_the_breaker_opened_does_not_close_it(
+    endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    # A slow request admitted while the breaker was closed answers 200 while it is half-open:
+    # only the probe may close it (it used to close at the old request's answer).
+    (up,) = upstreams(1)
+    api = await endpoint(
+        url=up.url, breaker={"consecutive_failures": 1, "half_open_after": 0.3}, retry=NO_RETRY
+    )
+    up.cue = ["late", "status", "late"]
+    up.slow_for = 0.7
+    old = asyncio.ensure_future(api.send())
+    assert await wait_until(lambda: len(up.requests) == 1)
+    assert (await api.send()).status == 503  # the upstream's 503: open
+    await asyncio.sleep(0.35)
+    probe = asyncio.ensure_future(api.send())  # (half-open: the probe, answering at ~1.05 s)
+    assert await wait_until(lambda: len(up.requests) == 3)
+    assert (await old).status == 200
+    assert api.transitions() == [("closed", "open"), ("open", "half_open")]
+    assert (await probe).status == 200
+    assert api.transitions()[-1] == ("half_open", "closed")
+    assert "1 probe(s) succeeded" in api.events[-1].reason
+
+
 async def test_an_error_rate_over_the_window_opens_the_breaker(
     endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
 ) -> None:

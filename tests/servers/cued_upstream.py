@@ -4,7 +4,7 @@
 ``status`` (``cue_status``, with ``cue_headers``), ``hang`` (reads the request, never answers),
 ``hangup`` (reads the request, closes without a word), ``half-head`` (part of a head, then
 nothing), ``cut`` (half a body, then closes), ``slow`` (a 200 whose head and first half come
-at once, the rest ``slow_for`` s later); a
+at once, the rest ``slow_for`` s later), ``late`` (``ok``, ``slow_for`` s late); a
 list of cues is taken one per request, the last one then staying. ``refuse()`` stops listening
 (connections are refused) and ``listen()`` starts again on the same port. ``GET /health``
 answers ``health_status`` whatever the cue (the active probes' path), and is not recorded
@@ -106,6 +106,9 @@ class CuedUpstream(ThreadedStreamServer):
                     continue
                 self.requests.append(Seen(method, target, body, time.monotonic()))
                 cue = self._next_cue()
+                if cue == "late":
+                    await asyncio.sleep(self.slow_for)
+                    cue = "ok"
                 if cue == "ok":
                     payload = {"upstream": self.name, "method": method, "target": target}
                     payload["body"] = body.decode("latin-1")
