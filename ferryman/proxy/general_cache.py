@@ -50,7 +50,7 @@ from ferryman.proxy.errors import UNAVAILABLE, UpstreamError, error_response
 from ferryman.proxy.relay_cache import RelayCache, Revalidator, invalidate_related
 from ferryman.proxy.transactions import Transaction
 
-__all__ = ["CACHE_ANSWER", "GeneralCache"]
+__all__ = ["CACHE_ANSWER", "GeneralCache", "stored_response"]
 
 _GET: Final = b"GET"
 _HEAD: Final = b"HEAD"
@@ -245,39 +245,52 @@ class GeneralCache:
         method: bytes,
         transaction: Transaction | None,
     ) -> Response:
-        """A stored answer as the relay writes it: its fields, ``Age``, ``X-Cache`` and its
-        length (a HEAD's says what a GET would get, with no body)."""
-        counts = self.cache.counts
-        if status == b"HIT":
-            counts.hit += 1
-        elif status == b"STALE":
-            counts.stale += 1
-        else:
-            counts.revalidated += 1
-        added = [(b"Age", b"%d" % int(entry.age(now))), (b"X-Cache", status)]
-        code = entry.status
-        body = entry.body
-        fields = [*entry.headers, *added]
-        if code != 204 and code != 304:
-            fields.append((b"Content-Length", b"%d" % len(body)))
-        if transaction is not None:
-            transaction.cache = status.decode("ascii")
-            lines = entry.header_lines() + b"".join(n + b": " + v + b"\r\n" for n, v in added)
-            transaction.dispatch_response(code, entry.reason, lines)
-        if method == _HEAD or code == 204 or code == 304:
-            stream: AsyncByteStream = EMPTY_STREAM
-        else:
-            stream = _StoredBody(body)
-        return Response(
-            code,
-            headers=Headers.from_raw(fields),
-            stream=stream,
-            extensions={
-                CACHE_ANSWER: status.decode("ascii"),
-                "cache_status": status.decode("ascii"),
-                "reason_phrase": entry.reason,
-            },
-        )
+        return stored_response(self.cache, entry, status, now, method, transaction)
+
+
+def stored_response(
+    cache: RelayCache,
+    entry: CacheEntry,
+    status: bytes,
+    now: float,
+    method: bytes,
+    transaction: Transaction | None,
+) -> Response:
+    """A stored answer as the relay writes it (``RelayCache.serve``): its fields, ``Age``,
+    ``X-Cache`` and its length (a HEAD's says what a GET would get, with no body), counted
+    and told to the transaction; for the answers that listeners and middleware see (the
+    general path's, and the relay's with events: :mod:`ferryman.proxy.relay_events_cache`)."""
+    counts = cache.counts
+    if status == b"HIT":
+        counts.hit += 1
+    elif status == b"STALE":
+        counts.stale += 1
+    else:
+        counts.revalidated += 1
+    added = [(b"Age", b"%d" % int(entry.age(now))), (b"X-Cache", status)]
+    code = entry.status
+    body = entry.body
+    fields = [*entry.headers, *added]
+    if code != 204 and code != 304:
+        fields.append((b"Content-Length", b"%d" % len(body)))
+    if transaction is not None:
+        transaction.cache = status.decode("ascii")
+        lines = entry.header_lines() + b"".join(n + b": " + v + b"\r\n" for n, v in added)
+        transaction.dispatch_response(code, entry.reason, lines)
+    if method == _HEAD or code == 204 or code == 304:
+        stream: AsyncByteStream = EMPTY_STREAM
+    else:
+        stream = _StoredBody(body)
+    return Response(
+        code,
+        headers=Headers.from_raw(fields),
+        stream=stream,
+        extensions={
+            CACHE_ANSWER: status.decode("ascii"),
+            "cache_status": status.decode("ascii"),
+            "reason_phrase": entry.reason,
+        },
+    )
 
 
 class _StoredBody(AsyncByteStream):

@@ -454,8 +454,21 @@ class Relay:
         self.pool.acquire(self, self.endpoint.connect_timeout)
 
     def proceed(self) -> None:
-        """The events and middleware let the request go: read its body (up to the request
-        buffer) and take an upstream connection, as ``on_request`` does without events."""
+        """The events and middleware let the request go: the endpoint's cache answers it or
+        lets it go on (``relay_events_cache``, as the general path's cache sits), then
+        ``forward``."""
+        if self.exchange.finished:
+            return  # (the client left meanwhile)
+        cache = self.endpoint.cache
+        filters = self.endpoint.filters
+        if cache is not None and filters is not None:
+            filters.look_up(self, cache)  # (a hit answered, or forward() now or later)
+            return
+        self.forward()
+
+    def forward(self) -> None:
+        """Read the body (up to the request buffer) and take an upstream connection, as
+        ``on_request`` does without events."""
         exchange = self.exchange
         if exchange.finished:
             return  # (the client left meanwhile)
@@ -493,6 +506,8 @@ class Relay:
             filters = self.endpoint.filters
             assert filters is not None
             head = filters.request_head(self, self.pool)
+            if self.cache_fill is not None and self.cache_fill.validating:
+                head = self.cache_fill.conditional(head)  # (the cache's validators)
         transaction = self.transaction
         if transaction is not None:
             self._request_went(transaction, head, reused)
@@ -694,6 +709,17 @@ class Relay:
         if resilience is not None and resilience.answered(self, status, lines):
             return False  # (dropped: the request goes again)
         self.response_started = True
+        # The cache sees the upstream's answer (and stores it as it came), then the events
+        # and ways out (they see it with its X-Cache, as on the general path).
+        fill = self.cache_fill
+        if fill is not None:
+            relayed = fill.on_response(self, status, reason, lines)
+            if relayed is None:  # (the cache answered: a 304 merged, a stale answer)
+                if self.cache_fill is not fill:
+                    return self._ask_again()  # (or it asks again: a fill of its own says so)
+                return self._discard_answer(status, keep_alive)
+            lines = relayed
+            fill = self.cache_fill  # (the endpoint's probe hands a storable answer on)
         event = self.filter_event
         if event is not None:
             filters = self.endpoint.filters
@@ -708,15 +734,6 @@ class Relay:
             elif outcome == HELD:
                 self._hold(keep_alive)
                 return False
-        fill = self.cache_fill
-        if fill is not None:
-            relayed = fill.on_response(self, status, reason, lines)
-            if relayed is None:  # (the cache answered: a 304 merged, a stale answer)
-                if self.cache_fill is not fill:
-                    return self._ask_again()  # (or it asks again: a fill of its own says so)
-                return self._discard_answer(status, keep_alive)
-            lines = relayed
-            fill = self.cache_fill  # (the endpoint's probe hands a storable answer on)
         self._frame(status, reason, lines, connection.content_length)
         transaction = self.transaction
         if transaction is not None and transaction.response_body is not None and not self.head_only:
@@ -1071,10 +1088,10 @@ class Relay:
             self.transaction.error = message
         if self.exchange.started or self.tunnel:
             self.exchange.abort()  # the client must not take a truncated body for a whole one
-        elif self.filter_event is not None:
-            self._filtered_error(status, message)
         elif self.cache_fill is not None and self.cache_fill.on_error(self):
             return  # (a stored answer that stale-if-error allows went instead)
+        elif self.filter_event is not None:
+            self._filtered_error(status, message)
         else:
             self.exchange.send_error(status, error_body(status, message))
 

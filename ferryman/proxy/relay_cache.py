@@ -171,12 +171,28 @@ class RelayCache:
         if store.immediate:
             self._decide(endpoint, exchange, transaction, seen, key, store.get_now(key))
             return
+
+        def looked_up(variants: list[CacheEntry] | None) -> None:
+            self._decide(endpoint, exchange, transaction, seen, key, variants)
+
+        if not self.fetch(exchange, key, looked_up):
+            endpoint.relay(exchange, transaction, None)
+
+    def fetch(
+        self,
+        exchange: ServerExchange,
+        key: str,
+        then: Callable[[list[CacheEntry] | None], None],
+    ) -> bool:
+        """Look ``key`` up in a store that answers later: the client's connection paused
+        meanwhile, ``then(variants)`` called once it answered (``None``: it failed), unless
+        the client left. False, and nothing done, when ``MAX_PENDING`` lookups are in flight
+        already (the request then goes upstream uncached)."""
         if len(self._tasks) >= MAX_PENDING:
             self.counts.skipped += 1
-            endpoint.relay(exchange, transaction, None)
-            return
+            return False
         exchange.pause_reading()  # (the relay resumes reading the body when it wants it)
-        task = asyncio.get_running_loop().create_task(store.get(key))
+        task = asyncio.get_running_loop().create_task(self.store.get(key))
         self._tasks.add(task)
 
         def looked_up(done: asyncio.Task[list[CacheEntry] | None]) -> None:
@@ -185,9 +201,10 @@ class RelayCache:
             if exchange.finished or exchange.protocol.transport is None:
                 return  # (the client left meanwhile)
             exchange.resume_reading()
-            self._decide(endpoint, exchange, transaction, seen, key, variants)
+            then(variants)
 
         task.add_done_callback(looked_up)
+        return True
 
     def _decide(
         self,
@@ -274,6 +291,15 @@ class RelayCache:
             exchange.write(body)
         exchange.finish(keep_alive=True)
         return True
+
+    def answer(self, relay: Relay, entry: CacheEntry, status: bytes, now: float) -> bool:
+        """Answer ``relay``'s request from ``entry`` (a 304 merged, a stale answer): written
+        at once (:meth:`serve`), or, with events, handed to the ways out and response
+        listeners like any answer (``relay_events_cache``). False when an answer has begun."""
+        filters = relay.endpoint.filters
+        if relay.filter_event is None or filters is None:
+            return self.serve(relay.exchange, entry, status, now, relay.transaction)
+        return filters.cache_answer(relay, self, entry, status, now)
 
     # -- the store ----------------------------------------------------------------------------
 
@@ -467,7 +493,7 @@ class CacheFill:
             elif (
                 status >= 500
                 and cache.policy.usable_on_error(stale, seen, now)
-                and cache.serve(relay.exchange, stale, b"STALE", now, transaction)
+                and cache.answer(relay, stale, b"STALE", now)
             ):
                 return None
         cache.counts.miss += 1
@@ -499,7 +525,7 @@ class CacheFill:
         self.variants = cache.keep_validated(self.key, self.variants, stale, outcome)
         answer = outcome.answer
         if answer is not None:
-            return cache.serve(relay.exchange, answer, b"REVALIDATED", now, relay.transaction)
+            return cache.answer(relay, answer, b"REVALIDATED", now)
         exchange = relay.exchange
         if exchange.started or exchange.finished:
             return False
@@ -571,7 +597,18 @@ class CacheFill:
         now = time.time()
         if not self.cache.policy.usable_on_error(stale, seen, now):
             return False
-        return self.cache.serve(relay.exchange, stale, b"STALE", now, relay.transaction)
+        return self.cache.answer(relay, stale, b"STALE", now)
+
+    def conditional(self, head: bytes) -> bytes:
+        """A request head built by the events' code with the cache's validators in it (the
+        relay's own head reads them from the exchange's fields)."""
+        stale = self.stale
+        if stale is None:
+            return head
+        fields = b"".join(
+            name + b": " + value + b"\r\n" for name, value in conditional_headers(stale)
+        )
+        return head[:-2] + fields + b"\r\n"
 
     def _invalidate(self, relay: Relay, lines: bytes) -> None:
         exchange = relay.exchange
