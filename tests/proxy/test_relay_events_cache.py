@@ -227,8 +227,9 @@ async def test_an_async_listener_keeps_the_cache(
 
 
 @pytest.mark.parametrize("way", WAYS)
+@pytest.mark.parametrize("awaited", [False, True])
 async def test_a_stale_answer_is_validated_with_a_request_a_listener_changed(
-    origin: CacheOrigin, path: str, ferryman_proxy: StartProxy, way: str
+    origin: CacheOrigin, path: str, ferryman_proxy: StartProxy, way: str, awaited: bool
 ) -> None:
     # (a changed request: the relay builds its head from the listener's request, and the
     # cache's validators must go in it too)
@@ -242,7 +243,10 @@ async def test_a_stale_answer_is_validated_with_a_request_a_listener_changed(
     def add(event: ProxyFilterEvent) -> None:
         event.request.headers["X-Added"] = "yes"
 
-    listen(proxy, EVENT_FILTER_PROXY_REQUEST, add)
+    async def add_later(event: ProxyFilterEvent) -> None:  # (the relay's task per request)
+        add(event)
+
+    listen(proxy, EVENT_FILTER_PROXY_REQUEST, add_later if awaited else add)
     assert (await proxy.send(target=path)).header("x-cache") == "MISS"
     again = await proxy.send(target=path)
     assert (again.status, again.body, again.header("x-cache")) == (200, b"v1", "REVALIDATED")
