@@ -13,6 +13,8 @@ state             event                                        next state
                   (noticed by the next request that asks)
 ``half_open``     ``half_open_requests`` probes succeeded      ``closed``
 ``half_open``     a probe failed                               ``open``
+``half_open``     a request admitted before (not a probe)      ``half_open``
+                  succeeded or failed
 any               another worker's state (shared, ``force``)   that state
 ================  ===========================================  ==================
 
@@ -20,6 +22,14 @@ While ``open`` the upstream gets nothing; while ``half_open`` it gets at most
 ``half_open_requests`` requests at once (the probes), the others going elsewhere. A probe whose
 outcome never comes (its client left) stops counting after ``half_open_after`` seconds, so a
 lost probe cannot hold the breaker half-open for good.
+
+Only the probes decide a half-open breaker: a request admitted before it opened (while it was
+closed) or in an earlier half-open period may end while it is half-open, and its outcome says
+nothing about the upstream now. So each half-open period has a number, a request admitted as
+one of its probes carries it (:meth:`CircuitBreaker.probe_ticket`, read right after
+:meth:`~CircuitBreaker.admits`) to :meth:`~CircuitBreaker.succeeded` or
+:meth:`~CircuitBreaker.failed`, and an outcome without the current number changes nothing
+while half-open.
 
 The error rate is counted over tumbling windows: the counts start again with the first failure
 after a window ended. A success costs two attribute writes (no clock read); only failures and
@@ -63,6 +73,7 @@ class CircuitBreaker:
         "min_requests",
         "on_transition",
         "opened_until",
+        "period",
         "state",
         "window",
     )
@@ -97,6 +108,8 @@ class CircuitBreaker:
         self.half_open_successes = 0
         #: When an open breaker lets probes through (the clock's time).
         self.opened_until = 0.0
+        #: The number of the current (or last) half-open period: its probes' ticket.
+        self.period = 0
         self._requests = 0
         self._failures = 0
         self._window_start = clock()
@@ -138,30 +151,41 @@ class CircuitBreaker:
             or now - self._probe_started >= self.half_open_after
         )
 
-    def succeeded(self) -> None:
-        """The upstream answered (a status that is not counted as a failure)."""
-        if self.state == CLOSED:
+    def probe_ticket(self) -> int:
+        """What a request :meth:`admits` let through just now carries to its outcome: the
+        half-open period's number when it is one of its probes, else 0 (admitted closed)."""
+        return self.period if self.state == HALF_OPEN else 0
+
+    def succeeded(self, probe: int = 0) -> None:
+        """The upstream answered (a status that is not counted as a failure); ``probe``: the
+        request's :meth:`probe_ticket`."""
+        state = self.state
+        if state == CLOSED:
             self.consecutive = 0
             self._requests += 1
             return
-        if self.state == HALF_OPEN:
+        if state == HALF_OPEN and probe == self.period:
             if self._probes:
                 self._probes -= 1
             self.half_open_successes += 1
             if self.half_open_successes >= self.half_open_requests:
                 self._change(CLOSED, f"{self.half_open_successes} probe(s) succeeded")
-        # (open: an answer to a request admitted before it opened; it changes nothing)
+        # (open, or not a probe of this half-open period: a request admitted earlier, whose
+        # answer says nothing of the upstream now; it changes nothing)
 
-    def failed(self, what: str) -> None:
-        """The upstream failed a request (``what``: in words, for the log and the event)."""
+    def failed(self, what: str, probe: int = 0) -> None:
+        """The upstream failed a request (``what``: in words, for the log and the event);
+        ``probe``: the request's :meth:`probe_ticket`."""
         state = self.state
-        now = self.clock()
-        if state == HALF_OPEN:
-            self.opened_until = now + self.half_open_after
-            self._change(OPEN, f"a probe failed ({what})")
-            return
         if state == OPEN:
             return
+        if state == HALF_OPEN:
+            if probe != self.period:
+                return  # (not one of this period's probes: it admitted earlier)
+            self.opened_until = self.clock() + self.half_open_after
+            self._change(OPEN, f"a probe failed ({what})")
+            return
+        now = self.clock()
         if now - self._window_start >= self.window:
             self._window_start = now
             self._requests = 0
@@ -205,6 +229,8 @@ class CircuitBreaker:
         self.consecutive = 0
         self.half_open_successes = 0
         self._probes = 0
+        if state == HALF_OPEN:
+            self.period += 1
         if state == CLOSED:
             self._requests = 0
             self._failures = 0

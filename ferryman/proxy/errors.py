@@ -49,9 +49,11 @@ __all__ = [
     "UNAVAILABLE",
     "UNREACHABLE",
     "ListenerBodyTooLarge",
+    "RetryDeadline",
     "UpstreamError",
     "broken_answer",
     "connect_error",
+    "deadline_passed",
     "error_body",
     "error_kind",
     "error_response",
@@ -213,6 +215,29 @@ def read_timeout(origin: str) -> UpstreamError:
     return UpstreamError(504, f"the upstream {origin} did not answer in time", TIMEOUT, origin)
 
 
+class RetryDeadline(ReadTimeout):
+    """The general path's later try had no answer's head when the retry deadline ran out
+    (:mod:`ferryman.proxy.general_resilience`): :func:`upstream_error` words it as the
+    relay does (:func:`deadline_passed`)."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(f"the retry deadline of {deadline:g} s ran out")
+        self.deadline = deadline
+        self.answer_began = False
+
+
+def deadline_passed(origin: str, deadline: float) -> UpstreamError:
+    """A later try had no answer's head when the retry deadline (seconds from the first try)
+    ran out: every try of a request ends within it."""
+    return UpstreamError(
+        504,
+        f"the upstream {origin} did not answer in time: the retry deadline of {deadline:g} s "
+        "ran out",
+        TIMEOUT,
+        origin,
+    )
+
+
 def no_answer(origin: str) -> UpstreamError:
     """The upstream closed the connection before a whole response head (or any of it) came."""
     return UpstreamError(
@@ -243,6 +268,8 @@ def upstream_error(exc: BaseException, origin: str, endpoint: str | None = None)
     its answer's head (502, 503 or 504); ``endpoint`` as for :func:`connect_error`."""
     if isinstance(exc, ConnectError | ConnectTimeout):
         return connect_error(exc, origin, endpoint)
+    if isinstance(exc, RetryDeadline):
+        return deadline_passed(origin, exc.deadline)
     if isinstance(exc, ReadTimeout):
         return read_timeout(origin)
     if isinstance(exc, WriteTimeout):

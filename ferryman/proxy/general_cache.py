@@ -50,7 +50,7 @@ from ferryman.proxy.errors import UNAVAILABLE, UpstreamError, error_response
 from ferryman.proxy.relay_cache import RelayCache, Revalidator, invalidate_related
 from ferryman.proxy.transactions import Transaction
 
-__all__ = ["CACHE_ANSWER", "GeneralCache"]
+__all__ = ["CACHE_ANSWER", "GeneralCache", "stored_response"]
 
 _GET: Final = b"GET"
 _HEAD: Final = b"HEAD"
@@ -109,6 +109,8 @@ class GeneralCache:
         if found is not None:
             action = found.action
             if action == USE:
+                if seen.conditional and cache.policy.not_modified(seen, found.entry):
+                    return not_modified_response(cache, found.entry, now, transaction)
                 return self._serve(found.entry, b"HIT", now, method, transaction)
             if action in (USE_STALE, REVALIDATE):
                 if action == REVALIDATE and revalidator is not None:
@@ -137,6 +139,19 @@ class GeneralCache:
                 upstream.headers[name.decode("ascii")] = value.decode("latin-1")
         request_time = time.time()
         result = await call()
+        if validating and isinstance(result, Response) and result.status_code == 304:
+            assert stale is not None
+            revalidated, variants = await self._validated(
+                result, key, seen, variants, stale, request_time, transaction
+            )
+            if revalidated is not None:
+                return revalidated
+            # (a 304 about another answer: the stored one is gone, ask for the whole answer)
+            for name, _ in conditional_headers(stale):
+                upstream.headers.pop(name.decode("ascii"), None)
+            stale = None
+            request_time = time.time()
+            result = await call()
         if isinstance(result, UpstreamError):
             # (as the relay: an upstream that failed, not "none available", lets
             # stale-if-error answer)
@@ -147,9 +162,7 @@ class GeneralCache:
             ):
                 return self._serve(stale, b"STALE", time.time(), method, transaction)
             return result
-        return await self._relayed(
-            result, key, seen, variants, stale, validating, request_time, transaction
-        )
+        return await self._relayed(result, key, seen, variants, stale, request_time, transaction)
 
     async def _relayed(
         self,
@@ -158,28 +171,20 @@ class GeneralCache:
         seen: CacheRequest,
         variants: list[CacheEntry],
         stale: CacheEntry | None,
-        validating: bool,
         request_time: float,
         transaction: Transaction | None,
     ) -> Response:
-        """The upstream's answer to a request the cache looked at: a 304 merged, a stale
-        answer on a 5xx, or the answer itself marked ``MISS`` (and stored as it streams)."""
+        """The upstream's answer to a request the cache looked at (a 304 to its validation
+        was taken already: ``_validated``): a stale answer on a 5xx, or the answer itself
+        marked ``MISS`` (and stored as it streams)."""
         cache = self.cache
         policy = cache.policy
         status = response.status_code
         now = time.time()
         method = seen.method
-        if stale is not None:
-            if status == 304 and validating:
-                fields = response.headers.raw
-                fresh = policy.freshen(stale, seen, 304, fields, request_time, now)
-                if fresh is not None:
-                    await response.aclose()
-                    cache.put(key, _replace(variants, stale, fresh))
-                    return self._serve(fresh, b"REVALIDATED", now, method, transaction)
-            elif status >= 500 and policy.usable_on_error(stale, seen, now):
-                await response.aclose()
-                return self._serve(stale, b"STALE", now, method, transaction)
+        if stale is not None and status >= 500 and policy.usable_on_error(stale, seen, now):
+            await response.aclose()
+            return self._serve(stale, b"STALE", now, method, transaction)
         cache.counts.miss += 1
         if transaction is not None:
             transaction.cache = "MISS"
@@ -197,6 +202,30 @@ class GeneralCache:
                     self._store(key, variants, entry, stream.content)
         response.headers = Headers.from_raw([*raw, _MISS])
         return response
+
+    async def _validated(
+        self,
+        response: Response,
+        key: str,
+        seen: CacheRequest,
+        variants: list[CacheEntry],
+        stale: CacheEntry,
+        request_time: float,
+        transaction: Transaction | None,
+    ) -> tuple[Response | None, list[CacheEntry]]:
+        """The origin's 304 to the cache's own validators, as the relay takes it
+        (``CacheFill._validated``: never for the client, who asked unconditionally): the
+        stored answer as the 304 updated it (``REVALIDATED``), or ``None`` when the 304 is
+        about another answer; and the variants now stored."""
+        await response.aclose()
+        cache = self.cache
+        now = time.time()
+        fields = response.headers.raw
+        outcome = cache.policy.validated(stale, seen, fields, request_time, now)
+        kept = cache.keep_validated(key, variants, stale, outcome)
+        if outcome.answer is None:
+            return None, kept
+        return self._serve(outcome.answer, b"REVALIDATED", now, seen.method, transaction), kept
 
     def _storable_at_a_glance(self, fields: list[tuple[bytes, bytes]]) -> bool:
         """As the relay decides before parsing (``CacheFill._storable_at_a_glance``): without
@@ -218,45 +247,76 @@ class GeneralCache:
         method: bytes,
         transaction: Transaction | None,
     ) -> Response:
-        """A stored answer as the relay writes it: its fields, ``Age``, ``X-Cache`` and its
-        length (a HEAD's says what a GET would get, with no body)."""
-        counts = self.cache.counts
-        if status == b"HIT":
-            counts.hit += 1
-        elif status == b"STALE":
-            counts.stale += 1
-        else:
-            counts.revalidated += 1
-        added = [(b"Age", b"%d" % int(entry.age(now))), (b"X-Cache", status)]
-        code = entry.status
-        body = entry.body
-        fields = [*entry.headers, *added]
-        if code != 204 and code != 304:
-            fields.append((b"Content-Length", b"%d" % len(body)))
-        if transaction is not None:
-            transaction.cache = status.decode("ascii")
-            lines = entry.header_lines() + b"".join(n + b": " + v + b"\r\n" for n, v in added)
-            transaction.dispatch_response(code, entry.reason, lines)
-        if method == _HEAD or code == 204 or code == 304:
-            stream: AsyncByteStream = EMPTY_STREAM
-        else:
-            stream = _StoredBody(body)
-        return Response(
-            code,
-            headers=Headers.from_raw(fields),
-            stream=stream,
-            extensions={
-                CACHE_ANSWER: status.decode("ascii"),
-                "cache_status": status.decode("ascii"),
-                "reason_phrase": entry.reason,
-            },
-        )
+        return stored_response(self.cache, entry, status, now, method, transaction)
 
 
-def _replace(variants: list[CacheEntry], old: CacheEntry, new: CacheEntry) -> list[CacheEntry]:
-    if old in variants:
-        return [new if entry is old else entry for entry in variants]
-    return [*variants, new]
+def stored_response(
+    cache: RelayCache,
+    entry: CacheEntry,
+    status: bytes,
+    now: float,
+    method: bytes,
+    transaction: Transaction | None,
+) -> Response:
+    """A stored answer as the relay writes it (``RelayCache.serve``): its fields, ``Age``,
+    ``X-Cache`` and its length (a HEAD's says what a GET would get, with no body), counted
+    and told to the transaction; for the answers that listeners and middleware see (the
+    general path's, and the relay's with events: :mod:`ferryman.proxy.relay_events_cache`)."""
+    counts = cache.counts
+    if status == b"HIT":
+        counts.hit += 1
+    elif status == b"STALE":
+        counts.stale += 1
+    else:
+        counts.revalidated += 1
+    added = [(b"Age", b"%d" % int(entry.age(now))), (b"X-Cache", status)]
+    code = entry.status
+    body = entry.body
+    fields = [*entry.headers, *added]
+    if code != 204 and code != 304:
+        fields.append((b"Content-Length", b"%d" % len(body)))
+    if transaction is not None:
+        transaction.cache = status.decode("ascii")
+        lines = entry.header_lines() + b"".join(n + b": " + v + b"\r\n" for n, v in added)
+        transaction.dispatch_response(code, entry.reason, lines)
+    if method == _HEAD or code == 204 or code == 304:
+        stream: AsyncByteStream = EMPTY_STREAM
+    else:
+        stream = _StoredBody(body)
+    return Response(
+        code,
+        headers=Headers.from_raw(fields),
+        stream=stream,
+        extensions={
+            CACHE_ANSWER: status.decode("ascii"),
+            "cache_status": status.decode("ascii"),
+            "reason_phrase": entry.reason,
+        },
+    )
+
+
+def not_modified_response(
+    cache: RelayCache, entry: CacheEntry, now: float, transaction: Transaction | None
+) -> Response:
+    """The 304 the relay writes for a client's own conditional request that the fresh
+    ``entry`` satisfies (``RelayCache.not_modified``), as a response the listeners and the
+    middleware see: the fields a 304 carries, ``Age`` and ``X-Cache: HIT``."""
+    cache.counts.hit += 1
+    fields = [
+        *cache.policy.not_modified_fields(entry),
+        (b"Age", b"%d" % int(entry.age(now))),
+        (b"X-Cache", b"HIT"),
+    ]
+    if transaction is not None:
+        transaction.cache = "HIT"
+        lines = b"".join(name + b": " + value + b"\r\n" for name, value in fields)
+        transaction.dispatch_response(304, b"Not Modified", lines)
+    return Response(
+        304,
+        headers=Headers.from_raw(fields),
+        stream=EMPTY_STREAM,
+        extensions={CACHE_ANSWER: "HIT", "cache_status": "HIT", "reason_phrase": b"Not Modified"},
+    )
 
 
 class _StoredBody(AsyncByteStream):

@@ -26,6 +26,10 @@ within the retry settings' ``attempts`` and ``deadline``, on another upstream wh
   full jitter). The wait is an ``asyncio.sleep`` in the request's task: a client that leaves
   cancels it.
 
+As on the relay, the ``deadline`` bounds every try, from the first one's start: a later try
+whose answer's head has not come when it runs out is cut off (``errors.RetryDeadline``: the
+relay's 504 and words), uncounted by the breaker.
+
 Once the answer's head came and was kept, nothing goes again: a body that breaks off is
 counted by the breaker (:func:`body_failed`) and the client's connection cut.
 
@@ -51,7 +55,9 @@ from ferryman.exceptions import (
     TransportError,
 )
 from ferryman.http.models import Response
+from ferryman.proxy.balancer import Upstream
 from ferryman.proxy.breaker import CLOSED
+from ferryman.proxy.errors import RetryDeadline
 from ferryman.proxy.relay_resilience import (
     IDEMPOTENT_METHODS,
     MAX_RETRY_AFTER,
@@ -63,8 +69,9 @@ __all__ = ["Outcome", "body_failed", "first_upstream", "send_resilient"]
 
 #: Sends the upstream request to the upstream of this index (the caller points it there).
 Send = Callable[[int], Awaitable[Response]]
-#: ``(the answer or the last failure, the index of the upstream that gave it)``.
-Outcome = tuple["Response | TransportError", int]
+#: ``(the answer or the last failure, the index of the upstream that gave it, the try's probe
+#: ticket for that upstream's breaker: its body's failure is counted with it)``.
+Outcome = tuple["Response | TransportError", int, int]
 _RETRY_AFTER: Final = b"retry-after"
 
 
@@ -88,8 +95,9 @@ async def send_resilient(
     method: str,
     replayable: bool,
 ) -> Outcome:
-    """Send through the upstream ``first``, and again elsewhere as the module says; each
-    outcome fed to that upstream's breaker."""
+    """Send through the upstream ``first`` (just chosen by :func:`first_upstream`), and again
+    elsewhere as the module says; each outcome fed to that upstream's breaker, with the try's
+    probe ticket (a half-open breaker hears only its probes)."""
     balancer = resilience.balancer
     settings = resilience.retry
     loop = asyncio.get_running_loop()
@@ -97,24 +105,30 @@ async def send_resilient(
     index = first
     tried = 1
     tried_mask = 1 << index
-    deadline = 0.0
+    probe = _ticket(balancer.upstreams[index])
+    deadline = loop.time() + settings.deadline  # (every try ends within it, as on the relay)
     while True:
         upstream = balancer.upstreams[index]
         breaker = upstream.breaker
         try:
-            response = await send(index)
+            if tried == 1:
+                response = await send(index)
+            else:
+                response = await _within(send(index), deadline - loop.time(), settings.deadline)
+        except RetryDeadline as exc:
+            return exc, index, probe  # (cut short by the deadline: the breaker counts nothing)
         except (ConnectError, ConnectTimeout) as exc:
             what = "connect timeout" if isinstance(exc, ConnectTimeout) else "connect error"
-            _count(resilience, index, "connect", what)
+            _count(resilience, index, "connect", what, probe)
             fresh_only = True
             wait = None
             may = "connect" in resilience.retry_on
             failure: Response | TransportError = exc
         except PoolTimeout as exc:
-            return exc, index  # (the http client's own pool: not the upstream's failure)
+            return exc, index, probe  # (the http client's own pool: not the upstream's failure)
         except TransportError as exc:
             kind = "timeout" if isinstance(exc, TimeoutException) else "broken"
-            _count(resilience, index, kind, "timeout" if kind == "timeout" else str(exc))
+            _count(resilience, index, kind, "timeout" if kind == "timeout" else str(exc), probe)
             fresh_only = False
             wait = None
             may = (
@@ -128,53 +142,65 @@ async def send_resilient(
             status = response.status_code
             if breaker is not None:
                 if status >= 500 and status in resilience.failing_statuses:
-                    breaker.failed(f"answered {status}")
+                    breaker.failed(f"answered {status}", probe)
                 else:
-                    breaker.succeeded()
+                    breaker.succeeded(probe)
             if status < 500 or status not in resilience.retry_statuses:
-                return response, index
+                return response, index, probe
             wait = _retry_after(response)
             if wait is not None and wait > MAX_RETRY_AFTER:
-                return response, index
+                return response, index, probe
             fresh_only = False
             may = idempotent and replayable
             failure = response
         if not may or tried > settings.attempts:
-            return failure, index
+            return failure, index, probe
         now = loop.time()
-        if deadline == 0.0:
-            deadline = now + settings.deadline  # (from the first failure, as on the relay)
         delay = random.uniform(0, min(settings.max_backoff, settings.backoff * 2 ** (tried - 1)))
         if wait is not None:
             delay = max(delay, wait)
         if now + delay >= deadline:
-            return failure, index
+            return failure, index, probe
         chosen = balancer.pick(tried_mask, untried_only=fresh_only)
         if chosen is None:
-            return failure, index
+            return failure, index, probe
         if isinstance(failure, Response):
             await failure.aclose()  # (dropped: the request goes again)
         chosen.retries += 1
         tried += 1
         tried_mask |= 1 << chosen.index
         index = chosen.index
+        probe = _ticket(chosen)
         if not fresh_only:
             await asyncio.sleep(delay)
 
 
-def body_failed(resilience: EndpointResilience, index: int, timed_out: bool) -> None:
-    """The answer's body broke off (or stalled): counted as the relay counts it, never sent
-    again (the client has its head)."""
+async def _within(call: Awaitable[Response], remaining: float, deadline: float) -> Response:
+    """A later try's answer head, if it comes within what remains of the retry deadline."""
+    try:
+        return await asyncio.wait_for(call, max(remaining, 0.0))
+    except TimeoutError:
+        raise RetryDeadline(deadline) from None
+
+
+def body_failed(resilience: EndpointResilience, index: int, timed_out: bool, probe: int) -> None:
+    """The answer's body broke off (or stalled): counted as the relay counts it (``probe``:
+    the try's ticket), never sent again (the client has its head)."""
     if timed_out:
-        _count(resilience, index, "timeout", "timeout")
+        _count(resilience, index, "timeout", "timeout", probe)
     else:
-        _count(resilience, index, "broken", "broke off")
+        _count(resilience, index, "broken", "broke off", probe)
 
 
-def _count(resilience: EndpointResilience, index: int, kind: str, what: str) -> None:
+def _count(resilience: EndpointResilience, index: int, kind: str, what: str, probe: int) -> None:
     breaker = resilience.breakers[index]
     if breaker is not None and kind in resilience.breaker_counts:
-        breaker.failed(what)
+        breaker.failed(what, probe)
+
+
+def _ticket(upstream: Upstream) -> int:
+    breaker = upstream.breaker
+    return 0 if breaker is None else breaker.probe_ticket()
 
 
 def _retry_after(response: Response) -> float | None:

@@ -502,6 +502,7 @@ class HTTPProxyHandler:
         urls = self.context.urls
         resilience = self._resilience if ours else None
         current = index
+        probe = 0  # (the try's ticket for a half-open breaker: send_resilient)
 
         async def send(chosen: int) -> Response:
             nonlocal current
@@ -521,7 +522,7 @@ class HTTPProxyHandler:
                 if transaction is not None:
                     transaction.error = unavailable.message
                 return unavailable
-            answer, index = await send_resilient(
+            answer, index, probe = await send_resilient(
                 resilience, send, first, upstream.method, _replayable(upstream.stream)
             )
             every = len(urls) > 1 and isinstance(answer, ConnectError | ConnectTimeout)
@@ -553,7 +554,7 @@ class HTTPProxyHandler:
         if isinstance(stream, AsyncByteStream) and not isinstance(stream, ByteStream):
             counted = None
             if resilience is not None:
-                counted = _BreakerCount(resilience, index)
+                counted = _BreakerCount(resilience, index, probe)
             response.stream = _UpstreamBody(stream, _origin(upstream.url), counted)
         return response
 
@@ -813,7 +814,8 @@ class _UpstreamBody(AsyncByteStream):
             error = truncated_answer(self._origin, timed_out=timed_out)
             report_upstream(error.kind, self._origin, error.message)
             if self._counted is not None:
-                body_failed(self._counted.resilience, self._counted.index, timed_out)
+                counted = self._counted
+                body_failed(counted.resilience, counted.index, timed_out, counted.probe)
             raise AnswerAborted(error.message) from exc
 
     async def aread(self) -> bytes:
@@ -827,13 +829,14 @@ class _UpstreamBody(AsyncByteStream):
 
 
 class _BreakerCount:
-    """Which upstream's breaker hears of a body that broke off."""
+    """Which upstream's breaker hears of a body that broke off (with the try's probe ticket)."""
 
-    __slots__ = ("index", "resilience")
+    __slots__ = ("index", "probe", "resilience")
 
-    def __init__(self, resilience: EndpointResilience, index: int) -> None:
+    def __init__(self, resilience: EndpointResilience, index: int, probe: int) -> None:
         self.resilience = resilience
         self.index = index
+        self.probe = probe
 
 
 class _WatchedReceive(ReceiveStream):

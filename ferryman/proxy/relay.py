@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from asyncio import TimerHandle
+from asyncio import TimerHandle, get_running_loop
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Final
 
@@ -366,6 +366,7 @@ class Relay:
         "pending_head",
         "pool",
         "pool_index",
+        "probe",
         "request_sent",
         "response_started",
         "retried",
@@ -386,11 +387,15 @@ class Relay:
         #: The upstream's pool (``endpoint.pools[pool_index]``; another one after a refusal).
         self.pool = endpoint.pools[pool_index]
         self.tried = 1
-        #: The upstreams tried (bits of their indexes), when retries may go again, and the
-        #: timer of the wait before the next try (``relay_resilience``).
+        #: The upstreams tried (bits of their indexes), when the retry deadline runs out
+        #: (set as the first try starts), and the timer of the wait before the next try or,
+        #: while a later try waits for its answer, of the deadline (``relay_resilience``).
         self.tried_mask = 0
         self.retry_deadline = 0.0
         self.retry_timer: TimerHandle | None = None
+        #: The upstream's breaker's probe ticket when the try is one of its half-open probes
+        #: (0: admitted closed), which its outcome carries (``breaker.probe_ticket``).
+        self.probe = 0
         self.connection: UpstreamConnection | None = None
         self.cancelled = False
         self.finished = False
@@ -437,6 +442,10 @@ class Relay:
         return self.endpoint.connect_timeout
 
     def start(self) -> None:
+        resilience = self.endpoint.resilience
+        if resilience is not None and self.retry_deadline == 0.0:
+            # (the first try: the retry deadline bounds every try from here, relay_resilience)
+            self.retry_deadline = resilience.loop.time() + resilience.deadline
         budgets = self.endpoint.budgets
         if budgets is not None:
             budget = budgets[self.pool_index]
@@ -445,8 +454,21 @@ class Relay:
         self.pool.acquire(self, self.endpoint.connect_timeout)
 
     def proceed(self) -> None:
-        """The events and middleware let the request go: read its body (up to the request
-        buffer) and take an upstream connection, as ``on_request`` does without events."""
+        """The events and middleware let the request go: the endpoint's cache answers it or
+        lets it go on (``relay_events_cache``, as the general path's cache sits), then
+        ``forward``."""
+        if self.exchange.finished:
+            return  # (the client left meanwhile)
+        cache = self.endpoint.cache
+        filters = self.endpoint.filters
+        if cache is not None and filters is not None:
+            filters.look_up(self, cache)  # (a hit answered, or forward() now or later)
+            return
+        self.forward()
+
+    def forward(self) -> None:
+        """Read the body (up to the request buffer) and take an upstream connection, as
+        ``on_request`` does without events."""
         exchange = self.exchange
         if exchange.finished:
             return  # (the client left meanwhile)
@@ -484,6 +506,8 @@ class Relay:
             filters = self.endpoint.filters
             assert filters is not None
             head = filters.request_head(self, self.pool)
+            if self.cache_fill is not None and self.cache_fill.validating:
+                head = self.cache_fill.conditional(head)  # (the cache's validators)
         transaction = self.transaction
         if transaction is not None:
             self._request_went(transaction, head, reused)
@@ -687,6 +711,17 @@ class Relay:
         if resilience is not None and resilience.answered(self, status, lines):
             return False  # (dropped: the request goes again)
         self.response_started = True
+        # The cache sees the upstream's answer (and stores it as it came), then the events
+        # and ways out (they see it with its X-Cache, as on the general path).
+        fill = self.cache_fill
+        if fill is not None:
+            relayed = fill.on_response(self, status, reason, lines)
+            if relayed is None:  # (the cache answered: a 304 merged, a stale answer)
+                if self.cache_fill is not fill:
+                    return self._ask_again()  # (or it asks again: a fill of its own says so)
+                return self._discard_answer(status, keep_alive)
+            lines = relayed
+            fill = self.cache_fill  # (the endpoint's probe hands a storable answer on)
         event = self.filter_event
         if event is not None:
             filters = self.endpoint.filters
@@ -701,13 +736,6 @@ class Relay:
             elif outcome == HELD:
                 self._hold(keep_alive)
                 return False
-        fill = self.cache_fill
-        if fill is not None:
-            relayed = fill.on_response(self, status, reason, lines)
-            if relayed is None:  # (the cache answered: a 304 merged, a stale answer)
-                return self._discard_answer(status, keep_alive)
-            lines = relayed
-            fill = self.cache_fill  # (the endpoint's probe hands a storable answer on)
         self._frame(status, reason, lines, connection.content_length)
         transaction = self.transaction
         if transaction is not None and transaction.response_body is not None and not self.head_only:
@@ -903,6 +931,30 @@ class Relay:
         self.pool.discard(connection)
         return False
 
+    def _ask_again(self) -> bool:
+        """The cache's validation drew a 304 about another stored answer, for nobody
+        (``CacheFill._validated``): it is dropped (it has no body; its connection goes back
+        when it ends) and the request goes again, from the loop once the connection's parser
+        is done with this answer. False: no body goes through the parser."""
+        self.finished = True
+        self.discarding = True  # (response_end releases the connection)
+        get_running_loop().call_soon(self._try_again)
+        return False
+
+    def _try_again(self) -> None:
+        if self.discarding:  # (the 304 did not end: its connection cannot be reused)
+            self.discarding = False
+            self._close_connection()
+        self.connection = None
+        self.finished = False
+        self.request_sent = False
+        self.response_started = False
+        self.pending_head = None
+        self.chunked_out = False
+        self.reused = False
+        if not self.cancelled and not self.exchange.finished:
+            self.start()
+
     def _release(self, connection: UpstreamConnection, keep_alive: bool) -> None:
         """The upstream's answer ended: its connection to the pool, or closed."""
         if self.client_paused:
@@ -1040,10 +1092,10 @@ class Relay:
             self.transaction.error = message
         if self.exchange.started or self.tunnel:
             self.exchange.abort()  # the client must not take a truncated body for a whole one
-        elif self.filter_event is not None:
-            self._filtered_error(status, message)
         elif self.cache_fill is not None and self.cache_fill.on_error(self):
             return  # (a stored answer that stale-if-error allows went instead)
+        elif self.filter_event is not None:
+            self._filtered_error(status, message)
         else:
             self.exchange.send_error(status, error_body(status, message))
 

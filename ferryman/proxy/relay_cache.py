@@ -42,6 +42,7 @@ from ferryman.http.caching import (
     conditional_headers,
     related_locations,
 )
+from ferryman.http.caching.policy import Validated
 from ferryman.proxy.errors import error_body
 from ferryman.proxy.transactions import Transaction, parse_header_block
 from ferryman.server.protocol import ServerExchange, origin_form, status_line
@@ -171,12 +172,28 @@ class RelayCache:
         if store.immediate:
             self._decide(endpoint, exchange, transaction, seen, key, store.get_now(key))
             return
+
+        def looked_up(variants: list[CacheEntry] | None) -> None:
+            self._decide(endpoint, exchange, transaction, seen, key, variants)
+
+        if not self.fetch(exchange, key, looked_up):
+            endpoint.relay(exchange, transaction, None)
+
+    def fetch(
+        self,
+        exchange: ServerExchange,
+        key: str,
+        then: Callable[[list[CacheEntry] | None], None],
+    ) -> bool:
+        """Look ``key`` up in a store that answers later: the client's connection paused
+        meanwhile, ``then(variants)`` called once it answered (``None``: it failed), unless
+        the client left. False, and nothing done, when ``MAX_PENDING`` lookups are in flight
+        already (the request then goes upstream uncached)."""
         if len(self._tasks) >= MAX_PENDING:
             self.counts.skipped += 1
-            endpoint.relay(exchange, transaction, None)
-            return
+            return False
         exchange.pause_reading()  # (the relay resumes reading the body when it wants it)
-        task = asyncio.get_running_loop().create_task(store.get(key))
+        task = asyncio.get_running_loop().create_task(self.store.get(key))
         self._tasks.add(task)
 
         def looked_up(done: asyncio.Task[list[CacheEntry] | None]) -> None:
@@ -185,9 +202,10 @@ class RelayCache:
             if exchange.finished or exchange.protocol.transport is None:
                 return  # (the client left meanwhile)
             exchange.resume_reading()
-            self._decide(endpoint, exchange, transaction, seen, key, variants)
+            then(variants)
 
         task.add_done_callback(looked_up)
+        return True
 
     def _decide(
         self,
@@ -303,6 +321,15 @@ class RelayCache:
         exchange.write(status_line(304, None) + lines + framing + b"\r\n")
         exchange.finish(keep_alive=True)
 
+    def answer(self, relay: Relay, entry: CacheEntry, status: bytes, now: float) -> bool:
+        """Answer ``relay``'s request from ``entry`` (a 304 merged, a stale answer): written
+        at once (:meth:`serve`), or, with events, handed to the ways out and response
+        listeners like any answer (``relay_events_cache``). False when an answer has begun."""
+        filters = relay.endpoint.filters
+        if relay.filter_event is None or filters is None:
+            return self.serve(relay.exchange, entry, status, now, relay.transaction)
+        return filters.cache_answer(relay, self, entry, status, now)
+
     # -- the store ----------------------------------------------------------------------------
 
     def put(self, key: str, entries: list[CacheEntry]) -> None:
@@ -312,6 +339,24 @@ class RelayCache:
             store.put_now(key, entries)
         else:
             self._spawn(store.put(key, entries))
+
+    def keep_validated(
+        self, key: str, variants: list[CacheEntry], stale: CacheEntry, outcome: Validated
+    ) -> list[CacheEntry]:
+        """Store what the origin's 304 to the validation of ``stale`` allows: the updated
+        answer in its place, or (the 304 forbids storing it, or is about another answer)
+        the variants without it. The variants now stored."""
+        answer = outcome.answer
+        if answer is not None and outcome.store:
+            kept = _replace(variants, stale, answer)
+            self.put(key, kept)
+            return kept
+        kept = [entry for entry in variants if entry is not stale]
+        if kept:
+            self.put(key, kept)
+        else:
+            self.invalidate(key)
+        return kept
 
     def invalidate(self, key: str) -> None:
         store = self.store
@@ -472,16 +517,12 @@ class CacheFill:
         now = time.time()
         if stale is not None:
             if status == 304 and self.validating:
-                fields = parse_header_block(lines)
-                fresh = cache.policy.freshen(stale, seen, 304, fields, self.request_time, now)
-                if fresh is not None:
-                    cache.put(self.key, _replace(self.variants, stale, fresh))
-                    if cache.serve(relay.exchange, fresh, b"REVALIDATED", now, transaction):
-                        return None
+                if self._validated(relay, stale, seen, lines, now):
+                    return None
             elif (
                 status >= 500
                 and cache.policy.usable_on_error(stale, seen, now)
-                and cache.serve(relay.exchange, stale, b"STALE", now, transaction)
+                and cache.answer(relay, stale, b"STALE", now)
             ):
                 return None
         cache.counts.miss += 1
@@ -497,6 +538,33 @@ class CacheFill:
                     self.entry = entry
                     self.parts = []
         return lines + _MISS_LINE
+
+    def _validated(
+        self, relay: Relay, stale: CacheEntry, seen: CacheRequest, lines: bytes, now: float
+    ) -> bool:
+        """The origin's 304 to the cache's own validators: the client asked unconditionally
+        and never gets it (RFC 9111 sections 4.3.3, 4.3.4). The stored answer as the 304
+        updated it answers (``REVALIDATED``; stored again unless the 304 forbids it, then
+        dropped); a 304 about another answer drops the stored one and the request goes again
+        without the validators (a fill of its own in ``relay.cache_fill`` says so to the
+        relay). True when one of those is under way."""
+        cache = self.cache
+        fields = parse_header_block(lines)
+        outcome = cache.policy.validated(stale, seen, fields, self.request_time, now)
+        self.variants = cache.keep_validated(self.key, self.variants, stale, outcome)
+        answer = outcome.answer
+        if answer is not None:
+            return cache.answer(relay, answer, b"REVALIDATED", now)
+        exchange = relay.exchange
+        if exchange.started or exchange.finished:
+            return False
+        exchange.headers[:] = [
+            (name, value)
+            for name, value in exchange.headers
+            if name.lower() not in CONDITIONAL_FIELDS  # (all the cache's: the client sent none)
+        ]
+        relay.cache_fill = CacheFill(cache, self.key, seen, self.variants, None)
+        return True
 
     def _probed(self, relay: Relay, status: int, reason: bytes, lines: bytes) -> bytes | None:
         """The probe's answer: a miss, and an answer that may be stored handed to a fill of
@@ -563,7 +631,18 @@ class CacheFill:
         now = time.time()
         if not self.cache.policy.usable_on_error(stale, seen, now):
             return False
-        return self.cache.serve(relay.exchange, stale, b"STALE", now, relay.transaction)
+        return self.cache.answer(relay, stale, b"STALE", now)
+
+    def conditional(self, head: bytes) -> bytes:
+        """A request head built by the events' code with the cache's validators in it (the
+        relay's own head reads them from the exchange's fields)."""
+        stale = self.stale
+        if stale is None:
+            return head
+        fields = b"".join(
+            name + b": " + value + b"\r\n" for name, value in conditional_headers(stale)
+        )
+        return head[:-2] + fields + b"\r\n"
 
     def _invalidate(self, relay: Relay, lines: bytes) -> None:
         exchange = relay.exchange

@@ -16,7 +16,10 @@ with the semantics the general path has (see :mod:`ferryman.proxy.handler`):
   body is then drained (a ``Content-Length`` body of at most :data:`DRAIN_LIMIT` bytes: the
   connection goes back to the pool) or its connection closed (longer or chunked bodies);
   changed status or headers of the upstream's own response go out with its body streamed;
-* a listener's exception answers a logged JSON 500, as on the general path.
+* a listener's exception answers a logged JSON 500, as on the general path;
+* the endpoint's HTTP cache sits where the general path's does, after the request listeners
+  (and the middleware's way in), its answers seen by the response listeners
+  (:mod:`ferryman.proxy.relay_events_cache`).
 
 Nothing is built that a listener does not read: the event's request is a :class:`RelayRequest`
 over the exchange's raw method, target and header pairs, which become ``str``/``URL``/
@@ -43,10 +46,12 @@ from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any, Final
 
 from ferryman.events import EventDispatcher
+from ferryman.http.caching import CacheEntry
 from ferryman.http.headers import Headers
 from ferryman.http.models import Request, Response
 from ferryman.http.streams import AsyncByteStream, ByteStream
 from ferryman.http.url import URL
+from ferryman.proxy import relay_events_cache
 from ferryman.proxy.context import ProxyContext
 from ferryman.proxy.errors import ListenerBodyTooLarge, error_response
 from ferryman.proxy.events import (
@@ -61,6 +66,7 @@ from ferryman.server.protocol import origin_form, response_head
 
 if TYPE_CHECKING:
     from ferryman.proxy.relay import Relay
+    from ferryman.proxy.relay_cache import RelayCache
     from ferryman.proxy.upstream import UpstreamPool
 
 __all__ = [
@@ -478,6 +484,41 @@ class RelayFilters:
         task.add_done_callback(_TASKS.discard)
         return True
 
+    def look_up(self, relay: Relay, cache: RelayCache) -> None:
+        """The endpoint's cache for a request the events let go (``Relay.proceed``): as the
+        general path's sits, after the request listeners and the ways in
+        (:mod:`ferryman.proxy.relay_events_cache`). A request whose method they changed, or
+        that a middleware sent to another URL, is relayed uncached."""
+        event = relay.filter_event
+        assert event is not None
+        exchange = relay.exchange
+        request = event.request
+        run = event.run
+        upstream = None if run is None else run.upstream
+        if (
+            _method_changed(request, exchange)
+            or (upstream is not None and (upstream.url_changed or upstream.method_changed))
+            or exchange.upgrade
+        ):
+            cache.counts.bypass += 1
+            relay.forward()
+            return
+        if type(request) is RelayRequest and request._headers is None:
+            fields = exchange.headers  # (nobody read them: the client's, unchanged)
+        else:
+            fields = request.headers.raw
+        target = event.upstream_target or exchange.target
+        if target[:1] != b"/":
+            target = origin_form(target)
+        relay_events_cache.look_up(relay, cache, fields, target)
+
+    def cache_answer(
+        self, relay: Relay, cache: RelayCache, entry: CacheEntry, status: bytes, now: float
+    ) -> bool:
+        """An answer of the cache's after the upstream was asked (a 304 merged, a stale
+        answer on a failure): through the ways out and response listeners, as a hit."""
+        return relay_events_cache.answer(relay, cache, entry, status, now)
+
     def _answer_early(self, relay: Relay, event: RelayFilterEvent) -> bool:
         """Answer with ``event.response`` (forged, or the error's) without the upstream."""
         response = event.response
@@ -498,6 +539,14 @@ class RelayFilters:
         event.response = failure_response(exc, self.name, event.request)
         if previous is not None and not isinstance(previous.stream, ByteStream):
             _close_later(previous)
+
+
+def _method_changed(request: Request, exchange: ServerExchange) -> bool:
+    """Whether a request listener gave the request another method than the client's."""
+    if type(request) is RelayRequest:
+        changed = request._method
+        return changed is not None and changed.encode("ascii") != exchange.method
+    return request.method.encode("ascii") != exchange.method
 
 
 def failure_response(exc: Exception, endpoint: str, request: object) -> Response:

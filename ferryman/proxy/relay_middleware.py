@@ -233,8 +233,12 @@ class UpstreamRelayRequest(Request):
         return self._url is not None and self._url is not self._built_url
 
     @property
+    def method_changed(self) -> bool:
+        return self._method is not None and self._method != self._event.request.method
+
+    @property
     def changed(self) -> bool:
-        if self._method is not None and self._method != self._event.request.method:
+        if self.method_changed:
             return True
         if self.url_changed or self.stream is not self._received_stream:
             return True

@@ -20,9 +20,16 @@ settings' ``attempts`` and ``deadline``, on another upstream when one is up:
   read whole before it went (``request_buffer``), so that the same bytes go again; after the
   backoff (exponential, full jitter).
 
+The ``deadline`` bounds every try of a request, from the first one's start (``Relay.start``
+reads the clock once): no try starts after it, and a later try that still waits (to connect,
+for a free connection, for its answer's head) when it comes is cut off with a 504
+(``_deadline_passed``, a timer armed as the try starts and cancelled by the answer's head);
+an answer that began streams on past it. The first try is bounded by the endpoint's
+timeouts alone.
+
 The waits are timers of the event loop (``call_later``), not coroutines; a client that leaves
 meanwhile cancels its timer. Nothing here runs for a request that succeeds at once but the
-breaker's count of a success.
+breaker's count of a success (and the deadline's clock read).
 """
 
 from __future__ import annotations
@@ -37,8 +44,8 @@ from typing import TYPE_CHECKING, Final
 from ferryman.events import EventDispatcher
 from ferryman.proxy.balancer import Balancer, Upstream
 from ferryman.proxy.breaker import CLOSED, CircuitBreaker
-from ferryman.proxy.errors import UNAVAILABLE, error_body, no_upstream_available
-from ferryman.proxy.logs import upstream_log
+from ferryman.proxy.errors import UNAVAILABLE, deadline_passed, error_body, no_upstream_available
+from ferryman.proxy.logs import report_upstream, upstream_log
 from ferryman.proxy.settings_resilience import BreakerSettings, RetrySettings
 from ferryman.proxy.upstream import UpstreamPool
 
@@ -63,6 +70,7 @@ class EndpointResilience:
         "balancer",
         "breaker_counts",
         "breakers",
+        "deadline",
         "failing_statuses",
         "loop",
         "name",
@@ -95,6 +103,8 @@ class EndpointResilience:
             and all(upstream.weight == 1 for upstream in balancer.upstreams)
         )
         self.retry = retry
+        #: Seconds from a request's first try within which every try of it ends.
+        self.deadline = retry.deadline
         self.retry_statuses = frozenset(retry.statuses)
         self.retry_on = frozenset(retry.on)
         #: Which failures and statuses the breakers count.
@@ -130,6 +140,7 @@ class EndpointResilience:
         relay.pool_index = upstream.index
         relay.pool = upstream.pool
         relay.tried_mask = 1 << upstream.index
+        relay.probe = _ticket(upstream)
         return True
 
     # -- outcomes -----------------------------------------------------------------------------
@@ -138,15 +149,18 @@ class EndpointResilience:
         """An answer's head came: True when the request goes again instead (the answer is
         dropped, its connection closed)."""
         breaker = self.breakers[relay.pool_index]
+        if relay.retry_timer is not None:
+            relay.retry_timer.cancel()  # (a later try's deadline: its answer came in time)
+            relay.retry_timer = None
         if status < 500:
             if breaker is not None:
-                breaker.succeeded()
+                breaker.succeeded(relay.probe)
             return False
         if breaker is not None:
             if status in self.failing_statuses:
-                breaker.failed(f"answered {status}")
+                breaker.failed(f"answered {status}", relay.probe)
             else:
-                breaker.succeeded()
+                breaker.succeeded(relay.probe)
         if status not in self.retry_statuses or not self._may_retry(relay, sent=True):
             return False
         wait = retry_after(lines)
@@ -176,7 +190,7 @@ class EndpointResilience:
     def _count(self, relay: Relay, kind: str, what: str) -> None:
         breaker = self.breakers[relay.pool_index]
         if breaker is not None and kind in self.breaker_counts:
-            breaker.failed(what)
+            breaker.failed(what, relay.probe)
 
     # -- going again --------------------------------------------------------------------------
 
@@ -201,10 +215,7 @@ class EndpointResilience:
         the transaction keeps it, with the upstream, for the access log and storage."""
         settings = self.retry
         now = self.loop.time()
-        if relay.retry_deadline == 0.0:
-            # (from the first failure: reading the clock for every request that succeeds
-            # would cost more than the rest of this module; the first try itself is bounded
-            # by the endpoint's timeouts)
+        if relay.retry_deadline == 0.0:  # (set as the first try started: Relay.start)
             relay.retry_deadline = now + settings.deadline
         delay = random.uniform(
             0, min(settings.max_backoff, settings.backoff * 2 ** (relay.tried - 1))
@@ -225,13 +236,17 @@ class EndpointResilience:
             relay.abandon_try()
         if relay.transaction is not None:
             relay.transaction.attempt_failed(relay.pool.origin, what)
+        if relay.retry_timer is not None:
+            relay.retry_timer.cancel()  # (the deadline timer of the try that failed)
+            relay.retry_timer = None
         upstream.retries += 1
         relay.tried += 1
         relay.tried_mask |= 1 << upstream.index
         relay.pool_index = upstream.index
         relay.pool = upstream.pool
+        relay.probe = _ticket(upstream)
         if delay <= 0 and not detach:
-            relay.start()
+            _resend(relay)
         else:
             # (from a timer even without a wait when the failed connection's parser is
             # still running: the new try must not begin inside its callbacks)
@@ -247,11 +262,42 @@ class EndpointResilience:
             await self.probes.aclose()
 
 
+def _ticket(upstream: Upstream) -> int:
+    """The probe ticket of a try the balancer just gave ``upstream`` (0: not a probe)."""
+    breaker = upstream.breaker
+    return 0 if breaker is None else breaker.probe_ticket()
+
+
 def _resend(relay: Relay) -> None:
+    """A later try starts: it gets what remains of the retry deadline (``_deadline_passed``)."""
     relay.retry_timer = None
     if relay.cancelled or relay.exchange.finished:
         return
+    resilience = relay.endpoint.resilience
+    assert resilience is not None
+    relay.retry_timer = resilience.loop.call_at(relay.retry_deadline, _deadline_passed, relay)
     relay.start()
+
+
+def _deadline_passed(relay: Relay) -> None:
+    """The retry deadline came while a later try still waited for its answer's head (to
+    connect, for a free connection, or for the upstream to answer): the try ends there, its
+    connection closed, and the client gets a 504 (or what stale-if-error allows). Its
+    upstream's breaker counts nothing: the try was cut short by the deadline, not by the
+    endpoint's timeouts."""
+    relay.retry_timer = None
+    exchange = relay.exchange
+    if relay.cancelled or relay.finished or relay.response_started or exchange.finished:
+        return
+    resilience = relay.endpoint.resilience
+    assert resilience is not None
+    failure = deadline_passed(relay.pool.origin, resilience.deadline)
+    report_upstream(failure.kind, relay.pool.origin, failure.message)
+    if relay.connection is None:
+        relay.pool.remove_waiter(relay)  # (or connecting: the connection goes to the pool)
+    else:
+        relay.abandon_try()
+    relay.fail(failure.status_code, failure.message)
 
 
 def retry_after(lines: bytes) -> float | None:

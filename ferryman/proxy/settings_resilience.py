@@ -156,8 +156,10 @@ class RetrySettings(Settings):
     #: at most ``max_backoff``.
     backoff: Annotated[float, Field(ge=0)] = 0.05
     max_backoff: Annotated[float, Field(ge=0)] = 2.0
-    #: Seconds from the first failed try after which no new try starts (the first try is
-    #: bounded by the endpoint's ``timeout``).
+    #: Seconds from the request's first try within which every try ends: no try starts
+    #: after it, and a later try still waiting for its answer's head then is cut off (a
+    #: 504). The first try is bounded by the endpoint's ``timeout`` alone (one longer than
+    #: the deadline leaves no time for another).
     deadline: Seconds = 10.0
 
 

@@ -84,16 +84,62 @@ def test_a_good_probe_closes_it_and_a_bad_one_opens_it_again(clock: Clock) -> No
     b.failed("x")
     clock.now += 5
     assert b.admits() and b.admits() and not b.admits()
-    b.succeeded()
+    probe = b.probe_ticket()
+    assert probe != 0
+    b.succeeded(probe)
     assert b.state == HALF_OPEN
-    b.succeeded()
+    b.succeeded(probe)
     assert b.state == CLOSED
+    assert b.probe_ticket() == 0  # (admitted closed: not a probe)
     b.failed("x")
     clock.now += 5
     assert b.admits()
-    b.failed("timeout")
+    b.failed("timeout", b.probe_ticket())
     assert b.state == OPEN and seen[-1] == ("half_open", "open", "a probe failed (timeout)")
     assert not b.admits()  # the delay starts again
+
+
+def test_only_its_probes_decide_a_half_open_breaker(clock: Clock) -> None:
+    # Requests admitted while it was closed (ticket 0) end while it is half-open: their
+    # answers, good or bad, are about the upstream before it failed.
+    b, seen = breaker(clock, consecutive_failures=1, half_open_after=5)
+    old = b.probe_ticket()
+    assert b.admits() and old == 0
+    b.failed("refused")
+    clock.now += 5
+    assert b.admits()
+    probe = b.probe_ticket()
+    b.succeeded(old)
+    b.failed("timeout", old)
+    assert b.state == HALF_OPEN and not b.admits()  # (the probe still counts as in flight)
+    b.succeeded(probe)
+    assert b.state == CLOSED
+    assert [change[:2] for change in seen] == [
+        ("closed", "open"),
+        ("open", "half_open"),
+        ("half_open", "closed"),
+    ]
+
+
+def test_a_probe_of_an_earlier_half_open_period_decides_nothing(clock: Clock) -> None:
+    b, _ = breaker(clock, consecutive_failures=1, half_open_after=5, half_open_requests=2)
+    b.failed("x")
+    clock.now += 5
+    assert b.admits() and b.admits()
+    first = b.probe_ticket()
+    b.failed("timeout", first)  # one of the two probes failed: open again
+    clock.now += 5
+    assert b.admits()
+    second = b.probe_ticket()
+    assert second != first
+    b.succeeded(first)  # the other probe of the first period, late
+    b.succeeded(first)
+    assert b.state == HALF_OPEN
+    b.succeeded(second)
+    assert b.state == HALF_OPEN  # (two probes must succeed)
+    assert b.admits()
+    b.succeeded(second)
+    assert b.state == CLOSED
 
 
 def test_a_lost_probe_stops_counting_after_the_delay(clock: Clock) -> None:

@@ -119,6 +119,47 @@ async def test_a_stale_answer_is_validated_and_the_304_merged(
     assert proxy.cache.counts.revalidated == 1
 
 
+async def test_a_304_about_another_answer_is_asked_again_unconditionally(
+    origin: CacheOrigin, path: str, ferryman_proxy: StartProxy
+) -> None:
+    # As on the relay (RFC 9111 4.3.4): the client asked unconditionally, never gets the 304.
+    origin.script(
+        path,
+        Reply(headers=[("Cache-Control", "max-age=0")], etag='"a"', body=b"v1"),
+        Reply(status=304, headers=[("ETag", '"b"'), *MAX_AGE]),
+        Reply(headers=MAX_AGE, etag='"b"', body=b"v2"),
+    )
+    proxy = await ferryman_proxy(url=origin.url, **GENERAL)
+    await proxy.send(target=path)
+    again = await proxy.send(target=path)
+    assert (again.status, again.body, again.header("x-cache")) == (200, b"v2", "MISS")
+    validation, unconditional = origin.requests_for(path)[1:]
+    assert validation.header("if-none-match") == '"a"'
+    assert unconditional.header("if-none-match") is None
+    hit = await proxy.send(target=path)
+    assert (hit.header("x-cache"), hit.body) == ("HIT", b"v2")
+    assert origin.hits(path) == 3
+
+
+async def test_a_304_that_may_not_be_stored_answers_once_and_drops_the_entry(
+    origin: CacheOrigin, path: str, ferryman_proxy: StartProxy
+) -> None:
+    origin.script(
+        path,
+        Reply(headers=[("Cache-Control", "max-age=0")], etag='"a"', body=b"v1"),
+        Reply(status=304, headers=[("ETag", '"a"'), ("Cache-Control", "no-store")]),
+        Reply(headers=[("Cache-Control", "no-store")], etag='"a"', body=b"v1 again"),
+    )
+    proxy = await ferryman_proxy(url=origin.url, **GENERAL)
+    await proxy.send(target=path)
+    once = await proxy.send(target=path)
+    assert (once.status, once.body, once.header("x-cache")) == (200, b"v1", "REVALIDATED")
+    assert once.header("cache-control") == "no-store"
+    after = await proxy.send(target=path)
+    assert (after.status, after.body, after.header("x-cache")) == (200, b"v1 again", "MISS")
+    assert origin.requests_for(path)[2].header("if-none-match") is None
+
+
 async def test_stale_while_revalidate_validates_in_the_background(
     origin: CacheOrigin, path: str, ferryman_proxy: StartProxy
 ) -> None:

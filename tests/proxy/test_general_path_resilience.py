@@ -16,6 +16,7 @@ import pytest
 
 from tests.proxy.general_path import GENERAL, StartProxy, ferryman_proxy, payload
 from tests.servers.cued_upstream import CuedUpstream
+from tests.servers.slow_upstream import wait_until
 
 __all__ = ["ferryman_proxy"]
 
@@ -71,6 +72,34 @@ async def test_consecutive_5xx_open_the_breaker_then_503_json_without_the_upstre
     assert len(up.requests) == 3  # the fourth never reached it
     lines = await proxy.stop()
     assert "error=\"no upstream of 'api' is available" in lines[-1]
+
+
+async def test_a_request_sent_before_the_breaker_opened_does_not_close_it(
+    ferryman_proxy: StartProxy, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    # As on the relay: only the half-open breaker's probe may close it.
+    (up,) = upstreams(1)
+    proxy = await ferryman_proxy(
+        NO_CACHE,
+        url=up.url,
+        breaker={"consecutive_failures": 1, "half_open_after": 0.3},
+        retry=NO_RETRY,
+        **GENERAL,
+    )
+    up.cue = ["late", "status", "late"]
+    up.slow_for = 0.7
+    old = asyncio.ensure_future(proxy.send())
+    assert await wait_until(lambda: len(up.requests) == 1)
+    assert (await proxy.send()).status == 503
+    await asyncio.sleep(0.35)
+    probe = asyncio.ensure_future(proxy.send())
+    assert await wait_until(lambda: len(up.requests) == 3)
+    assert (await old).status == 200
+    await asyncio.sleep(0)  # (the state event's listeners run from the loop)
+    assert proxy.transitions() == [("closed", "open"), ("open", "half_open")]
+    assert (await probe).status == 200
+    await asyncio.sleep(0)
+    assert proxy.transitions()[-1] == ("half_open", "closed")
 
 
 async def test_the_relay_and_the_general_path_share_one_breaker_per_upstream(
@@ -263,3 +292,53 @@ async def test_a_body_that_broke_off_counts_on_the_breaker(
     assert "broke off" in proxy.states[0].reason
     assert (await proxy.send()).status == 503
     assert len(a.requests) == 2
+
+
+# -- the retry deadline -------------------------------------------------------------------------
+
+
+async def test_every_try_ends_within_the_deadline(
+    ferryman_proxy: StartProxy, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    # As on the relay: tries of 0.6 s and a deadline of 1 s; the second is cut at 1 s.
+    (up,) = upstreams(1)
+    proxy = await ferryman_proxy(
+        NO_CACHE,
+        url=up.url,
+        timeout={"connect": 2, "read": 0.6},
+        retry={"attempts": 5, "backoff": 0, "deadline": 1, "on": ["timeout"]},
+        **GENERAL,
+    )
+    up.cue = "hang"
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    response = await proxy.send()
+    took = loop.time() - began
+    assert response.status == 504 and payload(response) == {
+        "status": 504,
+        "message": f"the upstream {up.url} did not answer in time: the retry deadline of 1 s "
+        "ran out",
+    }
+    assert len(up.requests) == 2
+    assert 0.95 <= took < 1.5
+    resilience = proxy.relay.resilience
+    assert resilience is not None
+    assert resilience.breakers[0].consecutive == 1  # (the cut try is not the upstream's failure)
+
+
+async def test_an_answer_that_began_within_the_deadline_is_not_cut_by_it(
+    ferryman_proxy: StartProxy, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    (up,) = upstreams(1)
+    proxy = await ferryman_proxy(
+        NO_CACHE,
+        url=up.url,
+        timeout={"connect": 2, "read": 0.5},
+        retry={"attempts": 2, "backoff": 0, "deadline": 0.7, "on": ["timeout"]},
+        **GENERAL,
+    )
+    up.cue = ["hang", "slow"]
+    up.slow_for = 0.4  # (the answer's head at 0.5 s, its end at 0.9 s: past the deadline)
+    response = await proxy.send()
+    assert (response.status, response.body) == (200, b"slowbody")
+    assert len(up.requests) == 2

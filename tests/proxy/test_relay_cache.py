@@ -286,6 +286,90 @@ async def test_the_clients_own_conditional_goes_through(
     assert mine.status == 304  # the client asked conditionally: it gets the 304
 
 
+STALE_AT_ONCE = [("Cache-Control", "max-age=0")]
+
+
+async def test_a_304_about_another_answer_is_asked_again_unconditionally(
+    origin: CacheOrigin, path: str, start_relay: StartRelay
+) -> None:
+    await _a_304_about_another_answer(origin, path, await cached_relay(start_relay, origin.url))
+
+
+async def test_a_304_about_another_answer_with_redis(
+    origin: CacheOrigin, path: str, start_relay: StartRelay, redis_store: RedisStore
+) -> None:
+    server = await cached_relay(start_relay, origin.url, store=redis_store)
+    await _a_304_about_another_answer(origin, path, server)
+
+
+async def _a_304_about_another_answer(origin: CacheOrigin, path: str, server: RelayServer) -> None:
+    # RFC 9111 4.3.4: a 304 whose ETag is not the stored one's selects nothing; the client,
+    # who asked unconditionally, must not get it (it has no body), nor the stored "a".
+    origin.script(
+        path,
+        Reply(headers=STALE_AT_ONCE, body=b"v1", etag='"a"'),
+        Reply(304, headers=[("ETag", '"b"'), *MAX_AGE]),
+        Reply(headers=MAX_AGE, body=b"v2", etag='"b"'),
+    )
+    cache = server.relay.cache
+    assert cache is not None
+    await get(server, path)
+    assert await wait_until(lambda: not cache._tasks)  # (stored: a Redis write is a task)
+    second = await get(server, path)
+    assert await wait_until(lambda: not cache._tasks)
+    assert second.status == 200 and second.body == b"v2"
+    assert second.header("etag") == '"b"' and second.header("x-cache") == "MISS"
+    validation, again = origin.requests_for(path)[1:]
+    assert validation.header("if-none-match") == '"a"'
+    assert again.header("if-none-match") is None and again.header("if-modified-since") is None
+    assert again.connection == validation.connection  # (the 304's connection was kept)
+    third = await get(server, path)  # the whole answer replaced the stored one
+    assert (third.header("x-cache"), third.body) == ("HIT", b"v2")
+    assert origin.hits(path) == 3
+
+
+async def test_a_304_about_another_last_modified_is_asked_again(
+    origin: CacheOrigin, path: str, start_relay: StartRelay
+) -> None:
+    old, new = "Mon, 05 Jan 2026 10:00:00 GMT", "Tue, 06 Jan 2026 10:00:00 GMT"
+    origin.script(
+        path,
+        Reply(headers=[*STALE_AT_ONCE, ("Last-Modified", old)], body=b"v1"),
+        Reply(304, headers=[("Last-Modified", new)]),
+        Reply(headers=[("Last-Modified", new)], body=b"v2"),
+    )
+    server = await cached_relay(start_relay, origin.url)
+    await get(server, path)
+    second = await get(server, path)
+    assert (second.status, second.body) == (200, b"v2")
+    validation, again = origin.requests_for(path)[1:]
+    assert validation.header("if-modified-since") == old
+    assert again.header("if-modified-since") is None
+
+
+async def test_a_304_that_may_not_be_stored_answers_once_and_drops_the_entry(
+    origin: CacheOrigin, path: str, start_relay: StartRelay
+) -> None:
+    # The 304 speaks of the stored answer (its ETag): it is still good for this request, but
+    # its update may not be stored (no-store): the client gets it merged, once.
+    origin.script(
+        path,
+        Reply(headers=[*STALE_AT_ONCE, ("X-Version", "1")], body=b"v1", etag='"a"'),
+        Reply(304, headers=[("ETag", '"a"'), ("Cache-Control", "no-store"), ("X-Version", "2")]),
+        Reply(headers=[("Cache-Control", "no-store")], body=b"v1 again", etag='"a"'),
+    )
+    server = await cached_relay(start_relay, origin.url)
+    await get(server, path)
+    second = await get(server, path)
+    assert (second.status, second.body) == (200, b"v1")
+    assert second.header("x-cache") == "REVALIDATED" and second.header("x-version") == "2"
+    assert second.header("cache-control") == "no-store"
+    third = await get(server, path)  # nothing stored any more: the whole answer, unstored
+    assert (third.status, third.body, third.header("x-cache")) == (200, b"v1 again", "MISS")
+    assert origin.requests_for(path)[2].header("if-none-match") is None
+    assert origin.hits(path) == 3
+
+
 async def test_stale_while_revalidate(
     origin: CacheOrigin, path: str, start_relay: StartRelay
 ) -> None:

@@ -181,6 +181,30 @@ async def test_a_failed_probe_opens_the_breaker_again(
     assert "a probe failed (timeout)" in api.events[-1].reason
 
 
+async def test_a_request_sent_before_the_breaker_opened_does_not_close_it(
+    endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    # A slow request admitted while the breaker was closed answers 200 while it is half-open:
+    # only the probe may close it (it used to close at the old request's answer).
+    (up,) = upstreams(1)
+    api = await endpoint(
+        url=up.url, breaker={"consecutive_failures": 1, "half_open_after": 0.3}, retry=NO_RETRY
+    )
+    up.cue = ["late", "status", "late"]
+    up.slow_for = 0.7
+    old = asyncio.ensure_future(api.send())
+    assert await wait_until(lambda: len(up.requests) == 1)
+    assert (await api.send()).status == 503  # the upstream's 503: open
+    await asyncio.sleep(0.35)
+    probe = asyncio.ensure_future(api.send())  # (half-open: the probe, answering at ~1.05 s)
+    assert await wait_until(lambda: len(up.requests) == 3)
+    assert (await old).status == 200
+    assert api.transitions() == [("closed", "open"), ("open", "half_open")]
+    assert (await probe).status == 200
+    assert api.transitions()[-1] == ("half_open", "closed")
+    assert "1 probe(s) succeeded" in api.events[-1].reason
+
+
 async def test_an_error_rate_over_the_window_opens_the_breaker(
     endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
 ) -> None:
@@ -525,9 +549,55 @@ async def test_retries_stop_at_the_deadline(
     )
     up.cue = "hang"
     assert (await api.send()).status == 504
-    # Tries of 0.2 s each, none starting 0.5 s after the first failed (at 0.2 s): 4 at most
-    # of the 11 the attempts allow.
+    # Tries of 0.2 s each, the last one cut when 0.5 s have passed since the first began: 3
+    # (4 on a slow machine) of the 11 the attempts allow.
     assert 2 <= len(up.requests) <= 4
+
+
+async def test_every_try_ends_within_the_deadline(
+    endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    # Tries of 0.6 s and a deadline of 1 s: the second try starts at 0.6 s and is cut at
+    # 1 s (it used to run its full 0.6 s, and a third one after it, to 1.8 s).
+    (up,) = upstreams(1)
+    api = await endpoint(
+        url=up.url,
+        timeout={"connect": 2, "read": 0.6},
+        retry={"attempts": 5, "backoff": 0, "deadline": 1, "on": ["timeout"]},
+    )
+    up.cue = "hang"
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    response = await api.send()
+    took = loop.time() - began
+    assert response.status == 504
+    assert response.header("content-type") == "application/json"
+    assert json.loads(response.body) == {
+        "status": 504,
+        "message": f"the upstream {up.url} did not answer in time: the retry deadline of 1 s "
+        "ran out",
+    }
+    assert len(up.requests) == 2
+    assert 0.95 <= took < 1.5
+    # The cut try was the deadline's doing, not the upstream's: only the first timed out.
+    breaker = api.resilience.breakers[0]
+    assert breaker.consecutive == 1
+
+
+async def test_an_answer_that_began_within_the_deadline_is_not_cut_by_it(
+    endpoint: StartEndpoint, upstreams: Callable[[int], list[CuedUpstream]]
+) -> None:
+    (up,) = upstreams(1)
+    api = await endpoint(
+        url=up.url,
+        timeout={"connect": 2, "read": 0.5},
+        retry={"attempts": 2, "backoff": 0, "deadline": 0.7, "on": ["timeout"]},
+    )
+    up.cue = ["hang", "slow"]
+    up.slow_for = 0.4  # (the answer's head at 0.5 s, its end at 0.9 s: past the deadline)
+    response = await api.send()
+    assert (response.status, response.body) == (200, b"slowbody")
+    assert len(up.requests) == 2
 
 
 async def test_retry_after_is_waited_for_within_the_deadline(

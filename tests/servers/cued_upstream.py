@@ -3,7 +3,8 @@
 ``upstream.cue`` is one of ``ok`` (a JSON answer naming the upstream and echoing the request),
 ``status`` (``cue_status``, with ``cue_headers``), ``hang`` (reads the request, never answers),
 ``hangup`` (reads the request, closes without a word), ``half-head`` (part of a head, then
-nothing), ``cut`` (half a body, then closes); a
+nothing), ``cut`` (half a body, then closes), ``slow`` (a 200 whose head and first half come
+at once, the rest ``slow_for`` s later), ``late`` (``ok``, ``slow_for`` s late); a
 list of cues is taken one per request, the last one then staying. ``refuse()`` stops listening
 (connections are refused) and ``listen()`` starts again on the same port. ``GET /health``
 answers ``health_status`` whatever the cue (the active probes' path), and is not recorded
@@ -41,6 +42,7 @@ class CuedUpstream(ThreadedStreamServer):
         self.cue: str | list[str] = "ok"
         self.cue_status = 503
         self.cue_headers: list[tuple[str, str]] = []
+        self.slow_for = 0.5
         self.health_status = 200
         self.health_probes = 0
         self.requests: list[Seen] = []
@@ -104,6 +106,9 @@ class CuedUpstream(ThreadedStreamServer):
                     continue
                 self.requests.append(Seen(method, target, body, time.monotonic()))
                 cue = self._next_cue()
+                if cue == "late":
+                    await asyncio.sleep(self.slow_for)
+                    cue = "ok"
                 if cue == "ok":
                     payload = {"upstream": self.name, "method": method, "target": target}
                     payload["body"] = body.decode("latin-1")
@@ -124,6 +129,11 @@ class CuedUpstream(ThreadedStreamServer):
                     await writer.drain()
                     await reader.read(1)
                     return
+                elif cue == "slow":
+                    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nslow")
+                    await writer.drain()
+                    await asyncio.sleep(self.slow_for)
+                    writer.write(b"body")
                 elif cue == "cut":
                     writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf of it")
                     await writer.drain()

@@ -167,7 +167,7 @@ def text_line(transaction: Transaction, clock: _Clock, redact: Redactor | None =
     origin, head = t.upstream_origin, t.raw_upstream_head
     upstream: str | None
     if origin is None:
-        upstream = "-"
+        upstream = None  # (the general path's URL, if it reached one: t.upstream)
     elif (
         head is not None
         and head.startswith(raw_target, start := len(t.raw_method) + 1)

@@ -13,8 +13,8 @@ The fast relay and the general path (an endpoint with ``request_options``, or wh
 ``core.*``/``http_client.filter.*`` listeners exist) consult the same cache
 (:mod:`ferryman.proxy.general_cache`): what one stores the other serves, and a hit on the
 general path dispatches no ``http_client.filter.*`` event. Requests the relay serves with
-proxy filter listeners or middleware (:mod:`ferryman.proxy.relay_events`) still go upstream
-uncached.
+proxy filter listeners or middleware consult it where the general path does, after the
+request listeners and the ways in (:mod:`ferryman.proxy.relay_events_cache`).
 """
 
 from __future__ import annotations

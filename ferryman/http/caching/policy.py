@@ -51,8 +51,10 @@ __all__ = [
     "CachePolicy",
     "CacheRequest",
     "Lookup",
+    "Validated",
     "conditional_headers",
     "related_locations",
+    "selects",
 ]
 
 #: Statuses a cache may store without explicit freshness (RFC 9110 section 15.1).
@@ -460,19 +462,40 @@ class CachePolicy:
         etag = joined_value(headers, b"etag")
         if etag is not None and entry.etag is not None and _weak(etag) != _weak(entry.etag):
             return None
-        updates = _strip_fields(headers, _NOT_UPDATED)
-        replaced = {name.lower() for name, _ in updates}
-        merged = [(n, v) for n, v in entry.headers if n.lower() not in replaced] + updates
-        if b"date" not in replaced:
-            # (the stored Date would make the freshened response look as old as the stored one)
-            merged = [(n, v) for n, v in merged if n.lower() != b"date"]
-            merged.append((b"Date", formatdate(response_time, usegmt=True).encode("ascii")))
+        merged = _merged(entry, headers, response_time)
         fresh = self.store(request, entry.status, entry.reason, merged, request_time, response_time)
         if fresh is None:
             return None
         fresh.vary = entry.vary  # (the variant it was selected as: the request may differ)
         fresh.body = entry.body
         return fresh
+
+    def validated(
+        self,
+        entry: CacheEntry,
+        request: CacheRequest,
+        headers: Sequence[tuple[bytes, bytes]],
+        request_time: float,
+        response_time: float,
+    ) -> Validated:
+        """What the origin's 304 to the cache's own validation of ``entry`` (``headers``: the
+        304's fields) lets it do for a client that asked unconditionally, to whom that 304
+        must never go (RFC 9111 sections 4.3.3 and 4.3.4): answer with ``entry`` as the 304
+        updated it, stored when it may be; or, when the 304 speaks of another response
+        (:func:`selects`), nothing (the cache drops ``entry`` and asks again without its
+        validators)."""
+        if not selects(entry, headers):
+            return Validated(None, False)
+        fresh = self.freshen(entry, request, 304, headers, request_time, response_time)
+        if fresh is not None:
+            return Validated(fresh, True)
+        # Valid, but its update may not be stored (``no-store``, ``private``, a cookie...):
+        # it answers this request, once.
+        merged = _merged(entry, headers, response_time)
+        once = CacheEntry(
+            entry.status, entry.reason, merged, response_time=response_time, body=entry.body
+        )
+        return Validated(once, False)
 
     @staticmethod
     def invalidates(method: bytes, status: int) -> bool:
@@ -507,3 +530,52 @@ def related_locations(headers: Sequence[tuple[bytes, bytes]]) -> list[bytes]:
 
 
 _LOCATIONS: Final = frozenset({b"location", b"content-location"})
+
+
+class Validated(NamedTuple):
+    """What a 304 to the cache's own validation allows (:meth:`CachePolicy.validated`)."""
+
+    #: The stored response as the 304 updated it, to answer with; ``None``: the 304 is about
+    #: another response, and the request goes again without the cache's validators.
+    answer: CacheEntry | None
+    #: Whether ``answer`` replaces the stored response (else the stored one is dropped: the
+    #: origin's 304 forbids storing it as it now is).
+    store: bool
+
+
+def selects(entry: CacheEntry, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    """Whether a 304 to a validation of ``entry`` alone speaks of ``entry`` (RFC 9111 section
+    4.3.4): its ETag matches the stored one (weak comparison, as the validation asked), or,
+    without an ETag, its Last-Modified is the stored one. A 304 with neither selects it: the
+    origin answered 304 to ``entry``'s own validators, the only ones asked about (RFC 9110
+    section 13.1), and names no other response (section 4.3.4 would select only a response
+    without validators then; a cache never validates one, and the origin omitted a field it
+    should have sent, RFC 9110 section 15.4.5)."""
+    etag = joined_value(headers, b"etag")
+    if etag is not None:
+        return entry.etag is not None and _weak(etag) == _weak(entry.etag)
+    modified = joined_value(headers, b"last-modified")
+    if modified is not None:
+        stored = entry.last_modified
+        if stored is None:
+            return False
+        if modified.strip() == stored.strip():
+            return True
+        when = http_date(modified)
+        return when is not None and when == http_date(stored)
+    return True
+
+
+def _merged(
+    entry: CacheEntry, headers: Sequence[tuple[bytes, bytes]], response_time: float
+) -> list[tuple[bytes, bytes]]:
+    """``entry``'s fields updated by a 304's (RFC 9111 section 3.2): the 304's replace the
+    stored ones of the same name, but for the framing and the representation's own."""
+    updates = _strip_fields(headers, _NOT_UPDATED)
+    replaced = {name.lower() for name, _ in updates}
+    merged = [(n, v) for n, v in entry.headers if n.lower() not in replaced] + updates
+    if b"date" not in replaced:
+        # (the stored Date would make the freshened response look as old as the stored one)
+        merged = [(n, v) for n, v in merged if n.lower() != b"date"]
+        merged.append((b"Date", formatdate(response_time, usegmt=True).encode("ascii")))
+    return merged

@@ -445,6 +445,64 @@ def test_a_304_for_another_validator_is_not_merged() -> None:
     assert shared.freshen(entry, request(shared), 200, [], NOW, NOW) is None
 
 
+LAST_MODIFIED = b"Tue, 14 Nov 2023 12:13:20 GMT"
+
+
+@pytest.mark.parametrize(
+    ("fields", "selected"),
+    [
+        ([(b"ETag", b'"v1"')], True),
+        ([(b"ETag", b'W/"v1"')], True),  # (weak comparison, as If-None-Match asked)
+        ([(b"ETag", b'"v2"')], False),
+        ([(b"ETag", b'"v2"'), (b"Last-Modified", LAST_MODIFIED)], False),  # (the ETag first)
+        ([(b"Last-Modified", LAST_MODIFIED)], True),
+        ([(b"Last-Modified", b"Tuesday, 14-Nov-23 12:13:20 GMT")], True),  # (the same date)
+        ([(b"Last-Modified", b"Wed, 15 Nov 2023 12:13:20 GMT")], False),
+        ([], True),  # (no validator: the 304 answered the stored one's, and names no other)
+    ],
+)
+def test_which_304_selects_the_stored_response(fields: Fields, selected: bool) -> None:
+    entry = stored(
+        shared,
+        [(b"Cache-Control", b"max-age=10"), (b"ETag", b'"v1"'), (b"Last-Modified", LAST_MODIFIED)],
+    )
+    assert entry is not None
+    outcome = shared.validated(entry, request(shared), fields, NOW, NOW)
+    assert (outcome.answer is not None) == selected
+    assert outcome.store == selected
+
+
+def test_a_304_with_only_last_modified_does_not_select_an_entry_without_one() -> None:
+    entry = stored(shared, [(b"Cache-Control", b"max-age=10"), (b"ETag", b'"v1"')])
+    assert entry is not None
+    outcome = shared.validated(entry, request(shared), [(b"Last-Modified", DATE)], NOW, NOW)
+    assert outcome.answer is None
+
+
+@pytest.mark.parametrize(
+    "update",
+    [
+        [(b"Cache-Control", b"no-store")],
+        [(b"Cache-Control", b"private, max-age=10")],
+        [(b"Set-Cookie", b"session=alice")],
+    ],
+)
+def test_a_304_whose_update_may_not_be_stored_answers_once(update: Fields) -> None:
+    entry = stored(
+        shared, [(b"Cache-Control", b"max-age=10"), (b"ETag", b'"v1"'), (b"X-Version", b"1")]
+    )
+    assert entry is not None
+    entry.body = b"stored body"
+    later = NOW + 100
+    fields = [(b"ETag", b'"v1"'), (b"X-Version", b"2"), *update]
+    outcome = shared.validated(entry, request(shared), fields, later, later)
+    assert outcome.answer is not None and not outcome.store
+    assert outcome.answer.body == b"stored body" and outcome.answer.status == 200
+    merged = dict(outcome.answer.headers)
+    assert merged[b"X-Version"] == b"2" and merged[update[0][0]] == update[0][1]
+    assert outcome.answer.age(later) < 1
+
+
 # -- invalidation -----------------------------------------------------------------------------
 
 
