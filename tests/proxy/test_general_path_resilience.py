@@ -320,7 +320,7 @@ async def test_every_try_ends_within_the_deadline(
         "ran out",
     }
     assert len(up.requests) == 2
-    assert 0.95 <= took < 1.5
+    assert 0.95 <= took < 1.75  # (the old way: 1.8 s; the message says which ran out)
     resilience = proxy.relay.resilience
     assert resilience is not None
     assert resilience.breakers[0].consecutive == 1  # (the cut try is not the upstream's failure)

@@ -578,7 +578,7 @@ async def test_every_try_ends_within_the_deadline(
         "ran out",
     }
     assert len(up.requests) == 2
-    assert 0.95 <= took < 1.5
+    assert 0.95 <= took < 1.75  # (the old way: 1.8 s; the message says which ran out)
     # The cut try was the deadline's doing, not the upstream's: only the first timed out.
     breaker = api.resilience.breakers[0]
     assert breaker.consecutive == 1
