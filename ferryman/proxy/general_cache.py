@@ -34,6 +34,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Final
 
+from ferryman.client.cache.layer import StoredBody
 from ferryman.http.caching import (
     CONDITIONAL_FIELDS,
     REVALIDATE,
@@ -282,7 +283,7 @@ def stored_response(
     if method == _HEAD or code == 204 or code == 304:
         stream: AsyncByteStream = EMPTY_STREAM
     else:
-        stream = _StoredBody(body)
+        stream = StoredBody(body)
     return Response(
         code,
         headers=Headers.from_raw(fields),
@@ -317,24 +318,6 @@ def not_modified_response(
         stream=EMPTY_STREAM,
         extensions={CACHE_ANSWER: "HIT", "cache_status": "HIT", "reason_phrase": b"Not Modified"},
     )
-
-
-class _StoredBody(AsyncByteStream):
-    """A stored body, whole: the server sends it without a coroutine per chunk."""
-
-    __slots__ = ("_body",)
-
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self._body
-
-    async def aread(self) -> bytes:
-        return self._body
-
-    def read_if_complete(self) -> bytes | None:
-        return self._body
 
 
 class _StoringBody(AsyncByteStream):

@@ -47,7 +47,7 @@ from ferryman.http.response import Response
 from ferryman.http.streams import EMPTY_STREAM, AsyncByteStream
 from ferryman.http.url import URL
 
-__all__ = ["DEFAULT_MAX_OBJECT_SIZE", "CachingTransport", "HttpCache"]
+__all__ = ["DEFAULT_MAX_OBJECT_SIZE", "CachingTransport", "HttpCache", "StoredBody"]
 
 logger = logging.getLogger("ferryman.cache")
 
@@ -282,7 +282,7 @@ def _from_entry(entry: CacheEntry, request: Request, status: str, now: float) ->
     response = Response(
         entry.status,
         headers=Headers.from_raw(raw),
-        stream=EMPTY_STREAM if head or not body else _StoredBody(body),
+        stream=EMPTY_STREAM if head or not body else StoredBody(body),
         extensions={
             "cache_status": status,
             "http_version": b"HTTP/1.1",
@@ -330,8 +330,9 @@ def _replace(variants: list[CacheEntry], old: CacheEntry, new: CacheEntry) -> li
     )
 
 
-class _StoredBody(AsyncByteStream):
-    """A stored body: already whole, so ``read_if_complete`` answers without a coroutine."""
+class StoredBody(AsyncByteStream):
+    """A stored body: already whole, so ``read_if_complete`` answers without a coroutine (and
+    a server sends it without a coroutine per chunk: the proxy's general path uses it too)."""
 
     __slots__ = ("_body",)
 
