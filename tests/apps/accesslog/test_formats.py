@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import re
 
-from ferryman.apps.accesslog.formats import LineFormatter, escape, query_redactor
+import pytest
+
+from ferryman.apps.accesslog.formats import LineFormatter, escape, milliseconds, query_redactor
 from ferryman.apps.accesslog.settings import DEFAULT_REDACTED_PARAMETERS
 from ferryman.proxy.transactions import Transaction
 
@@ -148,3 +150,18 @@ def test_a_json_line_is_one_object_with_the_same_fields() -> None:
     assert re.fullmatch(r"[0-9a-f]{32}", data["id"])
     empty = json.loads(LineFormatter("json")(finished(upstream=False, client=None)))
     assert empty["upstream"] is None and empty["client"] is None and empty["error"] is None
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (0.0, "0.0ms"),
+        (0.00324, "3.2ms"),
+        (0.00326, "3.3ms"),
+        (0.0001, "0.1ms"),
+        (12.34567, "12345.7ms"),
+        (-0.002, "-2.0ms"),  # (a clock stepped back: still a number, never a crash)
+    ],
+)
+def test_durations_are_milliseconds_in_tenths(seconds: float, text: str) -> None:
+    assert milliseconds(seconds) == text
