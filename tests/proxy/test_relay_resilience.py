@@ -339,7 +339,8 @@ async def test_health_probes_take_an_upstream_out_and_bring_it_back(
         },
     )
     a.health_status = 500
-    assert await wait_until(lambda: api.transitions("health", of=a.url) == [("up", "down")])
+    ok = await wait_until(lambda: api.transitions("health", of=a.url) == [("up", "down")])
+    assert ok, (api.transitions("health"), api.transitions())
     assert "failed (the last: status 500)" in api.events[0].reason
     a.requests.clear()
     for _ in range(4):
@@ -360,7 +361,8 @@ async def test_an_upstream_that_refuses_probes_is_taken_out(
         health_check={"path": "/health", "interval": 0.2, "timeout": 0.2, "unhealthy_after": 1},
     )
     a.refuse()
-    assert await wait_until(lambda: api.transitions("health", of=a.url) == [("up", "down")])
+    ok = await wait_until(lambda: api.transitions("health", of=a.url) == [("up", "down")])
+    assert ok, (api.transitions("health"), api.transitions())
     for _ in range(3):
         assert payload(await api.send())["upstream"] == b.name
 

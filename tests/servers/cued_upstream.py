@@ -48,6 +48,9 @@ class CuedUpstream(ThreadedStreamServer):
         self.requests: list[Seen] = []
         self._hanging: list[asyncio.Future[None]] = []
         self._writers: set[asyncio.StreamWriter] = set()
+        #: Down (``refuse``): a connection accepted just before, whose handler had not started
+        #: yet, is cut as soon as it does (closing the server keeps accepted ones open).
+        self._refusing = False
 
     # -- the test's controls ------------------------------------------------------------------
 
@@ -55,6 +58,7 @@ class CuedUpstream(ThreadedStreamServer):
         """Go down: open connections are closed, new ones refused until :meth:`listen`."""
 
         async def _close() -> None:
+            self._refusing = True
             for writer in list(self._writers):
                 writer.transport.abort()
             if self._server is not None:
@@ -69,6 +73,7 @@ class CuedUpstream(ThreadedStreamServer):
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", self.port))
+            self._refusing = False
             self._server = await asyncio.start_server(self._serve, sock=sock)
 
         asyncio.run_coroutine_threadsafe(_open(), self.loop).result(timeout=10)
@@ -85,6 +90,9 @@ class CuedUpstream(ThreadedStreamServer):
         return cue
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._refusing:
+            writer.transport.abort()
+            return
         self._writers.add(writer)
         try:
             while True:
