@@ -29,8 +29,10 @@ __all__ = [
     "OUTAGE",
     "STORED",
     "Report",
+    "batch_size_of",
     "encode",
     "read_frame",
+    "read_raw_frame",
     "read_sized_frame",
 ]
 
@@ -71,11 +73,30 @@ async def read_frame(reader: asyncio.StreamReader) -> Any:
 
 async def read_sized_frame(reader: asyncio.StreamReader) -> tuple[Any, int] | None:
     """:func:`read_frame`'s value and the frame's size in bytes (what holding it costs)."""
+    frame = await read_raw_frame(reader)
+    return None if frame is None else (marshal.loads(frame), len(frame))
+
+
+async def read_raw_frame(reader: asyncio.StreamReader) -> bytes | None:
+    """The next frame's marshalled bytes, not turned into objects yet; ``None`` at the end."""
     try:
         header = await reader.readexactly(_LENGTH.size)
         (length,) = _LENGTH.unpack(header)
         if length >= MAX_FRAME:
             raise ValueError(f"a frame of {length} bytes: the pipe is out of step")
-        return marshal.loads(await reader.readexactly(length)), length
+        return await reader.readexactly(length)
     except asyncio.IncompleteReadError:
         return None
+
+
+#: marshal's type code of a list, without and with its reference flag (0x80).
+_LIST_CODES: Final = frozenset((0x5B, 0xDB))
+
+
+def batch_size_of(frame: bytes) -> int:
+    """How many records a batch frame (a marshalled list) holds, read from its head without
+    unmarshalling it: marshal writes a list as its type code and its length, a 4-byte
+    little-endian integer (the format of this interpreter, which wrote the frame)."""
+    if len(frame) < 5 or frame[0] not in _LIST_CODES:
+        raise ValueError("not a batch: a batch frame is a marshalled list")
+    return int.from_bytes(frame[1:5], "little")

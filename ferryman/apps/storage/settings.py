@@ -10,6 +10,7 @@
       queue_size: 10000           # transactions waiting for the writer process; beyond, dropped
       backlog_size: 268435456     # bytes of records the writer holds while behind; beyond, dropped
       drain_timeout: 30           # seconds a stopping proxy lets the writer store what it holds
+      hold_under_load: 30         # seconds the writer may hold records while the proxy is saturated
       batch_size: 500             # records per batch sent to the writer, and rows per INSERT
       flush_interval: 0.5         # seconds the proxy waits for a batch to fill before sending
       redact_headers: [X-Api-Key] # added to Authorization, Proxy-Authorization, Cookie, Set-Cookie
@@ -135,6 +136,9 @@ class StorageSettings(Settings):
     #: Seconds a stopping proxy waits for its writer to store what it holds; then it is killed
     #: and what it held is counted as dropped.
     drain_timeout: Annotated[float, Field(gt=0)] = 30.0
+    #: Seconds in a row the writer may hold what it receives, instead of writing it, while the
+    #: proxy's process uses most of a CPU (see ``writer.DatabaseWriter._holding``); 0: never.
+    hold_under_load: Annotated[float, Field(ge=0)] = 30.0
     batch_size: Annotated[int, Field(ge=1, le=10000)] = 500
     flush_interval: Annotated[float, Field(gt=0, le=60)] = 0.5
     #: How often the janitor runs (it also runs once at start).

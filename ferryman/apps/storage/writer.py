@@ -10,6 +10,13 @@ but the marshalled records it sends (see :mod:`.channel` for the frames on both 
 the writer runs at the lowest priority (:func:`lower_priority`): on a saturated core it takes
 the time the proxy leaves, holds what it is behind on, and catches up when the load eases.
 
+While the proxy is saturated (its process uses most of a CPU, :mod:`.load`), the writer holds
+what it receives instead of writing it, for up to ``hold_under_load`` seconds in a row and half
+of ``backlog_size``, and writes it when the load eases: the CPU that storing costs (the
+writer's, and a database server's, which does not run at the writer's low priority) is then not
+taken from the traffic. A burst is recorded whole, a little later; a longer saturation is
+written through as it comes.
+
 A database that is down or slow never holds the proxy back: the writer keeps the batch it could
 not write and tries again with a growing pause (0.5 s to 30 s), while what arrives meanwhile
 waits in memory up to ``backlog_size`` bytes; beyond that, records are dropped and counted. The
@@ -27,10 +34,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
+import marshal
 import os
 import signal
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final
@@ -42,17 +52,21 @@ from ferryman.apps.storage.channel import (
     LOG,
     OUTAGE,
     STORED,
+    batch_size_of,
     encode,
     read_frame,
-    read_sized_frame,
+    read_raw_frame,
 )
 from ferryman.apps.storage.database import clean, insert_statements, words, write_batch
+from ferryman.apps.storage.load import BUSY, ProxyCPU
 from ferryman.apps.storage.migrate import create_engine
 from ferryman.apps.storage.rows import Batch, build_batch
 from ferryman.apps.storage.settings import StorageSettings
 
 __all__ = [
     "DISCARD_ENV",
+    "MEASURE",
+    "MEASURE_EVERY",
     "RETRY_MAX",
     "RETRY_MIN",
     "DatabaseWriter",
@@ -64,6 +78,11 @@ __all__ = [
 #: The writer's pauses between attempts while the database is unreachable.
 RETRY_MIN: Final = 0.5
 RETRY_MAX: Final = 30.0
+
+#: Seconds over which the writer measures the proxy's CPU use (writing nothing meanwhile),
+#: and seconds it writes between two measurements while the proxy is not saturated.
+MEASURE: Final = 0.5
+MEASURE_EVERY: Final = 2.0
 
 #: Set (to anything), the writer counts what it receives as dropped and writes nothing: for
 #: ``benchmarks/storage_bench.py``'s ``discard`` case, which measures what recording costs
@@ -86,12 +105,24 @@ class DatabaseWriter:
         self.dropped = 0
         #: Whether the database answered the last write (the proxy says how it was at start).
         self.available = available
-        #: Records, each with its share of the bytes of the frame it came in, and their sum.
-        self._queue: deque[tuple[Sequence[Any], int]] = deque()
+        #: Batches as they came, marshalled, with their record counts, and their bytes' sum.
+        #: Kept as bytes until taken: a backlog of records as tuples made every garbage
+        #: collection walk all of them (most of the writer's time, behind on a busy machine).
+        self._queue: deque[tuple[bytes, int]] = deque()
         self._queued_bytes = 0
+        self._queued_records = 0
         self._pending: tuple[int, Batch] | None = None
         self._ready = asyncio.Event()
         self._ending = asyncio.Event()
+        #: The proxy's CPU time, where it can be read (see :meth:`watch_proxy`).
+        self.proxy_cpu: ProxyCPU | None = None
+        #: Whether the proxy was saturated when last measured, and since when the writer
+        #: holds for it.
+        self.saturated = False
+        self._held_since: float | None = None
+        #: Set while a measurement needs the writer not to write; a batch being written.
+        self._measuring = False
+        self._writing = False
         self._header_names = settings.header_names
         self._json_keys = settings.json_keys
         self._statements: tuple[str, str, str] | None = None
@@ -100,24 +131,40 @@ class DatabaseWriter:
     def held(self) -> int:
         """Records in memory: queued, and the batch being written."""
         pending = self._pending
-        return len(self._queue) + (0 if pending is None else pending[0])
+        return self._queued_records + (0 if pending is None else pending[0])
 
-    def add(self, records: list[Sequence[Any]], size: int) -> None:
-        """A batch from the proxy (``size``: its frame's bytes): kept while the queue holds at
-        most ``backlog_size`` bytes, the rest dropped."""
-        if not records:
+    def add(self, frame: bytes) -> None:
+        """A batch from the proxy, as its frame's marshalled bytes: kept while the queue
+        holds at most ``backlog_size`` bytes; the records beyond are dropped and counted."""
+        count = batch_size_of(frame)
+        if not count:
             return
-        weight = max(size // len(records), 1)
+        weight = max(len(frame) // count, 1)
         room = (self.settings.backlog_size - self._queued_bytes) // weight
-        if len(records) > room:
+        if count > room:
             kept = max(room, 0)
-            lost = len(records) - kept
-            records = records[:kept]
-            self.dropped += lost
-            self.report(FULL, lost)
-        self._queued_bytes += weight * len(records)
-        self._queue.extend((record, weight) for record in records)
+            self.dropped += count - kept
+            self.report(FULL, count - kept)
+            if not kept:
+                return
+            frame = marshal.dumps(marshal.loads(frame)[:kept])
+            count = kept
+        self._queued_bytes += len(frame)
+        self._queued_records += count
+        self._queue.append((frame, count))
         self._ready.set()
+
+    def _take(self, batch_size: int) -> list[Sequence[Any]]:
+        """Whole frames from the queue's head, unmarshalled, until ``batch_size`` records
+        (the proxy sends at most that many in one)."""
+        queue = self._queue
+        taken: list[Sequence[Any]] = []
+        while queue and len(taken) < batch_size:
+            frame, count = queue.popleft()
+            self._queued_bytes -= len(frame)
+            self._queued_records -= count
+            taken += marshal.loads(frame)
+        return taken
 
     def end(self) -> None:
         """The input ended: write what is held, then :meth:`run` returns."""
@@ -136,11 +183,13 @@ class DatabaseWriter:
                     self._ready.clear()
                     await self._ready.wait()
                     continue
-                taken = []
-                for _ in range(min(batch_size, len(queue))):
-                    record, weight = queue.popleft()
-                    self._queued_bytes -= weight
-                    taken.append(record)
+                # (Not once the input ended: a set event's wait returns without yielding.)
+                if not self._ending.is_set() and (self._measuring or self._holding()):
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(0.05 if self._measuring else MEASURE):
+                            await self._ending.wait()
+                    continue
+                taken = self._take(batch_size)
                 try:
                     self._pending = (
                         len(taken),
@@ -151,6 +200,7 @@ class DatabaseWriter:
                     self.report(LOG, (logging.ERROR, f"storage: unreadable records ({exc!r})"))
                     continue
             count, batch = self._pending
+            self._writing = True
             try:
                 async with asyncio.timeout(self.settings.timeout):
                     await self._write(batch)
@@ -160,11 +210,12 @@ class DatabaseWriter:
                 if self.available:
                     self.available = False
                     self.report(OUTAGE, words(exc))
+                self._writing = False
                 if self._ending.is_set():  # the proxy stops or died: nobody waits for retries
                     self.dropped += self.held
                     self._pending = None
                     queue.clear()
-                    self._queued_bytes = 0
+                    self._queued_bytes = self._queued_records = 0
                     self.report(STORED, None)
                     return
                 with contextlib.suppress(TimeoutError):
@@ -172,6 +223,7 @@ class DatabaseWriter:
                         await self._ending.wait()
                 pause = min(pause * 2, RETRY_MAX)
                 continue
+            self._writing = False
             self._pending = None
             self.recorded += count
             pause = RETRY_MIN
@@ -180,6 +232,47 @@ class DatabaseWriter:
             else:
                 self.available = True
                 self.report(BACK, None)
+
+    def _holding(self) -> bool:
+        """Whether to hold the queue instead of writing now: while the proxy is saturated
+        (:mod:`.load`), for at most ``hold_under_load`` seconds in a row and while the queue
+        holds less than half of ``backlog_size``; never once the input ended. Storing costs
+        the database about as much CPU again as the writer (a PostgreSQL server's is not at
+        the writer's low priority), and taken while the proxy is saturated, that CPU is
+        taken from the traffic; held, it is spent when the load eases. A load that lasts
+        longer is written through, as if nothing were held (nothing is dropped for it)."""
+        if not self.saturated or self._ending.is_set():
+            self._held_since = None
+            return False
+        if self._queued_bytes * 2 >= self.settings.backlog_size:
+            return False
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        return now - self._held_since < self.settings.hold_under_load
+
+    async def watch_proxy(self) -> None:
+        """Measures whether the proxy is saturated: over :data:`MEASURE` seconds in which
+        the writer writes nothing (its writes, and the database's work for them, slow the
+        proxy down on a busy machine: measured while they run, a saturated proxy looks less
+        busy than it is). While the writer holds, it measures again at once; otherwise it
+        writes for :data:`MEASURE_EVERY` seconds between two measurements."""
+        while (cpu := self.proxy_cpu) is not None and not self._ending.is_set():
+            if not self._holding():
+                self._measuring = True
+                while self._writing:  # the batch being written finishes
+                    await asyncio.sleep(0.01)
+            try:
+                share = await cpu.share(MEASURE)
+            except (OSError, ValueError, IndexError):  # the proxy is gone: the input ends
+                self.proxy_cpu = None
+                share = 0.0
+            finally:
+                self._measuring = False
+            self.saturated = share >= BUSY
+            if not self._holding():
+                await asyncio.sleep(MEASURE_EVERY)
+        self.saturated = False
 
     async def _write(self, batch: Batch) -> None:
         statements = self._statements
@@ -237,20 +330,25 @@ async def serve(input_fd: int, output_fd: int) -> int:
             output.write(body)
 
     writer = DatabaseWriter(settings, report, available=available)
+    # What exists now (modules, the engine) lives as long as the process: kept out of the
+    # collector's walks, which then see only the batches in flight.
+    gc.freeze()
+    if settings.hold_under_load:
+        writer.proxy_cpu = ProxyCPU.open(os.getppid())
     report(HELLO, os.getpid())
     writing = asyncio.create_task(writer.run(), name="ferryman storage writer")
     janitor = asyncio.create_task(writer.janitor(), name="ferryman storage janitor")
+    watching = asyncio.create_task(writer.watch_proxy(), name="ferryman storage load")
 
     discard = bool(os.environ.get(DISCARD_ENV))
 
     async def receive() -> None:
-        while (frame := await read_sized_frame(reader)) is not None:
-            batch, size = frame
+        while (frame := await read_raw_frame(reader)) is not None:
             if discard:
-                writer.dropped += len(batch)
+                writer.dropped += batch_size_of(frame)
                 report(STORED, None)
             else:
-                writer.add(batch, size)
+                writer.add(frame)
         writer.end()
 
     receiving = asyncio.create_task(receive())
@@ -264,9 +362,9 @@ async def serve(input_fd: int, output_fd: int) -> int:
         print(f"ferryman storage writer: {exc!r}", file=sys.stderr)
         status = 1
     finally:
-        for task in (receiving, janitor, writing):
+        for task in (receiving, janitor, watching, writing):
             task.cancel()
-        for task in (receiving, janitor, writing):
+        for task in (receiving, janitor, watching, writing):
             with contextlib.suppress(BaseException):
                 await task
         with contextlib.suppress(Exception):

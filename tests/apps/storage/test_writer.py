@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import marshal
 import os
 import signal
 import time
@@ -142,11 +143,18 @@ async def test_the_writer_holds_at_most_backlog_size_bytes_and_counts_the_rest()
     settings = StorageSettings(url="sqlite:////nonexistent/x.db", backlog_size=1000)
     writer = DatabaseWriter(settings, lambda event, detail: reports.append((event, detail)))
     try:
-        writer.add([("x",)] * 5, 1500)  # 300 bytes a record: three fit
+        # Each record its own (marshal writes a repeated object once): ~300 bytes a record.
+        frame = marshal.dumps([("x" * 290 + str(n),) for n in range(5)])
+        assert 1450 < len(frame) < 1550
+        writer.add(frame)  # three fit
         assert (writer.held, writer.dropped) == (3, 2)
         assert reports == [(FULL, 2)]
-        writer.add([("y",)], 100)  # 100 more bytes still fit
-        writer.add([("z",)], 200)  # these do not
+        writer.add(marshal.dumps([("y" * 50,)]))  # fewer bytes still fit
+        writer.add(marshal.dumps([("z" * 500,)]))  # these do not
         assert (writer.held, writer.dropped) == (4, 3)
+        taken = writer._take(10)  # what is kept is what came, in order
+        assert [row[0][:1] for row in taken] == ["x", "x", "x", "y"]
+        assert taken[2][0] == "x" * 290 + "2"
+        assert writer.held == 0
     finally:
         await writer.engine.dispose()
