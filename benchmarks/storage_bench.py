@@ -255,6 +255,15 @@ def main() -> None:
             [f"storage.url=sqlite:///{workdir}/l.db", "storage.endpoints.api.record=none"],
             None,
         ),
+        # The writer writing as records come, even while the proxy is saturated.
+        "sqlite-nohold": (
+            [f"storage.url=sqlite:///{workdir}/nh.db", "storage.hold_under_load=0"],
+            f"sqlite:///{workdir}/nh.db",
+        ),
+        "postgresql-nohold": (
+            [f"storage.url={base}/{pg_name}", "storage.hold_under_load=0"],
+            f"{base}/{pg_name}",
+        ),
         "headers": (
             [f"storage.url=sqlite:///{workdir}/h.db", "storage.endpoints.api.record=headers"],
             f"sqlite:///{workdir}/h.db",
@@ -264,14 +273,14 @@ def main() -> None:
     nginx, upstream = start_nginx(workdir)
     runs: dict[str, list[tuple[float, int, int | None, float, float]]] = {n: [] for n in wanted}
     try:
-        if "postgresql" in wanted:
+        if any(name.startswith("postgresql") for name in wanted):
             asyncio.run(pg_admin(args.pg, f'CREATE DATABASE "{pg_name}"'))
         for _ in range(args.repeat):  # rounds: the machine's drift falls on every case alike
             for name in wanted:
                 runs[name].append(run_case(name, cases[name], upstream, env, args))
     finally:
         stop(nginx)
-        if "postgresql" in wanted:
+        if any(name.startswith("postgresql") for name in wanted):
             asyncio.run(pg_admin(args.pg, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
         shutil.rmtree(workdir, ignore_errors=True)
     report(runs, args)

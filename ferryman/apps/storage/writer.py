@@ -120,6 +120,8 @@ class DatabaseWriter:
         #: holds for it.
         self.saturated = False
         self._held_since: float | None = None
+        #: A hold ended: writing until the queue is empty, neither holding nor measuring.
+        self._draining = False
         #: Set while a measurement needs the writer not to write; a batch being written.
         self._measuring = False
         self._writing = False
@@ -239,25 +241,48 @@ class DatabaseWriter:
         holds less than half of ``backlog_size``; never once the input ended. Storing costs
         the database about as much CPU again as the writer (a PostgreSQL server's is not at
         the writer's low priority), and taken while the proxy is saturated, that CPU is
-        taken from the traffic; held, it is spent when the load eases. A load that lasts
-        longer is written through, as if nothing were held (nothing is dropped for it)."""
-        if not self.saturated or self._ending.is_set():
-            self._held_since = None
+        taken from the traffic; held, it is spent when the load eases.
+
+        Once a hold ends, for any of these reasons, the writer writes until it has caught up
+        (its queue is empty) before it holds again: a saturation that outlasts the hold is
+        written through, the writer's CPU slowing the proxy as much as it must for nothing
+        to be dropped, as if nothing had been held."""
+        if self._ending.is_set():
+            self._stop_holding()
             return False
-        if self._queued_bytes * 2 >= self.settings.backlog_size:
-            return False
+        if self._draining:
+            if self._queue:
+                return False
+            self._draining = False  # caught up
         now = time.monotonic()
-        if self._held_since is None:
+        held_since = self._held_since
+        if (
+            not self.saturated
+            or self._queued_bytes * 2 >= self.settings.backlog_size
+            or (held_since is not None and now - held_since >= self.settings.hold_under_load)
+        ):
+            self._stop_holding()
+            return False
+        if held_since is None:
             self._held_since = now
-        return now - self._held_since < self.settings.hold_under_load
+        return True
+
+    def _stop_holding(self) -> None:
+        if self._held_since is not None:
+            self._held_since = None
+            self._draining = True
 
     async def watch_proxy(self) -> None:
         """Measures whether the proxy is saturated: over :data:`MEASURE` seconds in which
         the writer writes nothing (its writes, and the database's work for them, slow the
         proxy down on a busy machine: measured while they run, a saturated proxy looks less
         busy than it is). While the writer holds, it measures again at once; otherwise it
-        writes for :data:`MEASURE_EVERY` seconds between two measurements."""
+        writes for :data:`MEASURE_EVERY` seconds between two measurements, and does not
+        measure while it catches up after a hold."""
         while (cpu := self.proxy_cpu) is not None and not self._ending.is_set():
+            if self._draining and self._queue:  # catching up: nothing to decide meanwhile
+                await asyncio.sleep(MEASURE_EVERY)
+                continue
             if not self._holding():
                 self._measuring = True
                 while self._writing:  # the batch being written finishes
