@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import os
 import signal
 import socket
@@ -128,6 +129,9 @@ async def serve(
         logger.info(
             "serving (pid %d); %s stops it", os.getpid(), "SIGTERM" if supervised else "Ctrl-C"
         )
+        # Everything built so far (modules, the system, its applications) lives as long as
+        # the process: kept out of the collector's full walks, whose length grew with it.
+        gc.freeze()
         if ready_fd is not None:
             with suppress(OSError):  # the supervisor is gone: the watchdog will notice
                 os.write(ready_fd, b"ready\n")
