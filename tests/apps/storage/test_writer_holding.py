@@ -8,6 +8,7 @@ the writer reads its load from ``/proc`` as it reads its real proxy's.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import marshal
 import os
 import signal
@@ -15,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,20 @@ async def started_writer(tmp_path: Path, pid: int, **settings: Any) -> DatabaseW
     return writer
 
 
+@contextlib.asynccontextmanager
+async def running(writer: DatabaseWriter) -> AsyncIterator[DatabaseWriter]:
+    """The writer writing and watching its proxy; ended, stopped and disposed after."""
+    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(writer.watch_proxy())]
+    try:
+        yield writer
+    finally:
+        writer.end()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await writer.engine.dispose()
+
+
 async def wait_until(condition: Any, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -75,9 +90,7 @@ async def wait_until(condition: Any, timeout: float) -> bool:
 async def test_the_writer_holds_while_the_proxy_is_saturated_and_writes_when_it_eases(
     tmp_path: Path, busy_proxy: subprocess.Popen[bytes]
 ) -> None:
-    writer = await started_writer(tmp_path, busy_proxy.pid)
-    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(writer.watch_proxy())]
-    try:
+    async with running(await started_writer(tmp_path, busy_proxy.pid)) as writer:
         assert await wait_until(lambda: writer.saturated, SETTLE)
         writer.add(records(5))
         await asyncio.sleep(SETTLE)
@@ -85,31 +98,17 @@ async def test_the_writer_holds_while_the_proxy_is_saturated_and_writes_when_it_
         busy_proxy.send_signal(signal.SIGSTOP)  # the load eases
         assert await wait_until(lambda: writer.recorded == 5, SETTLE + MEASURE)
         assert not writer.saturated
-    finally:
-        busy_proxy.send_signal(signal.SIGCONT)
-        writer.end()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await writer.engine.dispose()
 
 
 async def test_a_saturation_longer_than_hold_under_load_is_written_through(
     tmp_path: Path, busy_proxy: subprocess.Popen[bytes]
 ) -> None:
     writer = await started_writer(tmp_path, busy_proxy.pid, hold_under_load=1.0)
-    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(writer.watch_proxy())]
-    try:
+    async with running(writer):
         assert await wait_until(lambda: writer.saturated, SETTLE)
         writer.add(records(5))
         assert await wait_until(lambda: writer.recorded == 5, 1.0 + SETTLE)
         assert writer.saturated  # still: written through, not because it eased
-    finally:
-        writer.end()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await writer.engine.dispose()
 
 
 async def test_the_writer_holds_at_most_half_its_backlog(
@@ -117,17 +116,10 @@ async def test_the_writer_holds_at_most_half_its_backlog(
 ) -> None:
     frame = records(5)
     writer = await started_writer(tmp_path, busy_proxy.pid, backlog_size=len(frame) * 2)
-    tasks = [asyncio.create_task(writer.run()), asyncio.create_task(writer.watch_proxy())]
-    try:
+    async with running(writer):
         assert await wait_until(lambda: writer.saturated, SETTLE)
         writer.add(frame)  # half the backlog: written although the proxy is saturated
         assert await wait_until(lambda: writer.recorded == 5, SETTLE)
-    finally:
-        writer.end()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await writer.engine.dispose()
 
 
 def test_what_is_held_is_written_when_the_input_ends_even_while_measuring(
