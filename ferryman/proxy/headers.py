@@ -281,7 +281,7 @@ def _classify_upstream(name: bytes, rules: HeaderRules) -> int:
         if lower[:6] == b"proxy-" or lower[:15] == TAG_PREFIX:
             # (``X-Ferryman-Tag-*`` tag the transaction: ferryman's, not the upstream's)
             kind = _DROP
-        elif b"_" not in lower:
+        elif 0x5F not in lower:  # "_" as a number: one memchr (see targets._DOT)
             kind = _COPY
         elif not rules.underscores:
             kind = _DROP

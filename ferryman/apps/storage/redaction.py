@@ -122,7 +122,7 @@ class JsonRedactor:
         if (
             pattern is not None
             and body.isascii()
-            and b"\\" not in body
+            and body.find(b"\\") < 0  # (find: see rows._Builder.head)
             and pattern.search(body.lower()) is None
         ):
             return body

@@ -283,11 +283,11 @@ class DatabaseWriter:
             if self._draining and self._queue:  # catching up: nothing to decide meanwhile
                 await asyncio.sleep(MEASURE_EVERY)
                 continue
-            if not self._holding():
-                self._measuring = True
-                while self._writing:  # the batch being written finishes
-                    await asyncio.sleep(0.01)
             try:
+                if not self._holding():
+                    self._measuring = True
+                    while self._writing:  # the batch being written finishes
+                        await asyncio.sleep(0.01)
                 share = await cpu.share(MEASURE)
             except (OSError, ValueError, IndexError):  # the proxy is gone: the input ends
                 self.proxy_cpu = None
