@@ -15,7 +15,7 @@ what it receives instead of writing it, for up to ``hold_under_load`` seconds in
 of ``backlog_size``, and writes it when the load eases: the CPU that storing costs (the
 writer's, and a database server's, which does not run at the writer's low priority) is then not
 taken from the traffic. A burst is recorded whole, a little later; a longer saturation is
-written through as it comes.
+written through as it comes, as without a hold.
 
 A database that is down or slow never holds the proxy back: the writer keeps the batch it could
 not write and tries again with a growing pause (0.5 s to 30 s), while what arrives meanwhile
@@ -245,8 +245,10 @@ class DatabaseWriter:
 
         Once a hold ends, for any of these reasons, the writer writes until it has caught up
         (its queue is empty) before it holds again: a saturation that outlasts the hold is
-        written through, the writer's CPU slowing the proxy as much as it must for nothing
-        to be dropped, as if nothing had been held."""
+        written through as if nothing had been held, the writer taking the CPU its low
+        priority gets. (Where that is less than storing every request needs, the queue
+        reaches ``backlog_size`` and the rest is dropped and counted, with or without a
+        hold: ``benchmarks/storage_bench.py --duration 45`` on 2 CPUs and SQLite.)"""
         if self._ending.is_set():
             self._stop_holding()
             return False
