@@ -370,13 +370,15 @@ async def serve(input_fd: int, output_fd: int) -> int:
     discard = bool(os.environ.get(DISCARD_ENV))
 
     async def receive() -> None:
-        while (frame := await read_raw_frame(reader)) is not None:
-            if discard:
-                writer.dropped += batch_size_of(frame)
-                report(STORED, None)
-            else:
-                writer.add(frame)
-        writer.end()
+        try:
+            while (frame := await read_raw_frame(reader)) is not None:
+                if discard:
+                    writer.dropped += batch_size_of(frame)
+                    report(STORED, None)
+                else:
+                    writer.add(frame)
+        finally:  # (a frame out of step ends the input too: nothing after it can be read)
+            writer.end()
 
     receiving = asyncio.create_task(receive())
     status = 0
@@ -385,6 +387,8 @@ async def serve(input_fd: int, output_fd: int) -> int:
         if writing.done() and writing.exception() is not None:
             raise writing.exception()  # type: ignore[misc]
         await writing
+        if receiving.done() and receiving.exception() is not None:
+            raise receiving.exception()  # type: ignore[misc]
     except Exception as exc:
         print(f"ferryman storage writer: {exc!r}", file=sys.stderr)
         status = 1

@@ -158,3 +158,40 @@ async def test_the_writer_holds_at_most_backlog_size_bytes_and_counts_the_rest()
         assert writer.held == 0
     finally:
         await writer.engine.dispose()
+
+
+async def test_a_frame_out_of_step_ends_the_writer_after_it_stored_what_it_held(
+    tmp_path: Path,
+) -> None:
+    """A frame that is not a batch (the pipe out of step): the writer stores the batches
+    it had, says why on stderr and exits with status 1, instead of waiting for more."""
+    from ferryman.apps.storage.channel import encode, read_frame
+    from ferryman.apps.storage.migrate import migrate
+    from ferryman.apps.storage.writer import serve
+
+    url = f"sqlite:///{tmp_path}/step.db"
+    settings = StorageSettings(url=url, hold_under_load=0)
+    writer = DatabaseWriter(settings, lambda event, detail: None)
+    await migrate(writer.engine, url)
+    await writer.engine.dispose()
+    record = (
+        None, "api", b"GET", b"/", [(b"Host", b"x")], "1.1", ("127.0.0.1", 1), None,
+        "http://127.0.0.1:1", b"GET / HTTP/1.1", False, 200, b"OK", b"Content-Length: 0\r\n",
+        None, None, time.time(), 1.0, 1.0, 1.0, 1.0, 1.0, 0, 0, None, None, False, False, None,
+    )  # fmt: skip
+    to_writer, writer_input = os.pipe()[::-1]
+    reports_output, reports = os.pipe()[::-1]
+    with os.fdopen(to_writer, "wb") as pipe:
+        for value in ((settings.model_dump_json(), True), [record] * 3, 42):  # 42: no batch
+            head, body = encode(value)
+            pipe.write(head + body)
+    status = await asyncio.wait_for(serve(writer_input, reports_output), 20)
+    assert status == 1
+    reader = asyncio.StreamReader()
+    with os.fdopen(reports, "rb") as file:
+        reader.feed_data(file.read())
+    reader.feed_eof()
+    last = None
+    while (report := await read_frame(reader)) is not None:
+        last = report
+    assert last is not None and last[0] == 3  # recorded
